@@ -1,0 +1,56 @@
+# anju — every target performs the set-up it needs, idempotently.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SECONDS ?= 60
+
+.PHONY: demo test test-fast lint services bench clean distclean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# Debian's mosquitto and influxdb (1.6.7, v1 API) when their binaries are missing.
+services:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v mosquitto_passwd >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
+	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing with apt-get"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "anju needs Mosquitto and InfluxDB 1.x:$$missing is missing."; \
+	    echo "Install them, e.g. 'brew install mosquitto influxdb@1', and run make again."; \
+	    exit 1; \
+	  fi; \
+	fi
+
+demo: $(STAMP) services
+	$(BIN)/anju demo --seconds $(SECONDS)
+
+test: $(STAMP) services
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration"
+
+lint: $(STAMP)
+	$(BIN)/ruff check anju tests
+	$(BIN)/mypy anju
+
+bench: $(STAMP) services
+	$(BIN)/anju bench rules
+	$(BIN)/anju bench ingest
+
+clean:
+	rm -rf .anju .pytest_cache .mypy_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV)
