@@ -1,0 +1,140 @@
+"""Columnar batches: decoded readings as numpy columns plus a device index.
+
+Inside anju a batch is columns, not objects: the rule engine and the InfluxDB encoder
+work on whole arrays. Every numeric, boolean and enum field is a float64 column with
+NaN for "not measured" (booleans 0/1, enums their index in ``choices``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from anju.devices.kinds import KINDS
+from anju.devices.spec import KindSpec
+
+__all__ = ["Batch", "BatchBuilder", "KindBatch"]
+
+
+@dataclass
+class KindBatch:
+    """The readings of one kind in a batch, in arrival order."""
+
+    kind: KindSpec
+    device: np.ndarray  # int32, registry index
+    ts: np.ndarray  # int64 ms
+    seq: np.ndarray  # int64, -1 when absent
+    values: np.ndarray  # float64 (n, len(kind.columns))
+    extras: list[dict[str, Any]] = field(default_factory=list)  # non-columnar (camera track)
+    extra_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, _column_pos(self.kind, name)]
+
+    def take(self, rows: np.ndarray) -> KindBatch:
+        """A new batch of the given rows (in the given order)."""
+        extras, extra_rows = [], []
+        if len(self.extra_rows):
+            where = {int(r): i for i, r in enumerate(self.extra_rows)}
+            for new, old in enumerate(rows.tolist()):
+                if old in where:
+                    extras.append(self.extras[where[old]])
+                    extra_rows.append(new)
+        return KindBatch(self.kind, self.device[rows], self.ts[rows], self.seq[rows],
+                         self.values[rows], extras, np.asarray(extra_rows, dtype=np.int64))
+
+    def sorted_by_time(self) -> KindBatch:
+        """Stable sort by ts: ties keep arrival order."""
+        order = np.argsort(self.ts, kind="stable")
+        if len(order) and (order == np.arange(len(order))).all():
+            return self
+        return self.take(order)
+
+
+_POS_CACHE: dict[str, dict[str, int]] = {}
+
+
+def _column_pos(kind: KindSpec, name: str) -> int:
+    pos = _POS_CACHE.get(kind.name)
+    if pos is None:
+        pos = {f.name: i for i, f in enumerate(kind.columns)}
+        _POS_CACHE[kind.name] = pos
+    return pos[name]
+
+
+@dataclass
+class Batch:
+    """Readings of every kind decoded from a run of messages."""
+
+    kinds: dict[str, KindBatch]
+    messages: int = 0
+
+    @property
+    def readings(self) -> int:
+        return sum(len(kb) for kb in self.kinds.values())
+
+    def __bool__(self) -> bool:
+        return any(len(kb) for kb in self.kinds.values())
+
+
+class _KindRows:
+    __slots__ = ("device", "extra_rows", "extras", "pos", "rows", "seq", "spec", "ts", "width")
+
+    def __init__(self, spec: KindSpec) -> None:
+        self.spec = spec
+        self.pos = {f.name: i for i, f in enumerate(spec.columns)}
+        self.width = len(self.pos)
+        self.device: list[int] = []
+        self.ts: list[int] = []
+        self.seq: list[int] = []
+        self.rows: list[list[float]] = []
+        self.extras: list[dict[str, Any]] = []
+        self.extra_rows: list[int] = []
+
+
+class BatchBuilder:
+    """Accumulates validated readings row by row; :meth:`build` turns them into columns."""
+
+    def __init__(self) -> None:
+        self._kinds = {name: _KindRows(spec) for name, spec in KINDS.items()}
+        self.messages = 0
+        self.readings = 0
+
+    def add(self, kind: str, device: int, ts: int, seq: int, row: list[float],
+            extra: dict[str, Any] | None = None) -> None:
+        k = self._kinds[kind]
+        if extra:
+            k.extra_rows.append(len(k.ts))
+            k.extras.append(extra)
+        k.device.append(device)
+        k.ts.append(ts)
+        k.seq.append(seq)
+        k.rows.append(row)
+        self.readings += 1
+
+    def new_row(self, kind: str) -> tuple[list[float], dict[str, int]]:
+        k = self._kinds[kind]
+        return [np.nan] * k.width, k.pos
+
+    def build(self) -> Batch:
+        out: dict[str, KindBatch] = {}
+        for name, k in self._kinds.items():
+            if not k.ts:
+                continue
+            out[name] = KindBatch(
+                kind=k.spec,
+                device=np.asarray(k.device, dtype=np.int32),
+                ts=np.asarray(k.ts, dtype=np.int64),
+                seq=np.asarray(k.seq, dtype=np.int64),
+                values=np.asarray(k.rows, dtype=np.float64).reshape(len(k.ts), k.width),
+                extras=k.extras,
+                extra_rows=np.asarray(k.extra_rows, dtype=np.int64),
+            )
+        batch = Batch(out, self.messages)
+        self.__init__()  # type: ignore[misc]  # reuse: start a fresh batch
+        return batch

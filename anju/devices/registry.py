@@ -1,0 +1,475 @@
+"""The site registry (CONTRACT.md §3): estates, buildings, teams and devices.
+
+``site.yaml`` and ``devices.csv`` (and optionally ``gateways.csv``) are validated with
+errors that name the file, the line and the field. Devices get a dense integer index; the
+rule engine keeps its per-device state in arrays indexed by it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from anju.devices.kinds import KIND_CODES, KINDS
+from anju.errors import RegistryError
+
+__all__ = [
+    "ID_RE",
+    "Building",
+    "DeviceTable",
+    "Estate",
+    "Site",
+    "Team",
+    "load_site",
+]
+
+ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+Role = Literal["property", "fire", "supervisor"]
+
+
+# -- site.yaml, validated by pydantic ------------------------------------------------------
+class _BuildingModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=_ID_PATTERN)
+    floors: int = Field(ge=1, le=300)
+    floor_height_m: float = Field(3.0, gt=1.5, le=10)
+    basements: int = Field(0, ge=0, le=20)
+    name: str | None = None
+
+
+class _EstateModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=_ID_PATTERN)
+    name: str = ""
+    district: str = ""
+    street: str = ""
+    buildings: list[_BuildingModel] = Field(min_length=1)
+
+
+class _TeamModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=_ID_PATTERN)
+    role: Role
+    estates: list[str] = Field(min_length=1)
+    webhook: str | None = None
+    secret_env: str | None = None
+    token_env: str | None = None
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("webhook must be an http(s) URL")
+        return v
+
+
+class _EscalationModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unacknowledged_after_s: float = Field(300, gt=0)
+
+
+class _SiteModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    estates: list[_EstateModel] = Field(min_length=1)
+    teams: list[_TeamModel] = []
+    escalation: _EscalationModel = _EscalationModel()
+    rules: dict[str, dict[str, Any]] = {}  # per-site rule overrides: {rule_id: {param: value}}
+
+
+# -- what the rest of anju sees -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Building:
+    index: int  # dense, across the whole site
+    id: str
+    estate: str
+    floors: int
+    floor_height_m: float
+    basements: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Estate:
+    index: int  # position in site.yaml: the partition key
+    id: str
+    name: str
+    district: str
+    street: str
+    buildings: dict[str, Building]
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: str
+    role: Role
+    estates: tuple[str, ...]
+    webhook: str | None
+    secret_env: str | None
+    token_env: str | None
+
+    def covers(self, estate: str) -> bool:
+        return "*" in self.estates or estate in self.estates
+
+    def secret(self) -> bytes | None:
+        """The HMAC key from the environment, or None when unset."""
+        value = os.environ.get(self.secret_env) if self.secret_env else None
+        return value.encode() if value else None
+
+    def token(self) -> str | None:
+        return (os.environ.get(self.token_env) or None) if self.token_env else None
+
+
+@dataclass
+class DeviceTable:
+    """Devices as columns, indexed by a dense integer (their row in devices.csv)."""
+
+    ids: list[str]
+    index: dict[str, int]
+    kind: np.ndarray  # int8 kind code (KIND_CODES)
+    estate: np.ndarray  # int32 estate index
+    building: np.ndarray  # int32 building index (site-wide)
+    floor: np.ndarray  # float64, NaN when unknown
+    zone: list[str | None]
+    params: dict[str, np.ndarray]  # param name → float64 per device, NaN when not set
+    lines: list[int] = field(default_factory=list)  # devices.csv line of each device
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def of_kind(self, kind: str) -> np.ndarray:
+        """Indices of the devices of one kind."""
+        return np.flatnonzero(self.kind == KIND_CODES[kind])
+
+    def param(self, name: str) -> np.ndarray:
+        return self.params.get(name, np.full(len(self.ids), np.nan))
+
+
+@dataclass
+class Site:
+    root: Path
+    estates: dict[str, Estate]
+    buildings: list[Building]
+    teams: list[Team]
+    unacknowledged_after_s: float
+    devices: DeviceTable
+    gateways: dict[str, tuple[str, str]]  # gateway → (estate, building)
+    rule_overrides: dict[str, dict[str, Any]]
+    load_s: float = 0.0
+
+    def building(self, estate: str, building: str) -> Building | None:
+        e = self.estates.get(estate)
+        return e.buildings.get(building) if e else None
+
+    def teams_for(self, estate: str, roles: tuple[str, ...] | list[str]) -> list[Team]:
+        return [t for t in self.teams if t.role in roles and t.covers(estate)]
+
+    def estate_ids(self) -> list[str]:
+        return list(self.estates)
+
+    def summary(self) -> dict[str, Any]:
+        codes = np.bincount(self.devices.kind, minlength=len(KINDS)) if len(self.devices) else []
+        return {
+            "estates": len(self.estates),
+            "buildings": len(self.buildings),
+            "devices": len(self.devices),
+            "by_kind": {k: int(codes[c]) if len(codes) else 0 for k, c in KIND_CODES.items()},
+            "load_s": round(self.load_s, 4),
+        }
+
+
+# -- loading --------------------------------------------------------------------------------
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that remembers the line of every mapping, for error messages."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _strip_lines(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_lines(v) for k, v in obj.items() if k != "__line__"}
+    if isinstance(obj, list):
+        return [_strip_lines(v) for v in obj]
+    return obj
+
+
+def _line_of(raw: Any, loc: tuple[int | str, ...]) -> int | None:
+    """The line of the deepest mapping on the path ``loc`` of a pydantic error."""
+    line = raw.get("__line__") if isinstance(raw, dict) else None
+    node = raw
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(node, dict) and "__line__" in node:
+            line = node["__line__"]
+    return line
+
+
+def _load_site_yaml(path: Path) -> tuple[_SiteModel, Any]:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RegistryError(name, None, None, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise RegistryError(name, None, None, f"not UTF-8 ({exc.reason})") from None
+    try:
+        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RegistryError(name, mark.line + 1 if mark else None, None,
+                            f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise RegistryError(name, 1, None, "expected a mapping with 'estates'")
+    try:
+        model = _SiteModel.model_validate(_strip_lines(raw))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        raise RegistryError(name, _line_of(raw, loc), ".".join(map(str, loc)) or None,
+                            err["msg"]) from None
+    return model, raw
+
+
+def load_site(root: str | Path) -> Site:
+    """Loads and validates a site directory; raises :class:`RegistryError` on any problem."""
+    t0 = time.perf_counter()
+    root = Path(root)
+    if not root.is_dir():
+        raise RegistryError(str(root), None, None, "not a directory")
+    model, raw = _load_site_yaml(root / "site.yaml")
+    yname = str(root / "site.yaml")
+
+    estates: dict[str, Estate] = {}
+    buildings: list[Building] = []
+    for ei, (em, eraw) in enumerate(zip(model.estates, raw["estates"], strict=True)):
+        if em.id in estates:
+            raise RegistryError(yname, eraw.get("__line__"), f"estates.{ei}.id",
+                                f"duplicate estate id {em.id!r}")
+        blds: dict[str, Building] = {}
+        for bi, bm in enumerate(em.buildings):
+            if bm.id in blds:
+                line = _line_of(eraw, ("buildings", bi))
+                raise RegistryError(yname, line, f"estates.{ei}.buildings.{bi}.id",
+                                    f"duplicate building id {bm.id!r} in estate {em.id!r}")
+            b = Building(len(buildings), bm.id, em.id, bm.floors, bm.floor_height_m, bm.basements)
+            blds[bm.id] = b
+            buildings.append(b)
+        estates[em.id] = Estate(ei, em.id, em.name, em.district, em.street, blds)
+
+    teams: list[Team] = []
+    seen_teams: set[str] = set()
+    for ti, (tm, traw) in enumerate(zip(model.teams, raw.get("teams") or [], strict=True)):
+        line = traw.get("__line__") if isinstance(traw, dict) else None
+        if tm.id in seen_teams:
+            raise RegistryError(yname, line, f"teams.{ti}.id", f"duplicate team id {tm.id!r}")
+        seen_teams.add(tm.id)
+        for e in tm.estates:
+            if e != "*" and e not in estates:
+                raise RegistryError(yname, line, f"teams.{ti}.estates", f"unknown estate {e!r}")
+        teams.append(Team(tm.id, tm.role, tuple(tm.estates), tm.webhook, tm.secret_env,
+                          tm.token_env))
+
+    devices = _load_devices(root / "devices.csv", estates)
+    gateways = _load_gateways(root / "gateways.csv", estates)
+    site = Site(
+        root=root,
+        estates=estates,
+        buildings=buildings,
+        teams=teams,
+        unacknowledged_after_s=model.escalation.unacknowledged_after_s,
+        devices=devices,
+        gateways=gateways,
+        rule_overrides=model.rules,
+    )
+    site.load_s = time.perf_counter() - t0
+    return site
+
+
+_DEVICE_COLUMNS = ("device", "kind", "estate", "building", "floor", "zone", "params")
+_REQUIRED_COLUMNS = ("device", "kind", "estate", "building")
+
+
+def _load_devices(path: Path, estates: dict[str, Estate]) -> DeviceTable:
+    name = str(path)
+    try:
+        fh = path.open(encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise RegistryError(name, None, None, "file not found") from None
+    ids: list[str] = []
+    index: dict[str, int] = {}
+    kinds: list[int] = []
+    est: list[int] = []
+    bld: list[int] = []
+    floors: list[float] = []
+    zones: list[str | None] = []
+    lines: list[int] = []
+    params: dict[str, list[tuple[int, float]]] = {}
+    with fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise RegistryError(name, 1, None, "empty file: a header is required") from None
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise RegistryError(name, 1, None, f"unreadable: {exc}") from None
+        header = [h.strip().lstrip("\ufeff") for h in header]
+        for col in header:
+            if col not in _DEVICE_COLUMNS:
+                raise RegistryError(name, 1, col, f"unknown column (expected {_DEVICE_COLUMNS})")
+        for col in _REQUIRED_COLUMNS:
+            if col not in header:
+                raise RegistryError(name, 1, col, "required column missing from the header")
+        pos = {c: header.index(c) for c in header}
+        width = len(header)
+        p_floor, p_zone, p_params = pos.get("floor"), pos.get("zone"), pos.get("params")
+        line = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except UnicodeDecodeError as exc:
+                raise RegistryError(name, line + 1, None, f"not UTF-8 ({exc.reason})") from None
+            except csv.Error as exc:
+                raise RegistryError(name, reader.line_num, None, f"malformed CSV: {exc}") from None
+            line = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != width:
+                raise RegistryError(name, line, None,
+                                    f"{len(row)} columns where the header has {width}")
+            dev = row[pos["device"]]
+            if not ID_RE.fullmatch(dev):
+                raise RegistryError(name, line, "device",
+                                    f"{dev!r} is not an id of [A-Za-z0-9_-]{{1,64}}")
+            if dev in index:
+                raise RegistryError(name, line, "device",
+                                    f"duplicate device {dev!r} (first on line "
+                                    f"{lines[index[dev]]})")
+            kind = row[pos["kind"]]
+            if kind not in KINDS:
+                raise RegistryError(name, line, "kind",
+                                    f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+            e = estates.get(row[pos["estate"]])
+            if e is None:
+                raise RegistryError(name, line, "estate",
+                                    f"unknown estate {row[pos['estate']]!r} (not in site.yaml)")
+            b = e.buildings.get(row[pos["building"]])
+            if b is None:
+                raise RegistryError(name, line, "building",
+                                    f"unknown building {row[pos['building']]!r} in estate {e.id!r}")
+            floor = math.nan
+            if p_floor is not None and row[p_floor].strip():
+                try:
+                    floor = int(row[p_floor])
+                except ValueError:
+                    raise RegistryError(name, line, "floor",
+                                        f"{row[p_floor]!r} is not an integer") from None
+                if not -b.basements - 10 <= floor <= b.floors + 2:
+                    raise RegistryError(name, line, "floor",
+                                        f"floor {floor} outside building {b.id!r} "
+                                        f"(1…{b.floors})")
+            i = len(ids)
+            raw_params = row[p_params].strip() if p_params is not None else ""
+            _parse_params(name, line, kind, raw_params, i, params)
+            index[dev] = i
+            ids.append(dev)
+            kinds.append(KIND_CODES[kind])
+            est.append(e.index)
+            bld.append(b.index)
+            floors.append(floor)
+            zones.append((row[p_zone] or None) if p_zone is not None else None)
+            lines.append(line)
+    n = len(ids)
+    param_cols: dict[str, np.ndarray] = {}
+    for pname, values in params.items():
+        col = np.full(n, np.nan)
+        if values:
+            idx, vals = zip(*values, strict=True)
+            col[list(idx)] = vals
+        param_cols[pname] = col
+    return DeviceTable(
+        ids=ids,
+        index=index,
+        kind=np.asarray(kinds, dtype=np.int8),
+        estate=np.asarray(est, dtype=np.int32),
+        building=np.asarray(bld, dtype=np.int32),
+        floor=np.asarray(floors, dtype=np.float64),
+        zone=zones,
+        params=param_cols,
+        lines=lines,
+    )
+
+
+def _parse_params(name: str, line: int, kind: str, text: str, i: int,
+                  out: dict[str, list[tuple[int, float]]]) -> None:
+    spec = KINDS[kind]
+    given: dict[str, Any] = {}
+    if text:
+        try:
+            given = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise RegistryError(name, line, "params", f"invalid JSON: {exc}") from None
+        if not isinstance(given, dict):
+            raise RegistryError(name, line, "params", "must be a JSON object")
+    known = {p.name: p for p in spec.params}
+    for key, value in given.items():
+        p = known.get(key)
+        if p is None:
+            raise RegistryError(name, line, f"params.{key}",
+                                f"unknown parameter for kind {kind!r} "
+                                f"(known: {', '.join(known) or 'none'})")
+        ok = (type(value) is int) if p.type == "int" else (type(value) in (int, float))
+        if not ok or not math.isfinite(value):
+            raise RegistryError(name, line, f"params.{key}", f"{value!r} is not a finite {p.type}")
+        out.setdefault(key, []).append((i, float(value)))
+    for p in spec.params:
+        if p.required and p.name not in given:
+            raise RegistryError(name, line, f"params.{p.name}",
+                                f"required for kind {kind!r} but missing")
+
+
+def _load_gateways(path: Path, estates: dict[str, Estate]) -> dict[str, tuple[str, str]]:
+    if not path.exists():
+        return {}
+    name = str(path)
+    out: dict[str, tuple[str, str]] = {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or set(reader.fieldnames) != {"gateway", "estate", "building"}:
+            raise RegistryError(name, 1, None, "header must be gateway,estate,building")
+        for row in reader:
+            line = reader.line_num
+            gw = row["gateway"]
+            if not gw or not ID_RE.fullmatch(gw):
+                raise RegistryError(name, line, "gateway", f"{gw!r} is not a valid id")
+            if gw in out:
+                raise RegistryError(name, line, "gateway", f"duplicate gateway {gw!r}")
+            e = estates.get(row["estate"])
+            if e is None:
+                raise RegistryError(name, line, "estate", f"unknown estate {row['estate']!r}")
+            if row["building"] not in e.buildings:
+                raise RegistryError(name, line, "building",
+                                    f"unknown building {row['building']!r} in estate {e.id!r}")
+            out[gw] = (e.id, row["building"])
+    return out
