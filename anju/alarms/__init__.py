@@ -1,1 +1,57 @@
-"""alarms"""
+"""Alarms: lifecycle, routing and escalation, durable store and outbox, signed webhooks, API.
+
+The chain, assembled here in one visible place (STYLE.md, Alertmanager's notify pipeline)::
+
+    transitions ──► AlarmManager ─ route ─ de-duplicate ─ escalate (tick) ──► store.commit
+                    (lifecycle.py)  (routing.py)                              (events + outbox)
+    outbox ──► WebhookDispatcher (one worker per team: sign, POST, retry, dead-letter)
+    store  ──► make_api (list, acknowledge)        events ──► alarm_lines ──► InfluxDB
+"""
+
+from anju.alarms.api import make_api
+from anju.alarms.delivery import WebhookDispatcher
+from anju.alarms.errors import AlarmNotFound, AlarmStateError, AlarmStoreError
+from anju.alarms.influx import alarm_lines
+from anju.alarms.lifecycle import AlarmManager
+from anju.alarms.memory_store import MemoryAlarmStore
+from anju.alarms.metrics import AlarmMetrics, alarm_metrics
+from anju.alarms.model import (
+    AckRequest,
+    AlarmEvent,
+    AlarmRecord,
+    Delivery,
+    alarm_id_for,
+    delivery_id_for,
+    event_body,
+)
+from anju.alarms.retry import Backoff
+from anju.alarms.signing import signature, signed_headers, verify
+from anju.alarms.sqlite_store import SqliteAlarmStore
+from anju.alarms.store import AlarmStore, Commit
+
+__all__ = [
+    "AckRequest",
+    "AlarmEvent",
+    "AlarmManager",
+    "AlarmMetrics",
+    "AlarmNotFound",
+    "AlarmRecord",
+    "AlarmStateError",
+    "AlarmStore",
+    "AlarmStoreError",
+    "Backoff",
+    "Commit",
+    "Delivery",
+    "MemoryAlarmStore",
+    "SqliteAlarmStore",
+    "WebhookDispatcher",
+    "alarm_id_for",
+    "alarm_lines",
+    "alarm_metrics",
+    "delivery_id_for",
+    "event_body",
+    "make_api",
+    "signature",
+    "signed_headers",
+    "verify",
+]

@@ -1,15 +1,36 @@
-"""The alarm event of CONTRACT.md §4: webhook body, eval output line, API row, InfluxDB point."""
+"""The alarm event of CONTRACT.md §4: webhook body, eval output line, API row, InfluxDB point.
+
+Besides the contract's models this module holds the records the lifecycle keeps about an
+alarm (:class:`AlarmRecord`) and about one webhook delivery (:class:`Delivery`), which the
+store persists, and the derivation of the stable ids.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["EVENTS", "SEVERITIES", "AckRequest", "AlarmEvent"]
+__all__ = [
+    "EVENTS",
+    "SEVERITIES",
+    "AckRequest",
+    "AlarmEvent",
+    "AlarmRecord",
+    "AlarmState",
+    "Delivery",
+    "alarm_id_for",
+    "delivery_id_for",
+    "event_body",
+]
 
 EVENTS = ("raised", "escalated", "acknowledged", "cleared")
 SEVERITIES = ("critical", "major", "minor", "warning")
+
+AlarmState = Literal["raised", "acknowledged", "cleared"]
 
 
 class AlarmEvent(BaseModel):
@@ -42,3 +63,87 @@ class AckRequest(BaseModel):
 
     by: str
     note: str = ""
+
+
+def alarm_id_for(rule: str, subject: str, started_at: int) -> str:
+    """The stable id of an alarm: the first 20 hex digits of sha256("rule|subject|started_at").
+
+    The same transition replayed (after a crash, or in ``anju rules eval``) yields the same id,
+    which is what makes a duplicate raise recognisable.
+    """
+    return hashlib.sha256(f"{rule}|{subject}|{started_at}".encode()).hexdigest()[:20]
+
+
+def delivery_id_for(alarm_id: str, seq: int, team: str) -> str:
+    """The ``X-Anju-Delivery`` id of event ``seq`` of an alarm to one team, in UUID form.
+
+    Derived rather than random so that an event re-created after a crash before its commit
+    gets the id it would have had; it is stored with the outbox row at commit time in any case.
+    """
+    h = hashlib.sha256(f"{alarm_id}|{seq}|{team}".encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def event_body(event: AlarmEvent) -> bytes:
+    """The event as compact JSON (orjson), in the contract's field order: the webhook body."""
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    """What the store keeps about one alarm between events.
+
+    ``base`` is the ``raised`` event (its fields are copied into every later event);
+    ``last`` the newest event of any kind. ``teams`` is every team told so far (raise and
+    escalation targets): acknowledgement and clearance go to all of them.
+    """
+
+    alarm_id: str
+    rule: str
+    subject: str
+    is_event: bool
+    state: AlarmState
+    base: AlarmEvent
+    last: AlarmEvent
+    teams: tuple[str, ...]
+    seq: int  # number of events so far; the next event gets seq + 1
+    raised_ts: int
+    acked_ts: int | None = None
+    acked_by: str | None = None
+    ack_note: str | None = None
+    ack_team: str | None = None
+    cleared_ts: int | None = None
+    escalations: int = 0
+    next_escalation_ms: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "cleared"
+
+    @property
+    def estate(self) -> str:
+        return self.base.estate
+
+    def row(self) -> dict[str, Any]:
+        """The API row: the newest event (contract §4) plus the alarm's state."""
+        out = self.last.model_dump(mode="json")
+        out["state"] = self.state
+        out["escalations"] = self.escalations
+        out["acknowledged_at"] = self.acked_ts
+        out["acknowledged_by"] = self.acked_by
+        out["cleared_at"] = self.cleared_ts
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbox row: one event to one team's webhook."""
+
+    delivery_id: str
+    event_id: str  # alarm_id:seq
+    alarm_id: str
+    team: str
+    body: bytes
+    attempts: int = 0
+    next_attempt_ms: int = 0  # wall clock; 0 = at once
+    committed_ms: int = 0  # wall clock of the commit: the retry horizon counts from it

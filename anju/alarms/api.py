@@ -1,0 +1,244 @@
+"""The HTTP API of CONTRACT.md §6, on aiohttp.web.
+
+``GET /healthz``, ``GET /metrics``, ``GET /alarms``, ``POST /alarms/{alarm_id}/ack`` and
+``GET /openapi.json``. Every ``/alarms`` call needs ``Authorization: Bearer <token>``, a
+team's token from its ``token_env``; the team sees and acknowledges only alarms of its
+estates (401 without a valid token, 404 for an alarm outside them).
+
+Store and manager calls touch SQLite, so they run in ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+
+from anju.alarms.errors import AlarmNotFound, AlarmStateError
+from anju.alarms.lifecycle import AlarmManager
+from anju.alarms.model import AckRequest
+from anju.alarms.store import AlarmStore
+from anju.devices.registry import Site, Team
+
+__all__ = ["BROKER_KEY", "OPENAPI", "make_api"]
+
+BROKER_KEY = "mqtt"  # the dependency whose state decides /healthz
+
+HealthFn = Callable[[], Mapping[str, Any]]
+
+_MANAGER: web.AppKey[AlarmManager] = web.AppKey("manager", AlarmManager)
+_STORE: web.AppKey[AlarmStore] = web.AppKey("store", AlarmStore)
+_SITE: web.AppKey[Site] = web.AppKey("site", Site)
+_HEALTH: web.AppKey[HealthFn] = web.AppKey("health")
+_REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+_CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+
+_MAX_LIMIT = 10_000
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def _dep_ok(state: Any) -> bool:
+    """A dependency's state is healthy when it is True, "ok"/"connected"/"up", or a mapping
+    with a true ``ok``."""
+    if isinstance(state, Mapping):
+        return bool(state.get("ok"))
+    if isinstance(state, str):
+        return state.lower() in ("ok", "connected", "up", "healthy")
+    return state is True
+
+
+def _team_of(request: web.Request) -> Team | None:
+    """The team whose token the request bears; compared in constant time with every team's
+    token, so the time taken says nothing about which (if any) matched."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    given_b = given.strip().encode()
+    found: Team | None = None
+    for team in request.app[_SITE].teams:
+        token = team.token()
+        if token and hmac.compare_digest(token.encode(), given_b) and found is None:
+            found = team
+    return found
+
+
+def _unauthorized() -> web.Response:
+    resp = _error(401, "a valid team token is required")
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="anju"'
+    return resp
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    try:
+        deps = dict(request.app[_HEALTH]())
+    except Exception as exc:  # a broken probe is itself an unhealthy state
+        deps = {"health": {"ok": False, "error": type(exc).__name__}}
+    ok = _dep_ok(deps.get(BROKER_KEY))
+    return _json({"status": "ok" if ok else "unavailable", "dependencies": deps},
+                 200 if ok else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[_REGISTRY])
+    # aiohttp's content_type argument refuses parameters; the exposition format needs them.
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _list_alarms(request: web.Request) -> web.Response:
+    team = _team_of(request)
+    if team is None:
+        return _unauthorized()
+    state = request.query.get("state", "open")
+    if state not in ("open", "all"):
+        return _error(400, "state must be 'open' or 'all'")
+    try:
+        limit = int(request.query.get("limit", "1000"))
+    except ValueError:
+        return _error(400, "limit must be an integer")
+    if not 1 <= limit <= _MAX_LIMIT:
+        return _error(400, f"limit must be within 1…{_MAX_LIMIT}")
+    site = request.app[_SITE]
+    visible = [e for e in site.estates if team.covers(e)]
+    wanted = request.query.get("estate")
+    estates = [e for e in visible if e == wanted] if wanted else visible
+    store = request.app[_STORE]
+    recs = await asyncio.to_thread(store.list_alarms, open_only=state == "open",
+                                   estates=estates, limit=limit)
+    return _json({"alarms": [r.row() for r in recs]})
+
+
+async def _ack(request: web.Request) -> web.Response:
+    team = _team_of(request)
+    if team is None:
+        return _unauthorized()
+    alarm_id = request.match_info["alarm_id"]
+    try:
+        body = AckRequest.model_validate_json(await request.read())
+    except ValidationError as exc:
+        return _json({"error": "invalid body", "detail": exc.errors(include_url=False,
+                                                                   include_input=False)}, 422)
+    manager = request.app[_MANAGER]
+    now = request.app[_CLOCK]()
+    try:
+        event = await asyncio.to_thread(manager.acknowledge, alarm_id, team.id, body.by,
+                                        body.note, now)
+    except AlarmNotFound:
+        return _error(404, f"no alarm {alarm_id!r} in your estates")
+    except AlarmStateError as exc:
+        return _error(409, str(exc))
+    return _json(event.model_dump(mode="json"))
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return _json(OPENAPI)
+
+
+def make_api(
+    manager: AlarmManager, store: AlarmStore, site: Site, *,
+    health: HealthFn, registry: CollectorRegistry,
+    clock_ms: Callable[[], int] | None = None,
+) -> web.Application:
+    """The API application. ``health`` returns each dependency's state (``BROKER_KEY``
+    decides the status code); ``registry`` is what ``/metrics`` exposes; ``clock_ms`` gives
+    the ``ts`` of acknowledgements (the wall clock by default)."""
+    app = web.Application(client_max_size=64 * 1024)
+    app[_MANAGER] = manager
+    app[_STORE] = store
+    app[_SITE] = site
+    app[_HEALTH] = health
+    app[_REGISTRY] = registry
+    app[_CLOCK] = clock_ms or (lambda: int(time.time() * 1000))
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/alarms", _list_alarms)
+    app.router.add_post("/alarms/{alarm_id}/ack", _ack)
+    app.router.add_get("/openapi.json", _openapi)
+    return app
+
+
+# Written by hand: aiohttp has no schema generation of its own (that would take another
+# framework or a plugin such as aiohttp-apispec, for five routes); the models' JSON schemas
+# come from pydantic so they cannot drift from the code.
+def _openapi_doc() -> dict[str, Any]:
+    from anju.alarms.model import AlarmEvent
+
+    bearer: list[dict[str, list[str]]] = [{"teamToken": []}]
+    err = {"description": "error", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}}}}}
+    row = {"allOf": [{"$ref": "#/components/schemas/AlarmEvent"}, {"type": "object",
+           "properties": {
+               "state": {"type": "string", "enum": ["raised", "acknowledged", "cleared"]},
+               "escalations": {"type": "integer"},
+               "acknowledged_at": {"type": ["integer", "null"]},
+               "acknowledged_by": {"type": ["string", "null"]},
+               "cleared_at": {"type": ["integer", "null"]}}}]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "anju pipeline API", "version": "1"},
+        "components": {
+            "securitySchemes": {"teamToken": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "AlarmEvent": AlarmEvent.model_json_schema(),
+                "AckRequest": AckRequest.model_json_schema(),
+                "AlarmRow": row,
+            },
+        },
+        "paths": {
+            "/healthz": {"get": {"summary": "health: 200 when connected to the broker",
+                                 "responses": {"200": {"description": "healthy"},
+                                               "503": {"description": "broker unreachable"}}}},
+            "/metrics": {"get": {"summary": "Prometheus text format",
+                                 "responses": {"200": {"description": "metrics",
+                                               "content": {"text/plain": {}}}}}},
+            "/alarms": {"get": {
+                "summary": "alarms of the caller's estates, newest first",
+                "security": bearer,
+                "parameters": [
+                    {"name": "state", "in": "query",
+                     "schema": {"type": "string", "enum": ["open", "all"], "default": "open"}},
+                    {"name": "estate", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": _MAX_LIMIT,
+                        "default": 1000}}],
+                "responses": {
+                    "200": {"description": "alarms", "content": {"application/json": {
+                        "schema": {"type": "object", "properties": {"alarms": {
+                            "type": "array", "items": {"$ref": "#/components/schemas/AlarmRow"},
+                        }}}}}},
+                    "400": err, "401": err}}},
+            "/alarms/{alarm_id}/ack": {"post": {
+                "summary": "acknowledge an alarm",
+                "security": bearer,
+                "parameters": [{"name": "alarm_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/AckRequest"}}}},
+                "responses": {
+                    "200": {"description": "the acknowledged event", "content": {
+                        "application/json": {"schema": {
+                            "$ref": "#/components/schemas/AlarmEvent"}}}},
+                    "401": err, "404": err,
+                    "409": {"description": "already acknowledged or cleared"},
+                    "422": {"description": "invalid body"}}}},
+            "/openapi.json": {"get": {"summary": "this document",
+                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        },
+    }
+
+
+OPENAPI: dict[str, Any] = _openapi_doc()

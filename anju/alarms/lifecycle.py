@@ -1,0 +1,237 @@
+"""The alarm lifecycle: transitions and acknowledgements in, committed events out.
+
+States and events (CONTRACT.md §4)::
+
+    (none) ──raise──► raised ──ack──► acknowledged ──clear──► cleared
+                        │  ▲                                    ▲
+                        │  └─ escalated (tick; reminders)       │
+                        └───────────────clear───────────────────┘
+
+* State rules: at most one open alarm per (rule, subject). A raise while one is open is a
+  duplicate and changes nothing; a new alarm only follows a clear. A clear with no open
+  alarm changes nothing.
+* Event rules (``Transition.is_event``, ``camera.*``): every event is its own alarm (its
+  id includes ``started_at``, so a replayed event is recognised as a duplicate); data
+  never clears it. Acknowledgement closes it: ``acknowledged`` and then ``cleared`` are
+  emitted together, so every alarm ends with ``cleared`` for a receiver.
+* Escalation: an alarm still ``raised`` ``unacknowledged_after_s`` after its raise gets an
+  ``escalated`` event to the escalation targets (:mod:`anju.alarms.routing`), then a
+  reminder each interval while it stays unacknowledged; the clock is the ``now_ms`` the
+  caller passes (data time in replay, the wall clock live), never read here.
+* Who is told: ``raised`` goes to the rule's roles; ``escalated`` to the escalation targets;
+  ``acknowledged`` and ``cleared`` to every team told so far.
+
+Every public method is one store commit holding the alarm states, the events and one outbox
+row per event and team with a webhook, whose delivery id is fixed there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable
+from dataclasses import replace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from anju.alarms.errors import AlarmNotFound, AlarmStateError
+from anju.alarms.metrics import alarm_metrics
+from anju.alarms.model import (
+    AlarmEvent,
+    AlarmRecord,
+    Delivery,
+    alarm_id_for,
+    delivery_id_for,
+)
+from anju.alarms.routing import escalation_targets, route
+from anju.alarms.store import AlarmStore, Commit
+from anju.devices.registry import Site
+from anju.rules.transition import Transition
+
+__all__ = ["AlarmManager"]
+
+
+class AlarmManager:
+    """Lifecycle, de-duplication, routing and escalation over an :class:`AlarmStore`.
+
+    Synchronous and thread-safe (one lock around each step); the only I/O is the store's,
+    so the live pipeline calls it from a worker thread and a replay calls it inline.
+    """
+
+    def __init__(self, site: Site, store: AlarmStore, *,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.site = site
+        self.store = store
+        self.escalate_after_ms = round(site.unacknowledged_after_s * 1000)
+        self._webhook = {t.id: bool(t.webhook) for t in site.teams}
+        self._metrics = alarm_metrics(registry)
+        self._lock = threading.Lock()
+
+    # -- steps -----------------------------------------------------------------------------
+    def on_transitions(self, transitions: Iterable[Transition]) -> list[AlarmEvent]:
+        """Applies the rule engine's transitions; returns the events committed, in order."""
+        with self._lock:
+            staged: dict[str, AlarmRecord] = {}  # alarm_id → newest record in this batch
+            open_ids: dict[tuple[str, str], str | None] = {}  # (rule, subject) → open alarm
+            commit = Commit()
+            for tr in transitions:
+                if tr.event == "raised":
+                    self._raise(tr, staged, open_ids, commit)
+                else:
+                    self._clear(tr, staged, open_ids, commit)
+            commit.alarms = list(staged.values())
+            return self._commit(commit)
+
+    def tick(self, now_ms: int) -> list[AlarmEvent]:
+        """Escalations and reminders due at ``now_ms``; returns the events committed."""
+        with self._lock:
+            commit = Commit()
+            for rec in self.store.due_escalations(now_ms):
+                targets = [t.id for t in escalation_targets(self.site, rec.estate,
+                                                            rec.base.severity)]
+                if not targets:  # nobody to escalate to: stop asking
+                    commit.alarms.append(replace(rec, next_escalation_ms=None))
+                    continue
+                level = rec.escalations + 1
+                details = {**rec.base.details, "escalation": {
+                    "level": level, "unacknowledged_s": (now_ms - rec.raised_ts) / 1000}}
+                ev = self._event(rec.base, "escalated", now_ms, targets, details=details)
+                rec = replace(rec, escalations=level,
+                              next_escalation_ms=now_ms + self.escalate_after_ms)
+                commit.alarms.append(self._append(rec, ev, commit, new_teams=targets))
+            return self._commit(commit)
+
+    def acknowledge(self, alarm_id: str, team_id: str | None, by: str, note: str,
+                    now_ms: int) -> AlarmEvent:
+        """Acknowledges an alarm for a team (``team_id`` None: an operator outside any team).
+
+        Raises :class:`AlarmNotFound` for an unknown alarm or one outside the team's estates,
+        :class:`AlarmStateError` when it is already acknowledged or cleared. For an event
+        alarm the ``cleared`` that closes it is committed too; the ``acknowledged`` event is
+        returned.
+        """
+        with self._lock:
+            rec = self.store.get(alarm_id)
+            if rec is None or not self._visible(rec, team_id):
+                raise AlarmNotFound(alarm_id)
+            if rec.state != "raised":
+                raise AlarmStateError(alarm_id, rec.state, "acknowledged")
+            details = {**rec.base.details,
+                       "ack": {"by": by, "note": note, "team": team_id}}
+            ev = self._event(rec.base, "acknowledged", now_ms, list(rec.teams), details=details)
+            rec = replace(rec, state="acknowledged", acked_ts=now_ms, acked_by=by,
+                          ack_note=note, ack_team=team_id, next_escalation_ms=None)
+            commit = Commit()
+            rec = self._append(rec, ev, commit)
+            if rec.is_event:
+                closing = self._event(rec.base, "cleared", now_ms, list(rec.teams),
+                                      details=details)
+                rec = self._append(replace(rec, state="cleared", cleared_ts=now_ms),
+                                   closing, commit)
+            commit.alarms.append(rec)
+            self._commit(commit)
+            return ev
+
+    # -- reading ---------------------------------------------------------------------------
+    def open_alarms(self, estates: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """API rows of the open alarms, newest first, optionally of some estates only."""
+        return [r.row() for r in self.store.list_alarms(open_only=True, estates=estates)]
+
+    def get(self, alarm_id: str, team_id: str | None = None) -> AlarmRecord:
+        """One alarm, if visible to the team; raises :class:`AlarmNotFound` otherwise."""
+        rec = self.store.get(alarm_id)
+        if rec is None or not self._visible(rec, team_id):
+            raise AlarmNotFound(alarm_id)
+        return rec
+
+    # -- internals -------------------------------------------------------------------------
+    def _visible(self, rec: AlarmRecord, team_id: str | None) -> bool:
+        if team_id is None:
+            return True
+        team = next((t for t in self.site.teams if t.id == team_id), None)
+        return team is not None and team.covers(rec.estate)
+
+    def _raise(self, tr: Transition, staged: dict[str, AlarmRecord],
+               open_ids: dict[tuple[str, str], str | None], commit: Commit) -> None:
+        aid = alarm_id_for(tr.rule, tr.subject, tr.started_at)
+        key = (tr.rule, tr.subject)
+        if aid in staged or self.store.get(aid) is not None:
+            self._metrics.duplicates.labels(tr.rule, "raised").inc()
+            return  # the same alarm again: replayed or re-sent
+        if not tr.is_event and self._open_id(key, staged, open_ids) is not None:
+            self._metrics.duplicates.labels(tr.rule, "raised").inc()
+            return  # at most one open alarm per (rule, subject)
+        teams = [t.id for t in route(self.site, tr.estate, tr.roles)]
+        base = AlarmEvent(
+            alarm_id=aid, event="raised", rule=tr.rule, severity=tr.severity, kind=tr.kind,
+            device=tr.device, estate=tr.estate, building=tr.building, floor=tr.floor,
+            zone=tr.zone, ts=tr.ts, started_at=tr.started_at, value=tr.value,
+            message=tr.message, details=dict(tr.details), teams=teams,
+        )
+        rec = AlarmRecord(
+            alarm_id=aid, rule=tr.rule, subject=tr.subject, is_event=tr.is_event,
+            state="raised", base=base, last=base, teams=(), seq=0, raised_ts=tr.ts,
+            next_escalation_ms=tr.ts + self.escalate_after_ms,
+        )
+        staged[aid] = self._append(rec, base, commit, new_teams=teams)
+        if not tr.is_event:
+            open_ids[key] = aid
+
+    def _clear(self, tr: Transition, staged: dict[str, AlarmRecord],
+               open_ids: dict[tuple[str, str], str | None], commit: Commit) -> None:
+        key = (tr.rule, tr.subject)
+        aid = None if tr.is_event else self._open_id(key, staged, open_ids)
+        if aid is None:  # nothing open, or an event alarm (closed by acknowledgement only)
+            self._metrics.duplicates.labels(tr.rule, "cleared").inc()
+            return
+        rec = staged.get(aid) or self.store.get(aid)
+        assert rec is not None
+        ev = self._event(rec.base, "cleared", tr.ts, list(rec.teams), value=tr.value,
+                         message=tr.message, details={**rec.base.details, **tr.details})
+        rec = replace(rec, state="cleared", cleared_ts=tr.ts, next_escalation_ms=None)
+        staged[aid] = self._append(rec, ev, commit)
+        open_ids[key] = None
+
+    def _open_id(self, key: tuple[str, str], staged: dict[str, AlarmRecord],
+                 open_ids: dict[tuple[str, str], str | None]) -> str | None:
+        if key not in open_ids:
+            rec = self.store.find_open(*key)
+            open_ids[key] = rec.alarm_id if rec is not None else None
+        return open_ids[key]
+
+    @staticmethod
+    def _event(base: AlarmEvent, event: str, ts: int, teams: list[str], *,
+               value: float | None = None, message: str | None = None,
+               details: dict[str, Any] | None = None) -> AlarmEvent:
+        update: dict[str, Any] = {"event": event, "ts": ts, "teams": teams}
+        if value is not None:
+            update["value"] = value
+        if message is not None:
+            update["message"] = message
+        if details is not None:
+            update["details"] = details
+        return base.model_copy(update=update)
+
+    def _append(self, rec: AlarmRecord, ev: AlarmEvent, commit: Commit, *,
+                new_teams: list[str] | None = None) -> AlarmRecord:
+        """Adds ``ev`` as the next event of ``rec`` with its outbox rows; the updated record."""
+        seq = rec.seq + 1
+        commit.events.append((seq, ev))
+        for team in ev.teams:
+            if self._webhook.get(team):
+                commit.deliveries.append(Delivery(
+                    delivery_id=delivery_id_for(rec.alarm_id, seq, team),
+                    event_id=f"{rec.alarm_id}:{seq}", alarm_id=rec.alarm_id, team=team,
+                    body=b""))  # the store keeps the body once, with the event
+        teams = rec.teams
+        for t in new_teams or ():
+            if t not in teams:
+                teams = (*teams, t)
+        return replace(rec, seq=seq, last=ev, teams=teams)
+
+    def _commit(self, commit: Commit) -> list[AlarmEvent]:
+        self.store.commit(commit)
+        events = [ev for _, ev in commit.events]
+        for ev in events:
+            self._metrics.events.labels(ev.rule, ev.event).inc()
+        return events

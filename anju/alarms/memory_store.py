@@ -1,0 +1,162 @@
+"""An in-memory :class:`~anju.alarms.store.AlarmStore` for replays and tests.
+
+Same semantics as the SQLite store, nothing durable. A replay has no webhooks to drive, so
+``keep_outbox=False`` drops outbox rows instead of accumulating them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from typing import Any
+
+from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery
+from anju.alarms.store import Commit
+
+__all__ = ["MemoryAlarmStore"]
+
+
+@dataclass(slots=True)
+class _Row:
+    delivery: Delivery
+    state: str = "pending"
+    last_status: int | None = None
+    last_error: str | None = None
+    done_ms: int | None = None
+
+
+class MemoryAlarmStore:
+    """Alarms, events and outbox in dicts, guarded by one lock."""
+
+    def __init__(self, *, keep_outbox: bool = True,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+        self._lock = threading.RLock()
+        self._alarms: dict[str, AlarmRecord] = {}
+        self._open: dict[tuple[str, str], str] = {}  # (rule, subject) → alarm_id, state rules
+        self._events: dict[str, list[AlarmEvent]] = {}
+        self._outbox: dict[str, _Row] = {}  # insertion order = commit order
+        self._keep_outbox = keep_outbox
+        self._wall_ms = wall_ms
+
+    # -- alarms ----------------------------------------------------------------------------
+    def get(self, alarm_id: str) -> AlarmRecord | None:
+        with self._lock:
+            return self._alarms.get(alarm_id)
+
+    def find_open(self, rule: str, subject: str) -> AlarmRecord | None:
+        with self._lock:
+            aid = self._open.get((rule, subject))
+            return self._alarms[aid] if aid is not None else None
+
+    def commit(self, commit: Commit) -> None:
+        with self._lock:
+            for rec in commit.alarms:
+                key = (rec.rule, rec.subject)
+                if not rec.is_event:
+                    holder = self._open.get(key)
+                    if rec.is_open:
+                        if holder is not None and holder != rec.alarm_id:
+                            raise ValueError(f"second open alarm for {key}")
+                        self._open[key] = rec.alarm_id
+                    elif holder == rec.alarm_id:
+                        del self._open[key]
+                self._alarms[rec.alarm_id] = rec
+            for _seq, ev in commit.events:
+                self._events.setdefault(ev.alarm_id, []).append(ev)
+            if self._keep_outbox:
+                now = self._wall_ms()
+                for d in commit.deliveries:
+                    if d.delivery_id in self._outbox:
+                        raise ValueError(f"duplicate delivery id {d.delivery_id}")
+                    if not d.committed_ms:
+                        d = replace(d, committed_ms=now)
+                    self._outbox[d.delivery_id] = _Row(d)
+
+    def due_escalations(self, now_ms: int) -> list[AlarmRecord]:
+        with self._lock:
+            due = [r for r in self._alarms.values()
+                   if r.state == "raised" and r.next_escalation_ms is not None
+                   and r.next_escalation_ms <= now_ms]
+        return sorted(due, key=lambda r: (r.next_escalation_ms or 0, r.alarm_id))
+
+    def list_alarms(self, *, open_only: bool = True, estates: Collection[str] | None = None,
+                    limit: int | None = None) -> list[AlarmRecord]:
+        with self._lock:
+            recs = [r for r in self._alarms.values()
+                    if (not open_only or r.is_open) and (estates is None or r.estate in estates)]
+        recs.sort(key=lambda r: (-r.base.started_at, r.alarm_id))
+        return recs[:limit] if limit is not None else recs
+
+    def events(self, alarm_id: str) -> list[AlarmEvent]:
+        with self._lock:
+            return list(self._events.get(alarm_id, ()))
+
+    # -- outbox ----------------------------------------------------------------------------
+    def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
+        with self._lock:
+            out = []
+            for row in self._outbox.values():
+                d = row.delivery
+                if row.state == "pending" and d.team == team and d.next_attempt_ms <= now_ms:
+                    out.append(d)
+                    if len(out) >= limit:
+                        break
+            return out
+
+    def next_attempt_ms(self, team: str) -> int | None:
+        with self._lock:
+            times = [r.delivery.next_attempt_ms for r in self._outbox.values()
+                     if r.state == "pending" and r.delivery.team == team]
+        return min(times) if times else None
+
+    def mark_delivered(self, delivery_id: str, now_ms: int, status: int) -> None:
+        with self._lock:
+            row = self._outbox[delivery_id]
+            row.state, row.last_status, row.done_ms = "delivered", status, now_ms
+            row.delivery = replace(row.delivery, attempts=row.delivery.attempts + 1)
+
+    def mark_retry(self, delivery_id: str, *, attempts: int, next_attempt_ms: int,
+                   status: int | None, error: str) -> None:
+        with self._lock:
+            row = self._outbox[delivery_id]
+            row.delivery = replace(row.delivery, attempts=attempts,
+                                   next_attempt_ms=next_attempt_ms)
+            row.last_status, row.last_error = status, error
+
+    def mark_dead(self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None,
+                  error: str) -> None:
+        with self._lock:
+            row = self._outbox[delivery_id]
+            row.delivery = replace(row.delivery, attempts=attempts)
+            row.state, row.last_status, row.last_error, row.done_ms = (
+                "dead", status, error, now_ms)
+
+    def pending_counts(self) -> dict[str, int]:
+        with self._lock:
+            out: dict[str, int] = {}
+            for r in self._outbox.values():
+                if r.state == "pending":
+                    out[r.delivery.team] = out.get(r.delivery.team, 0) + 1
+            return out
+
+    def outbox(self, *, state: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {"delivery_id": r.delivery.delivery_id, "event_id": r.delivery.event_id,
+                 "alarm_id": r.delivery.alarm_id, "team": r.delivery.team, "state": r.state,
+                 "attempts": r.delivery.attempts, "last_status": r.last_status,
+                 "last_error": r.last_error}
+                for r in self._outbox.values()
+                if (state is None or r.state == state) and (team is None or r.delivery.team == team)
+            ]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> MemoryAlarmStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

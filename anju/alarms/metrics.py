@@ -1,0 +1,69 @@
+"""Prometheus metrics of the alarm area, on an injected ``CollectorRegistry``.
+
+The manager, the dispatcher and the API each ask :func:`alarm_metrics` for the metrics of
+their registry and get the same objects, since registering a name twice on one registry
+raises; a registry per pipeline (or per test) keeps several in one process apart.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["AlarmMetrics", "alarm_metrics"]
+
+
+@dataclass(frozen=True)
+class AlarmMetrics:
+    events: Counter  # labels rule, event
+    deliveries: Counter  # labels team, outcome: delivered | retried | dead
+    pending: Gauge  # labels team
+    latency: Histogram  # labels team: commit of the event → 2xx from the receiver
+    duplicates: Counter  # labels rule, event: transitions ignored (duplicate raise, stray clear)
+
+
+_lock = threading.Lock()
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, AlarmMetrics] = (
+    weakref.WeakKeyDictionary())
+_unregistered: AlarmMetrics | None = None
+
+
+def alarm_metrics(registry: CollectorRegistry | None) -> AlarmMetrics:
+    """The alarm metrics registered on ``registry`` (created once per registry).
+
+    ``None`` gives metrics registered nowhere (``registry=None`` in prometheus-client), for
+    replays and tests that do not look at them.
+    """
+    global _unregistered
+    with _lock:
+        if registry is None:
+            if _unregistered is None:
+                _unregistered = _make(None)
+            return _unregistered
+        m = _by_registry.get(registry)
+        if m is None:
+            m = _by_registry[registry] = _make(registry)
+        return m
+
+
+def _make(registry: CollectorRegistry | None) -> AlarmMetrics:
+    return AlarmMetrics(
+        events=Counter("anju_alarm_events", "Alarm lifecycle events committed",
+                       ["rule", "event"], registry=registry),
+        deliveries=Counter("anju_webhook_deliveries", "Webhook delivery attempts by outcome",
+                           ["team", "outcome"], registry=registry),
+        pending=Gauge("anju_webhook_outbox_pending", "Webhook deliveries waiting in the outbox",
+                      ["team"], registry=registry),
+        latency=Histogram(
+            "anju_webhook_delivery_latency_seconds",
+            "From the commit of an alarm event to its delivery (2xx) to a team",
+            ["team"], registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+                     900, 3600)),
+        duplicates=Counter("anju_alarm_transitions_ignored",
+                           "Transitions that changed nothing (duplicate raise, stray clear)",
+                           ["rule", "event"], registry=registry),
+    )

@@ -1,0 +1,131 @@
+"""The one interface of the alarm store and webhook outbox, and what crosses it.
+
+:class:`SqliteAlarmStore` (one file, WAL) serves one pipeline process;
+:class:`MemoryAlarmStore` serves replays. A PostgreSQL store for several workers sharing
+alarms implements the same :class:`AlarmStore` protocol: every method is one short
+transaction, and :meth:`AlarmStore.commit` writes alarm states, their events and the
+events' outbox rows atomically (the transactional-outbox pattern: an event is durable
+before any delivery of it is attempted, and a delivery row never exists without its event).
+
+Times: alarm times (``ts``, escalation due times) are data time, chosen by the caller;
+outbox times (``next_attempt_ms``, ``committed_ms``, ``now_ms`` of the ``mark_*`` calls)
+are the wall clock of whoever delivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery
+
+__all__ = ["AlarmStore", "Commit", "record_from_json", "record_to_json"]
+
+
+@dataclass(slots=True)
+class Commit:
+    """What one lifecycle step writes, all or nothing.
+
+    ``events`` pairs each event with its sequence number within its alarm; its event id is
+    ``f"{alarm_id}:{seq}"``.
+    """
+
+    alarms: list[AlarmRecord] = field(default_factory=list)
+    events: list[tuple[int, AlarmEvent]] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.alarms or self.events or self.deliveries)
+
+
+@runtime_checkable
+class AlarmStore(Protocol):
+    """Alarms, their events and the webhook outbox. Implementations are thread-safe."""
+
+    # -- alarms ----------------------------------------------------------------------------
+    def get(self, alarm_id: str) -> AlarmRecord | None:
+        """The alarm with this id, open or not."""
+        ...
+
+    def find_open(self, rule: str, subject: str) -> AlarmRecord | None:
+        """The open alarm of a state rule on a subject (there is at most one)."""
+        ...
+
+    def commit(self, commit: Commit) -> None:
+        """Upserts the alarms, appends the events and their outbox rows, atomically.
+
+        Stamps each delivery's ``committed_ms`` with the wall clock when it is 0.
+        """
+        ...
+
+    def due_escalations(self, now_ms: int) -> list[AlarmRecord]:
+        """Alarms still unacknowledged whose next escalation is due at ``now_ms``."""
+        ...
+
+    def list_alarms(
+        self, *, open_only: bool = True, estates: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> list[AlarmRecord]:
+        """Alarms, newest start first; ``estates`` None means all."""
+        ...
+
+    def events(self, alarm_id: str) -> list[AlarmEvent]:
+        """The events of one alarm in order."""
+        ...
+
+    # -- outbox ----------------------------------------------------------------------------
+    def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
+        """Pending deliveries of a team due at ``now_ms``, in commit order."""
+        ...
+
+    def next_attempt_ms(self, team: str) -> int | None:
+        """When the team's earliest pending delivery is due; None when nothing is pending."""
+        ...
+
+    def mark_delivered(self, delivery_id: str, now_ms: int, status: int) -> None:
+        ...
+
+    def mark_retry(
+        self, delivery_id: str, *, attempts: int, next_attempt_ms: int,
+        status: int | None, error: str,
+    ) -> None:
+        ...
+
+    def mark_dead(
+        self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None, error: str,
+    ) -> None:
+        ...
+
+    def pending_counts(self) -> dict[str, int]:
+        """Pending deliveries by team."""
+        ...
+
+    def outbox(self, *, state: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+        """Outbox rows (without bodies) for inspection: delivery_id, event_id, team, state,
+        attempts, last_status, last_error."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+# -- serialisation shared by the stores that keep records as JSON ----------------------------
+def record_to_json(rec: AlarmRecord) -> bytes:
+    """An :class:`AlarmRecord` as JSON (events as their contract dicts)."""
+    d: dict[str, Any] = {f.name: getattr(rec, f.name) for f in fields(AlarmRecord)}
+    d["base"] = rec.base.model_dump(mode="json")
+    d["last"] = rec.last.model_dump(mode="json")
+    d["teams"] = list(rec.teams)
+    return orjson.dumps(d)
+
+
+def record_from_json(data: bytes | str) -> AlarmRecord:
+    """The inverse of :func:`record_to_json`."""
+    d = orjson.loads(data)
+    d["base"] = AlarmEvent.model_validate(d["base"])
+    d["last"] = AlarmEvent.model_validate(d["last"])
+    d["teams"] = tuple(d["teams"])
+    return AlarmRecord(**d)
