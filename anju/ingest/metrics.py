@@ -1,0 +1,86 @@
+"""Prometheus metrics of the live path, on an injected ``CollectorRegistry``.
+
+Consumer, batcher, writer and spool ask :func:`ingest_metrics` for their registry's metrics
+and share the same objects (a name registers once per registry); ``None`` gives metrics
+registered nowhere, for tests and tools that do not read them.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["IngestMetrics", "ingest_metrics"]
+
+
+@dataclass(frozen=True)
+class IngestMetrics:
+    messages: Counter  # MQTT messages received
+    readings: Counter  # readings accepted by the decoder
+    rejected: Counter  # labels reason: readings (or whole messages) rejected
+    points: Counter  # labels outcome: stored | dropped (400) | empty (no stored field)
+    write_seconds: Histogram  # one POST /write, by outcome
+    spool_bytes: Gauge
+    spool_segments: Gauge
+    spooled: Counter  # points appended to the spool
+    replayed: Counter  # points replayed from the spool into InfluxDB
+    spool_dropped: Counter  # points dropped from a full spool (oldest first)
+    mqtt_connected: Gauge
+    mqtt_reconnects: Counter
+    intake_paused: Counter  # times the consumer stopped reading: the pipeline was behind
+    batch_seconds: Histogram  # decode time of a batch
+
+
+_lock = threading.Lock()
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, IngestMetrics] = (
+    weakref.WeakKeyDictionary())
+_unregistered: IngestMetrics | None = None
+
+
+def ingest_metrics(registry: CollectorRegistry | None) -> IngestMetrics:
+    """The ingest metrics registered on ``registry`` (created once per registry)."""
+    global _unregistered
+    with _lock:
+        if registry is None:
+            if _unregistered is None:
+                _unregistered = _make(None)
+            return _unregistered
+        m = _by_registry.get(registry)
+        if m is None:
+            m = _by_registry[registry] = _make(registry)
+        return m
+
+
+def _make(r: CollectorRegistry | None) -> IngestMetrics:
+    return IngestMetrics(
+        messages=Counter("anju_mqtt_messages", "MQTT messages received", registry=r),
+        readings=Counter("anju_readings", "Readings accepted by the decoder", registry=r),
+        rejected=Counter("anju_rejected", "Readings or messages rejected, by reason",
+                         ["reason"], registry=r),
+        points=Counter("anju_influx_points", "Points handed to InfluxDB, by outcome",
+                       ["outcome"], registry=r),
+        write_seconds=Histogram(
+            "anju_influx_write_seconds", "Latency of one InfluxDB write request",
+            ["outcome"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+        spool_bytes=Gauge("anju_spool_bytes", "Size of the InfluxDB spool on disk", registry=r),
+        spool_segments=Gauge("anju_spool_segments", "Segment files in the spool", registry=r),
+        spooled=Counter("anju_spool_points_in", "Points written to the spool", registry=r),
+        replayed=Counter("anju_spool_points_replayed", "Points replayed from the spool",
+                         registry=r),
+        spool_dropped=Counter("anju_spool_points_dropped",
+                              "Points dropped because the spool was full (oldest first)",
+                              registry=r),
+        mqtt_connected=Gauge("anju_mqtt_connected", "1 while connected to the broker",
+                             registry=r),
+        mqtt_reconnects=Counter("anju_mqtt_reconnects", "Connections to the broker after the "
+                                "first", registry=r),
+        intake_paused=Counter("anju_intake_paused", "Times intake paused because the pipeline "
+                              "was behind", registry=r),
+        batch_seconds=Histogram(
+            "anju_batch_decode_seconds", "Time to decode one batch", registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)),
+    )
