@@ -1,0 +1,571 @@
+"""The vectorised rule engine: every rule over a whole batch with numpy.
+
+State lives in arrays indexed by the registry's dense device index. A batch is sorted
+by (device, time) once per kind; late readings (older than the device's newest) are
+counted and left out of the rules, never reordered. Each state rule then runs one pass:
+
+* the condition over all rows (compiled numpy expression), plus windowed features from
+  :mod:`anju.rules.windows`;
+* devices with no true reading, no pending run and no active alarm only update their
+  run state — in normal traffic that is nearly every device, and it costs a few vector
+  operations;
+* the others are cut into runs of equal condition (a virtual row per device carries the
+  run left over from earlier batches), and each run's first due check — "time ≥ run start
+  + duration" evaluated before and after each reading — is found with one search;
+* a set/reset latch, forward-filled per device, turns due runs into raised / cleared.
+
+:class:`anju.rules.reference.ReferenceEngine` states the same semantics reading by
+reading; property tests hold the two to identical transitions. The clock is injected:
+:meth:`RuleEngine.tick` takes ``now_ms`` (wall clock live, data time in replay).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from anju.devices.batch import Batch, KindBatch
+from anju.devices.kinds import KIND_CODES, KINDS
+from anju.devices.registry import Site
+from anju.rules.model import CompiledRule, RuleSet
+from anju.rules.render import Renderer
+from anju.rules.transition import Transition
+from anju.rules.windows import Ring, window_features
+
+__all__ = ["NO_RUN", "EngineStats", "RuleEngine", "enrich_trajectory", "served_mask"]
+
+NO_RUN = -1
+_BIG = np.int64(1) << 42
+
+
+def served_mask(site: Site, estates: Iterable[str] | None) -> np.ndarray:
+    """Devices this worker judges: all, or those of its partition's estates."""
+    if estates is None:
+        return np.ones(len(site.devices), bool)
+    idx = {site.estates[e].index for e in estates}
+    return np.isin(site.devices.estate, list(idx))
+
+
+@dataclass
+class EngineStats:
+    readings: int = 0
+    late: int = 0
+    batches: int = 0
+    ticks: int = 0
+    transitions: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _StateArrays:
+    pol: np.ndarray  # int8: -1 no reading yet, 0 condition false, 1 true
+    start: np.ndarray  # int64: when the current run began
+    dur: np.ndarray  # int64 ms: the run's duration to act (for / clear_after); -1 never
+    active: np.ndarray  # bool: alarm raised
+    alarm_start: np.ndarray  # int64
+    last_t: np.ndarray  # int64: last applied reading
+    out: np.ndarray  # float64 (devices, outputs): value and details of the last reading
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def enrich_trajectory(site: Site, dev: int, extra: dict[str, Any] | None
+                      ) -> tuple[dict[str, Any], int | None, float | None]:
+    """Origin floor of a falling object from its track (CONTRACT §2): details, floor, apex."""
+    from anju.rules.trajectory import Calibration, fit_fall
+
+    track = (extra or {}).get("track")
+    if not track:
+        return {"error": "no track"}, None, None
+    d = site.devices
+    params = {k: float(d.params[k][dev]) for k in
+              ("mount_height_m", "distance_m", "tilt_deg", "focal_px", "cy_px")}
+    b = site.buildings[int(d.building[dev])]
+    try:
+        fit = fit_fall(track, Calibration.from_params(params), b.floors, b.floor_height_m)
+    except ValueError as exc:
+        return {"error": str(exc)[:200]}, None, None
+    details = {"floor": fit.floor, "apex_m": round(fit.apex_m, 2),
+               "apex_se_m": round(fit.apex_se_m, 2), "origin_floor": fit.floor,
+               "points": fit.points, "inliers": fit.inliers}
+    return details, fit.floor, fit.apex_m
+
+
+class RuleEngine:
+    """Evaluates a :class:`RuleSet` over batches and clock ticks of one site."""
+
+    def __init__(self, site: Site, rules: RuleSet, *, estates: Iterable[str] | None = None
+                 ) -> None:
+        self.site = site
+        self.rules = rules
+        self.render = Renderer(site)
+        self.stats = EngineStats()
+        n = len(site.devices)
+        self._n = n
+        self.served = served_mask(site, estates)
+        self.newest = np.full(n, np.iinfo(np.int64).min, np.int64)
+        self.start_ms: int | None = None
+        self._state: dict[str, _StateArrays] = {}
+        for r in rules.rules:
+            if r.type == "state":
+                nout = len(r.outputs)
+                self._state[r.id] = _StateArrays(
+                    pol=np.full(n, NO_RUN, np.int8), start=np.zeros(n, np.int64),
+                    dur=np.full(n, -1, np.int64), active=np.zeros(n, bool),
+                    alarm_start=np.zeros(n, np.int64), last_t=np.zeros(n, np.int64),
+                    out=np.full((n, nout), np.nan))
+        self._rings: dict[tuple[str, str], Ring] = {}
+        # offline
+        self._offline = rules.of_type("offline")
+        hb = np.array([KINDS[k].heartbeat_s for k in KINDS])
+        kinds = site.devices.kind.astype(np.int64)
+        self._off_limit: dict[str, np.ndarray] = {}
+        self._off_active: dict[str, np.ndarray] = {}
+        self._off_start: dict[str, np.ndarray] = {}
+        for r in self._offline:
+            applies = np.ones(n, bool) if r.kind == "*" else kinds == KIND_CODES[r.kind]
+            lim = np.where(applies & self.served, np.round(hb[kinds] * r.heartbeats * 1000),
+                           -1).astype(np.int64)
+            self._off_limit[r.id] = lim
+            self._off_active[r.id] = np.zeros(n, bool)
+            self._off_start[r.id] = np.zeros(n, np.int64)
+        self.last_seen = np.zeros(n, np.int64)
+        # groups: (estate, building, floor) of each device with a known floor
+        self._groups = [_Group(r, site) for r in rules.of_type("group")]
+        self._params = {k: v for k, v in site.devices.params.items()}
+
+    # -- public ----------------------------------------------------------------------------
+    def process(self, batch: Batch) -> list[Transition]:
+        """Applies a batch; returns the transitions it caused, ordered by ts."""
+        out: list[Transition] = []
+        if not batch:
+            return out
+        self.stats.batches += 1
+        if self.start_ms is None:
+            self._start(min(int(kb.ts.min()) for kb in batch.kinds.values() if len(kb)))
+        for kind, kb in batch.kinds.items():
+            if len(kb):
+                out.extend(self._process_kind(kind, kb))
+        return self._finish(out)
+
+    def tick(self, now_ms: int) -> list[Transition]:
+        """Advances every device to ``now_ms``: durations, clear delays, offline."""
+        if self.start_ms is None:
+            self._start(now_ms)
+        self.stats.ticks += 1
+        out: list[Transition] = []
+        for r in self.rules.rules:
+            if r.type == "state":
+                out.extend(self._tick_state(r, now_ms))
+        for r in self._offline:
+            out.extend(self._tick_offline(r, now_ms))
+        return self._finish(out)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _start(self, t0: int) -> None:
+        self.start_ms = t0
+        self.last_seen[:] = t0
+
+    def _finish(self, out: list[Transition]) -> list[Transition]:
+        for g in self._groups:
+            out.extend(g.feed(out, self.render))
+        out.sort(key=_order_key(self.rules))
+        self.stats.transitions += len(out)
+        for t in out:
+            self.stats.by_rule[t.rule] = self.stats.by_rule.get(t.rule, 0) + 1
+        return out
+
+    def _process_kind(self, kind: str, kb: KindBatch) -> list[Transition]:
+        keep = self.served[kb.device]
+        if not keep.all():
+            kb = kb.take(np.flatnonzero(keep))
+        if not len(kb):
+            return []
+        order = np.lexsort((kb.ts, kb.device))
+        kb = kb.take(order) if not (order == np.arange(len(order))).all() else kb
+        dev = kb.device.astype(np.int64)
+        t = kb.ts
+        # late readings: older than the newest already applied for the device
+        late = t < self.newest[dev]
+        self.stats.readings += len(t)
+        out: list[Transition] = []
+        # event rules see every reading, late ones too: a thrown bottle is news whenever
+        out.extend(self._events(kind, kb))
+        if late.any():
+            self.stats.late += int(late.sum())
+            kb = kb.take(np.flatnonzero(~late))
+            dev, t = kb.device.astype(np.int64), kb.ts
+        if not len(t):
+            return out
+        # newest per device: t is sorted within each device
+        last = np.r_[dev[1:] != dev[:-1], True]
+        self.newest[dev[last]] = t[last]
+        out.extend(self._offline_on_readings(dev, t))
+
+        cols: dict[str, Any] = {f.name: kb.values[:, i] for i, f in enumerate(kb.kind.columns)}
+        for p in KINDS[kind].params:
+            cols[p.name] = self._params.get(p.name, np.full(self._n, np.nan))[dev]
+        rules = [r for r in self.rules.by_kind(kind) if r.type == "state"]
+        self._windows(kind, rules, dev, t, cols)
+        for r in rules:
+            out.extend(self._state_rule(r, dev, t, cols))
+        return out
+
+    def _windows(self, kind: str, rules: list[CompiledRule], dev: np.ndarray, t: np.ndarray,
+                 cols: dict[str, Any]) -> None:
+        by_field: dict[str, list[Any]] = {}
+        for r in rules:
+            for w in r.windows:
+                if w not in by_field.setdefault(w.field, []):
+                    by_field[w.field].append(w)
+        for fname, ws in by_field.items():
+            ring = self._rings.get((kind, fname))
+            if ring is None:
+                ring = self._rings[(kind, fname)] = Ring.empty(self._n)
+            v = cols[fname]
+            has = ~np.isnan(v)
+            rows = np.flatnonzero(has)
+            feats = window_features(dev[rows], t[rows], v[rows], ring, ws)
+            for key, arr in feats.items():
+                full = np.full(len(t), np.nan)
+                full[rows] = arr
+                cols[key] = full
+
+    def _events(self, kind: str, kb: KindBatch) -> list[Transition]:
+        rules = [r for r in self.rules.by_kind(kind) if r.type == "event"]
+        if not rules:
+            return []
+        cols: dict[str, Any] = {f.name: kb.values[:, i] for i, f in enumerate(kb.kind.columns)}
+        extras = dict(zip(kb.extra_rows.tolist(), kb.extras, strict=True))
+        out = []
+        for r in rules:
+            assert r.condition is not None
+            valid = np.ones(len(kb), bool)
+            for f in r.condition.required:
+                valid &= ~np.isnan(cols[f])
+            hit = np.flatnonzero(valid & np.asarray(r.condition.vector(cols), bool))
+            for i in hit.tolist():
+                out.append(self._event_transition(r, int(kb.device[i]), int(kb.ts[i]),
+                                                  {k: float(v[i]) for k, v in cols.items()},
+                                                  extras.get(i)))
+        return out
+
+    def _event_transition(self, r: CompiledRule, dev: int, ts: int, row: dict[str, float],
+                          extra: dict[str, Any] | None) -> Transition:
+        value = float(r.value.scalar(row)) if r.value is not None else None
+        details = {name: e.scalar(row) for name, e in r.details}
+        floor = None
+        if r.enrich == "trajectory":
+            more, floor, _apex = enrich_trajectory(self.site, dev, extra)
+            details.update(more)
+        details = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                   for k, v in details.items()}
+        return self.render.device(r, dev, "raised", ts, ts, value, details, floor)
+
+    # -- offline ---------------------------------------------------------------------------
+    def _offline_on_readings(self, dev: np.ndarray, t: np.ndarray) -> list[Transition]:
+        out: list[Transition] = []
+        first = np.r_[True, dev[1:] != dev[:-1]]
+        prev = np.where(first, self.last_seen[dev], np.r_[0, t[:-1]])
+        last = np.r_[dev[1:] != dev[:-1], True]
+        for r in self._offline:
+            lim = self._off_limit[r.id][dev]
+            act = self._off_active[r.id]
+            start = self._off_start[r.id]
+            gap = (lim >= 0) & (t - prev > lim)
+            was = first & act[dev]
+            # a first reading of a device already offline clears it
+            for i in np.flatnonzero(was).tolist():
+                d = int(dev[i])
+                out.append(self._offline_t(r, d, "cleared", int(t[i]), int(start[d]),
+                                           int(prev[i])))
+            for i in np.flatnonzero(gap & ~was).tolist():
+                d = int(dev[i])
+                due = int(prev[i] + lim[i])
+                out.append(self._offline_t(r, d, "raised", due, due, int(prev[i])))
+                out.append(self._offline_t(r, d, "cleared", int(t[i]), due, int(prev[i])))
+            act[dev[first]] = False
+        self.last_seen[dev[last]] = t[last]
+        return out
+
+    def _tick_offline(self, r: CompiledRule, now: int) -> list[Transition]:
+        lim = self._off_limit[r.id]
+        act = self._off_active[r.id]
+        due = np.flatnonzero((lim >= 0) & ~act & (now - self.last_seen > lim))
+        out = []
+        for d in due.tolist():
+            ts = int(self.last_seen[d] + lim[d])
+            act[d] = True
+            self._off_start[r.id][d] = ts
+            out.append(self._offline_t(r, d, "raised", ts, ts, int(self.last_seen[d])))
+        return out
+
+    def _offline_t(self, r: CompiledRule, d: int, event: str, ts: int, started: int,
+                   last_seen: int) -> Transition:
+        return self.render.device(r, d, event, ts, started, None, {"last_seen": last_seen})
+
+    # -- state rules -------------------------------------------------------------------------
+    def _state_rule(self, r: CompiledRule, dev: np.ndarray, t: np.ndarray,
+                    cols: dict[str, Any]) -> list[Transition]:
+        assert r.condition is not None
+        valid = np.ones(len(t), bool)
+        for f in r.condition.required:
+            valid &= ~np.isnan(cols[f])
+        if not valid.all():
+            rows = np.flatnonzero(valid)
+            dev, t = dev[rows], t[rows]
+            cols = {k: (v[rows] if isinstance(v, np.ndarray) else v) for k, v in cols.items()}
+        if not len(t):
+            return []
+        st = self._state[r.id]
+        cond = np.asarray(r.condition.vector(cols), bool)
+        if cond.shape != t.shape:
+            cond = np.broadcast_to(cond, t.shape)
+        heads = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
+        udev = dev[heads]
+        any_true = np.logical_or.reduceat(cond, heads)
+        busy = any_true | (st.pol[udev] == 1) | st.active[udev]
+        counts = np.diff(np.r_[heads, len(t)])
+        tails = heads + counts - 1
+        # quiet devices: all readings false, nothing pending, no alarm — the common case
+        quiet = ~busy
+        if quiet.any():
+            q = udev[quiet]
+            newrun = st.pol[q] != 0
+            st.start[q] = np.where(newrun, t[heads[quiet]], st.start[q])
+            st.pol[q] = 0
+            st.dur[q] = _ms(r.clear_after_s)
+            st.last_t[q] = t[tails[quiet]]
+        if not busy.any():
+            return []
+        rows = np.flatnonzero(np.repeat(busy, counts))
+        return self._runs(r, st, dev[rows], t[rows], cond[rows],
+                          {k: (v[rows] if isinstance(v, np.ndarray) else v)
+                           for k, v in cols.items()})
+
+    def _durations(self, r: CompiledRule, cond: np.ndarray, cols: dict[str, Any]) -> np.ndarray:
+        d = np.full(len(cond), _ms(r.for_s), np.int64)
+        # tiers: the shortest applicable duration wins
+        for when, secs in r.for_when:
+            w = np.asarray(when.vector(cols), bool)
+            d = np.where(w, np.minimum(d, _ms(secs)), d)
+        return np.where(cond, d, _ms(r.clear_after_s))
+
+    def _outputs(self, r: CompiledRule, cols: dict[str, Any], n: int) -> np.ndarray:
+        out = np.full((n, len(r.outputs)), np.nan)
+        for j, e in enumerate(r.outputs):
+            if e is not None:
+                out[:, j] = np.broadcast_to(np.asarray(e.vector(cols), np.float64), (n,))
+        return out
+
+    def _runs(self, r: CompiledRule, st: _StateArrays, dev: np.ndarray, t: np.ndarray,
+              cond: np.ndarray, cols: dict[str, Any]) -> list[Transition]:
+        m = len(t)
+        heads = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
+        udev = dev[heads]
+        g = len(udev)
+        # combined rows: one virtual row per device (its state), then its readings
+        size = m + g
+        vpos = heads + np.arange(g)
+        real = np.ones(size, bool)
+        real[vpos] = False
+        rpos = np.flatnonzero(real)
+        ct = np.empty(size, np.int64)
+        cpol = np.empty(size, np.int8)
+        cdur = np.empty(size, np.int64)
+        cout = np.empty((size, len(r.outputs)))
+        ct[vpos], ct[rpos] = st.start[udev], t
+        cpol[vpos], cpol[rpos] = st.pol[udev], cond.astype(np.int8)
+        cdur[vpos], cdur[rpos] = st.dur[udev], self._durations(r, cond, cols)
+        cout[vpos], cout[rpos] = st.out[udev], self._outputs(r, cols, m)
+        # the virtual row stands for the last applied reading: its time for the ts rule
+        capplied = ct.copy()
+        capplied[vpos] = st.last_t[udev]
+
+        seg_first = np.zeros(size, bool)
+        seg_first[vpos] = True
+        run_head = seg_first | np.r_[True, cpol[1:] != cpol[:-1]]
+        rh = np.flatnonzero(run_head)
+        run_id = np.cumsum(run_head) - 1
+        nruns = len(rh)
+        rstart = ct[rh]  # virtual rows carry their run's start
+        rpol = cpol[rh]
+        rlast = np.r_[rh[1:], size] - 1
+        seg_last_row = np.r_[vpos[1:], size] - 1
+        rseg = np.cumsum(seg_first)[rh] - 1
+        r_is_seg_last = rlast == seg_last_row[rseg]
+        # checks: F_i (before applying row i; belongs to the run of row i-1) and
+        # S_i (after applying row i; belongs to the run of row i); both "now ≥ start + dur"
+        prev_start = np.r_[0, rstart[run_id[:-1]]]
+        prev_dur = np.r_[-1, cdur[:-1]]
+        f_ok = real & ~seg_first & (prev_dur >= 0) & (np.r_[0, cpol[:-1]] >= 0) \
+            & (ct >= prev_start + np.where(prev_dur >= 0, prev_dur, 0))
+        s_ok = real & (cpol >= 0) & (cdur >= 0) & (ct >= rstart[run_id] + np.maximum(cdur, 0))
+        checks = np.empty(2 * size, bool)
+        checks[0::2], checks[1::2] = f_ok, s_ok
+        lo = 2 * rh + 1
+        hi = np.where(r_is_seg_last, 2 * rlast + 1, 2 * rlast + 2)
+        trues = np.flatnonzero(checks)
+        k = np.searchsorted(trues, lo)
+        has = k < len(trues)
+        p = np.where(has, trues[np.minimum(k, max(len(trues) - 1, 0))] if len(trues) else 0, 0)
+        trig = has & (p <= hi) & (rpol >= 0)
+        row = p // 2
+        is_s = (p % 2) == 1
+        # F: due = start + duration of the previous row, value from the previous row
+        vrow = np.where(is_s, row, row - 1)
+        due = rstart + cdur[np.maximum(vrow, 0)]
+        ts = np.maximum(due, capplied[np.maximum(vrow, 0)])
+        ev = np.where(trig, rpol, -1).astype(np.int8)  # 1 set, 0 reset, -1 nothing
+        # latch: the state before each run is the last event of an earlier run of the
+        # same device, or the stored flag for its first run
+        first_run = np.r_[True, rseg[1:] != rseg[:-1]]
+        src = np.r_[-1, ev[:-1]].astype(np.int8)
+        src[first_run] = st.active[udev[rseg[first_run]]].astype(np.int8)
+        before_val = src[np.maximum.accumulate(np.where(src >= 0, np.arange(nruns), -1))]
+        raise_r = (ev == 1) & (before_val == 0)
+        clear_r = (ev == 0) & (before_val == 1)
+        after = np.where(ev >= 0, ev, before_val)
+        # the alarm a clear closes started at the device's latest raise before it
+        last_raise = np.maximum.accumulate(np.where(raise_r, np.arange(nruns), -1))
+        seg_start_run = np.maximum.accumulate(np.where(first_run, np.arange(nruns), -1))
+        has_prev_raise = last_raise >= seg_start_run
+        clear_start = np.where(has_prev_raise, rstart[np.maximum(last_raise, 0)],
+                               st.alarm_start[udev[rseg]])
+
+        out: list[Transition] = []
+        for i in np.flatnonzero(raise_r | clear_r).tolist():
+            d = int(udev[rseg[i]])
+            vr = int(vrow[i])
+            vals = cout[vr]
+            started = int(rstart[i]) if raise_r[i] else int(clear_start[i])
+            details = {name: _num(vals[j + 1]) for j, (name, _) in enumerate(r.details)}
+            out.append(self.render.device(r, d, "raised" if raise_r[i] else "cleared",
+                                          int(ts[i]), started, float(vals[0]), details))
+        # new state from each device's last run
+        lr = np.r_[np.flatnonzero(first_run)[1:], nruns] - 1
+        segs = rseg[lr]
+        d = udev[segs]
+        st.pol[d] = rpol[lr]
+        st.start[d] = rstart[lr]
+        st.dur[d] = cdur[seg_last_row[segs]]
+        st.active[d] = after[lr].astype(bool)
+        st.alarm_start[d] = np.where(has_prev_raise[lr], rstart[np.maximum(last_raise[lr], 0)],
+                                     st.alarm_start[d])
+        st.last_t[d] = ct[seg_last_row[segs]]
+        st.out[d] = cout[seg_last_row[segs]]
+        return out
+
+    def _tick_state(self, r: CompiledRule, now: int) -> list[Transition]:
+        st = self._state[r.id]
+        due = st.start + st.dur
+        ok = (st.pol >= 0) & (st.dur >= 0) & (now >= due)
+        raise_d = np.flatnonzero(ok & (st.pol == 1) & ~st.active)
+        clear_d = np.flatnonzero(ok & (st.pol == 0) & st.active)
+        out: list[Transition] = []
+        for d in raise_d.tolist():
+            ts = max(int(due[d]), int(st.last_t[d]))
+            st.active[d] = True
+            st.alarm_start[d] = st.start[d]
+            out.append(self._state_t(r, d, "raised", ts, int(st.start[d])))
+        for d in clear_d.tolist():
+            ts = max(int(due[d]), int(st.last_t[d]))
+            st.active[d] = False
+            out.append(self._state_t(r, d, "cleared", ts, int(st.alarm_start[d])))
+        return out
+
+    def _state_t(self, r: CompiledRule, d: int, event: str, ts: int, started: int
+                 ) -> Transition:
+        vals = self._state[r.id].out[d]
+        details = {name: _num(vals[j + 1]) for j, (name, _) in enumerate(r.details)}
+        return self.render.device(r, d, event, ts, started, float(vals[0]), details)
+
+
+def _num(v: float) -> float | None:
+    return None if math.isnan(v) else float(v)
+
+
+def _order_key(rules: RuleSet) -> Any:
+    order = {r.id: r.order for r in rules.rules}
+
+    def key(t: Transition) -> tuple[int, int, str, int]:
+        return (t.ts, order.get(t.rule, 0), t.subject, 0 if t.event == "raised" else 1)
+
+    return key
+
+
+class _Group:
+    """A group rule (``smoke.fire_confirmed``): k members of one floor within a window.
+
+    Members' raised / cleared transitions are rare, so they are fed one by one in time
+    order; the per-floor counts are arrays indexed by a dense group id.
+    """
+
+    def __init__(self, rule: CompiledRule, site: Site) -> None:
+        self.rule = rule
+        self.site = site
+        d = site.devices
+        n = len(d)
+        keys: dict[tuple[int, int], int] = {}
+        gid = np.full(n, -1, np.int64)
+        floor = d.floor
+        kind_ok = d.kind == KIND_CODES[rule.kind]
+        for i in np.flatnonzero(kind_ok & ~np.isnan(floor)).tolist():
+            key = (int(d.building[i]), int(floor[i]))
+            gid[i] = keys.setdefault(key, len(keys))
+        self.gid = gid
+        self.keys = list(keys)
+        ng = len(keys)
+        self.member_active = np.zeros(n, np.int32)  # active member alarms per device
+        self.last_clear = np.full(n, np.iinfo(np.int64).min // 2, np.int64)
+        self.active = np.zeros(ng, bool)
+        self.started = np.zeros(ng, np.int64)
+        order = np.argsort(gid, kind="stable")
+        order = order[gid[order] >= 0]
+        self.members_sorted = order
+        self.bounds = np.searchsorted(gid[order], np.arange(ng + 1))
+        self.within_ms = _ms(rule.within_s)
+        self.index = d.index
+
+    def feed(self, transitions: list[Transition], render: Renderer) -> list[Transition]:
+        hits = [t for t in transitions if t.rule in self.rule.members and t.device is not None]
+        if not hits:
+            return []
+        hits.sort(key=lambda t: (t.ts, 0 if t.event == "cleared" else 1, t.device or ""))
+        out: list[Transition] = []
+        for h in hits:
+            dev = self.index[h.device]  # type: ignore[index]
+            g = int(self.gid[dev])
+            if g < 0:
+                continue
+            members = self.members_sorted[self.bounds[g]:self.bounds[g + 1]]
+            if h.event == "raised":
+                self.member_active[dev] += 1
+                live = (self.member_active[members] > 0) | \
+                    (self.last_clear[members] >= h.ts - self.within_ms)
+                n_live = int(live.sum())
+                if n_live >= self.rule.min_members and not self.active[g]:
+                    self.active[g] = True
+                    self.started[g] = h.ts
+                    out.append(self._t(g, "raised", h.ts, n_live, members[live], render))
+            else:
+                self.member_active[dev] = max(0, self.member_active[dev] - 1)
+                self.last_clear[dev] = h.ts
+                if self.active[g] and not (self.member_active[members] > 0).any():
+                    self.active[g] = False
+                    out.append(self._t(g, "cleared", h.ts, 0, members[:0], render))
+        return out
+
+    def _t(self, g: int, event: str, ts: int, n: int, members: np.ndarray,
+           render: Renderer) -> Transition:
+        b_idx, floor = self.keys[g]
+        b = self.site.buildings[b_idx]
+        details = {"devices": [self.site.devices.ids[i] for i in members.tolist()]}
+        return render.group(self.rule, b.estate, b.id, floor, event, ts,
+                            int(self.started[g]), float(n), details)

@@ -1,0 +1,296 @@
+"""A small, safe expression language for rule conditions.
+
+Conditions are Python expression syntax parsed with :mod:`ast` and checked against a
+whitelist: comparisons (chained too), ``and``/``or``/``not``, ``+ - * /``, unary minus,
+``abs(x)``, ``x is missing`` / ``x is not missing``, ``true``/``false``, string constants
+compared with enum fields, and windowed features over a device's own trailing readings:
+``slope(field, seconds)`` (least-squares, per second), ``wmax``, ``wmin``, ``count`` and
+``span`` (seconds covered). Names are the kind's fields, its registry params and the
+rule's own parameters. Nothing is ever ``eval``-ed.
+
+One parsed tree has two evaluators: :meth:`Expr.vector` compiles it once into numpy
+operations over columns, and :meth:`Expr.scalar` interprets it on one reading with plain
+Python floats — the reference engine's oracle. NaN means "not measured" in both.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from anju.devices.spec import KindSpec
+from anju.errors import RuleError
+
+__all__ = ["WINDOW_FUNCS", "Expr", "Window", "parse_expr"]
+
+WINDOW_FUNCS = ("slope", "wmax", "wmin", "count", "span")
+MAX_WINDOW_S = 3600.0
+
+_CMP_NP: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater,
+    ast.GtE: np.greater_equal, ast.Eq: np.equal, ast.NotEq: np.not_equal,
+}
+_CMP_PY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+    ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+_ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A windowed feature: ``func`` over ``field`` in the trailing ``seconds``."""
+
+    func: str
+    field: str
+    seconds: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.func}({self.field},{self.seconds:g})"
+
+
+def _div(a: float, b: float) -> float:
+    # IEEE semantics, as numpy gives them, instead of ZeroDivisionError.
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if math.isnan(a) or a == 0:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _truth(x: Any) -> bool:
+    """A scalar operand used as a condition: booleans as they are, numbers true when 1."""
+    if isinstance(x, bool):
+        return x
+    return bool(x == 1.0)
+
+
+def _truth_np(x: Any) -> Any:
+    if isinstance(x, np.ndarray) and x.dtype == np.bool_:
+        return x
+    if isinstance(x, bool | np.bool_):
+        return x
+    return np.equal(x, 1.0)
+
+
+class Expr:
+    """A validated expression over one kind's readings."""
+
+    def __init__(self, source: str, tree: ast.expr, fields: frozenset[str],
+                 required: frozenset[str], windows: tuple[Window, ...]) -> None:
+        self.source = source
+        self.tree = tree
+        self.fields = fields  # every field it reads
+        self.required = required  # fields that must be measured for it to mean anything
+        self.windows = windows
+
+    def __repr__(self) -> str:
+        return f"Expr({self.source!r})"
+
+    # -- vectorised --------------------------------------------------------------------
+    def vector(self, cols: Mapping[str, Any]) -> Any:
+        """Evaluates over columns (numpy arrays; windows under their ``key``)."""
+        with np.errstate(all="ignore"):
+            return self._v(self.tree, cols)
+
+    def _v(self, node: ast.expr, c: Mapping[str, Any]) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return c[node.id]
+        if isinstance(node, ast.BoolOp):
+            vals = [_truth_np(self._v(v, c)) for v in node.values]
+            fn = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+            out = vals[0]
+            for v in vals[1:]:
+                out = fn(out, v)
+            return out
+        if isinstance(node, ast.UnaryOp):
+            v = self._v(node.operand, c)
+            return np.logical_not(_truth_np(v)) if isinstance(node.op, ast.Not) else -v
+        if isinstance(node, ast.BinOp):
+            a, b = self._v(node.left, c), self._v(node.right, c)
+            op = _ARITH[type(node.op)]
+            return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
+        if isinstance(node, ast.Compare):
+            if isinstance(node.ops[0], ast.Is | ast.IsNot):
+                v = np.isnan(self._v(node.left, c))
+                return v if isinstance(node.ops[0], ast.Is) else np.logical_not(v)
+            left = self._v(node.left, c)
+            out = None
+            for op, comp in zip(node.ops, node.comparators, strict=True):
+                right = self._v(comp, c)
+                r = _CMP_NP[type(op)](left, right)
+                out = r if out is None else np.logical_and(out, r)
+                left = right
+            return out
+        if isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Name)
+            if node.func.id == "abs":
+                return np.abs(self._v(node.args[0], c))
+            return c[_window_of(node).key]
+        raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
+
+    # -- scalar (the oracle) -------------------------------------------------------------
+    def scalar(self, env: Mapping[str, Any]) -> Any:
+        """Evaluates on one reading: ``env`` maps names (and window keys) to floats."""
+        return self._s(self.tree, env)
+
+    def _s(self, node: ast.expr, e: Mapping[str, Any]) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return e[node.id]
+        if isinstance(node, ast.BoolOp):
+            vals = [_truth(self._s(v, e)) for v in node.values]
+            return all(vals) if isinstance(node.op, ast.And) else any(vals)
+        if isinstance(node, ast.UnaryOp):
+            v = self._s(node.operand, e)
+            return (not _truth(v)) if isinstance(node.op, ast.Not) else -v
+        if isinstance(node, ast.BinOp):
+            a, b = self._s(node.left, e), self._s(node.right, e)
+            op = _ARITH[type(node.op)]
+            return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" \
+                else _div(a, b)
+        if isinstance(node, ast.Compare):
+            if isinstance(node.ops[0], ast.Is | ast.IsNot):
+                v = math.isnan(self._s(node.left, e))
+                return v if isinstance(node.ops[0], ast.Is) else not v
+            left = self._s(node.left, e)
+            for op, comp in zip(node.ops, node.comparators, strict=True):
+                right = self._s(comp, e)
+                if not _CMP_PY[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Name)
+            if node.func.id == "abs":
+                return abs(self._s(node.args[0], e))
+            return e[_window_of(node).key]
+        raise AssertionError(ast.dump(node))
+
+
+def _window_of(node: ast.Call) -> Window:
+    assert isinstance(node.func, ast.Name)
+    field = node.args[0]
+    secs = node.args[1]
+    assert isinstance(field, ast.Name) and isinstance(secs, ast.Constant)
+    return Window(node.func.id, field.id, float(secs.value))
+
+
+def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
+               file: str = "<rules>", rule: str | None = None,
+               device_params: frozenset[str] = frozenset()) -> Expr:
+    """Parses and validates ``source``; rule parameters are folded in as constants.
+
+    Raises :class:`RuleError` naming the file, the rule and the offending token.
+    """
+    def fail(problem: str, token: str | None = None) -> RuleError:
+        return RuleError(file, rule, f"condition {source!r}: {problem}", token)
+
+    try:
+        tree = ast.parse(source.strip(), mode="eval").body
+    except SyntaxError as exc:
+        bad = (exc.text or source)[max(0, (exc.offset or 1) - 1):][:20]
+        raise fail(f"syntax error ({exc.msg})", bad) from None
+
+    fields: set[str] = set()
+    required: set[str] = set()
+    windows: list[Window] = []
+    enum_fields = {f.name: f for f in kind.fields if f.type == "enum"}
+    col_fields = {f.name for f in kind.columns}
+    track_fields = {f.name for f in kind.fields if f.type == "track"}
+
+    def walk(node: ast.expr, in_missing: bool = False) -> ast.expr:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, int | float | str):
+                raise fail("only numbers and quoted enum values are allowed", repr(node.value))
+            return ast.Constant(float(node.value)) if not isinstance(node.value, str) else node
+        if isinstance(node, ast.Name):
+            name = node.id
+            if name in ("true", "false"):
+                return ast.Constant(1.0 if name == "true" else 0.0)
+            if name in col_fields:
+                fields.add(name)
+                if not in_missing:
+                    required.add(name)
+                return node
+            if name in track_fields:
+                raise fail("a track cannot be used in a condition", name)
+            if name in params:
+                return ast.Constant(float(params[name]))
+            if name in device_params or name in {p.name for p in kind.params}:
+                return node
+            raise fail(f"unknown name (fields of {kind.name}: {', '.join(sorted(col_fields))})",
+                       name)
+        if isinstance(node, ast.BoolOp):
+            return ast.BoolOp(node.op, [walk(v) for v in node.values])
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
+            return ast.UnaryOp(node.op, walk(node.operand))
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+            return ast.BinOp(walk(node.left), node.op, walk(node.right))
+        if isinstance(node, ast.Compare):
+            if any(isinstance(op, ast.Is | ast.IsNot) for op in node.ops):
+                if len(node.ops) != 1 or not (isinstance(node.comparators[0], ast.Name)
+                                              and node.comparators[0].id == "missing"):
+                    raise fail("'is' is only allowed as 'x is missing' / 'x is not missing'",
+                               "is")
+                return ast.Compare(walk(node.left, in_missing=True), node.ops,
+                                   node.comparators)
+            for op in node.ops:
+                if type(op) not in _CMP_NP:
+                    raise fail("unsupported comparison", type(op).__name__)
+            # enum comparisons: field == "value" becomes a comparison of codes
+            operands = [node.left, *node.comparators]
+            enum_f = next((enum_fields[o.id] for o in operands
+                           if isinstance(o, ast.Name) and o.id in enum_fields), None)
+            new_ops = []
+            for o in operands:
+                if isinstance(o, ast.Constant) and isinstance(o.value, str):
+                    if enum_f is None or o.value not in enum_f.choices:
+                        raise fail("a string constant must be one of an enum field's values",
+                                   o.value)
+                    new_ops.append(ast.Constant(float(enum_f.choices.index(o.value))))
+                else:
+                    new_ops.append(walk(o))
+            return ast.Compare(new_ops[0], node.ops, new_ops[1:])
+        if isinstance(node, ast.Call):
+            fname = node.func.id if isinstance(node.func, ast.Name) else None
+            if node.keywords or fname is None:
+                raise fail("unsupported call", ast.unparse(node.func))
+            if fname == "abs":
+                if len(node.args) != 1:
+                    raise fail("abs takes one argument", "abs")
+                return ast.Call(node.func, [walk(node.args[0])], [])
+            if fname in WINDOW_FUNCS:
+                if len(node.args) != 2 or not isinstance(node.args[0], ast.Name) \
+                        or node.args[0].id not in col_fields:
+                    raise fail(f"{fname}(field, seconds) takes a field of {kind.name}", fname)
+                secs = node.args[1]
+                if isinstance(secs, ast.Name) and secs.id in params:
+                    secs = ast.Constant(float(params[secs.id]))
+                if not isinstance(secs, ast.Constant) or isinstance(secs.value, bool | str) \
+                        or not 0 < float(secs.value) <= MAX_WINDOW_S:
+                    raise fail(f"window length must be a number of seconds in (0, "
+                               f"{MAX_WINDOW_S:g}]", ast.unparse(node.args[1]))
+                f = node.args[0].id
+                fields.add(f)
+                required.add(f)
+                w = Window(fname, f, float(secs.value))
+                if w not in windows:
+                    windows.append(w)
+                return ast.Call(node.func, [ast.Name(f), ast.Constant(float(secs.value))], [])
+            raise fail("unknown function", fname)
+        raise fail("unsupported syntax", ast.unparse(node)[:40])
+
+    checked = walk(tree)
+    return Expr(source, checked, frozenset(fields), frozenset(required), tuple(windows))
