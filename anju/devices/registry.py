@@ -26,6 +26,7 @@ from anju.errors import RegistryError
 
 __all__ = [
     "ID_RE",
+    "PIPELINE_USER",
     "Building",
     "DeviceTable",
     "Estate",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: The pipeline's broker username (CONTRACT §7); no device or gateway may take it.
+PIPELINE_USER = "anju-pipeline"
 _ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 Role = Literal["property", "fire", "supervisor"]
 
@@ -84,7 +87,8 @@ class _SiteModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     estates: list[_EstateModel] = Field(min_length=1)
     teams: list[_TeamModel] = []
-    escalation: _EscalationModel = _EscalationModel()
+    escalation: _EscalationModel = Field(
+        default_factory=lambda: _EscalationModel.model_validate({}))
     rules: dict[str, dict[str, Any]] = {}  # per-site rule overrides: {rule_id: {param: value}}
 
 
@@ -178,49 +182,78 @@ class Site:
         return list(self.estates)
 
     def summary(self) -> dict[str, Any]:
-        codes = np.bincount(self.devices.kind, minlength=len(KINDS)) if len(self.devices) else []
+        codes = np.bincount(self.devices.kind.astype(np.int64), minlength=len(KINDS))
         return {
             "estates": len(self.estates),
             "buildings": len(self.buildings),
             "devices": len(self.devices),
-            "by_kind": {k: int(codes[c]) if len(codes) else 0 for k, c in KIND_CODES.items()},
+            "by_kind": {k: int(codes[c]) for k, c in KIND_CODES.items()},
             "load_s": round(self.load_s, 4),
         }
 
 
 # -- loading --------------------------------------------------------------------------------
 class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that remembers the line of every mapping, for error messages."""
+    """A SafeLoader that remembers where every key and list item is, for error messages,
+    and refuses duplicate keys (YAML 1.2 §3.2.1.1 forbids them; PyYAML keeps the last)."""
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
+class _Lines(list[Any]):
+    """A YAML sequence that knows the line of each of its items."""
+
+    lines: list[int]
+
+
+_LINE, _KEYS = "__line__", "__keys__"  # the mapping's own line; {key: line}
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    keys: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in keys:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"duplicate key {key!r} (first on line {keys[key]})", key_node.start_mark)
+        keys[key] = key_node.start_mark.line + 1
+    mapping = dict(loader.construct_mapping(node, deep=True))
+    mapping[_LINE] = node.start_mark.line + 1
+    mapping[_KEYS] = keys
     return mapping
 
 
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _Lines:
+    seq = _Lines(loader.construct_sequence(node, deep=True))
+    seq.lines = [item.start_mark.line + 1 for item in node.value]
+    return seq
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
+                            _construct_sequence)
 
 
 def _strip_lines(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {k: _strip_lines(v) for k, v in obj.items() if k != "__line__"}
+        return {k: _strip_lines(v) for k, v in obj.items() if k not in (_LINE, _KEYS)}
     if isinstance(obj, list):
         return [_strip_lines(v) for v in obj]
     return obj
 
 
 def _line_of(raw: Any, loc: tuple[int | str, ...]) -> int | None:
-    """The line of the deepest mapping on the path ``loc`` of a pydantic error."""
-    line = raw.get("__line__") if isinstance(raw, dict) else None
+    """The line of the deepest key or item on the path ``loc`` (of a pydantic error)."""
+    line: int | None = raw.get(_LINE) if isinstance(raw, dict) else None
     node = raw
     for part in loc:
+        if isinstance(node, dict):
+            line = node.get(_KEYS, {}).get(part, line)
+        elif isinstance(node, _Lines) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lines[part]
         try:
             node = node[part]
         except (KeyError, IndexError, TypeError):
             break
-        if isinstance(node, dict) and "__line__" in node:
-            line = node["__line__"]
     return line
 
 
@@ -233,7 +266,7 @@ def _load_site_yaml(path: Path) -> tuple[_SiteModel, Any]:
     except UnicodeDecodeError as exc:
         raise RegistryError(name, None, None, f"not UTF-8 ({exc.reason})") from None
     try:
-        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        raw = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise RegistryError(name, mark.line + 1 if mark else None, None,
@@ -261,14 +294,14 @@ def load_site(root: str | Path) -> Site:
 
     estates: dict[str, Estate] = {}
     buildings: list[Building] = []
-    for ei, (em, eraw) in enumerate(zip(model.estates, raw["estates"], strict=True)):
+    for ei, em in enumerate(model.estates):
         if em.id in estates:
-            raise RegistryError(yname, eraw.get("__line__"), f"estates.{ei}.id",
+            raise RegistryError(yname, _line_of(raw, ("estates", ei, "id")), f"estates.{ei}.id",
                                 f"duplicate estate id {em.id!r}")
         blds: dict[str, Building] = {}
         for bi, bm in enumerate(em.buildings):
             if bm.id in blds:
-                line = _line_of(eraw, ("buildings", bi))
+                line = _line_of(raw, ("estates", ei, "buildings", bi, "id"))
                 raise RegistryError(yname, line, f"estates.{ei}.buildings.{bi}.id",
                                     f"duplicate building id {bm.id!r} in estate {em.id!r}")
             b = Building(len(buildings), bm.id, em.id, bm.floors, bm.floor_height_m, bm.basements)
@@ -278,19 +311,20 @@ def load_site(root: str | Path) -> Site:
 
     teams: list[Team] = []
     seen_teams: set[str] = set()
-    for ti, (tm, traw) in enumerate(zip(model.teams, raw.get("teams") or [], strict=True)):
-        line = traw.get("__line__") if isinstance(traw, dict) else None
+    for ti, tm in enumerate(model.teams):
         if tm.id in seen_teams:
-            raise RegistryError(yname, line, f"teams.{ti}.id", f"duplicate team id {tm.id!r}")
+            raise RegistryError(yname, _line_of(raw, ("teams", ti, "id")), f"teams.{ti}.id",
+                                f"duplicate team id {tm.id!r}")
         seen_teams.add(tm.id)
-        for e in tm.estates:
+        for j, e in enumerate(tm.estates):
             if e != "*" and e not in estates:
-                raise RegistryError(yname, line, f"teams.{ti}.estates", f"unknown estate {e!r}")
+                raise RegistryError(yname, _line_of(raw, ("teams", ti, "estates", j)),
+                                    f"teams.{ti}.estates.{j}", f"unknown estate {e!r}")
         teams.append(Team(tm.id, tm.role, tuple(tm.estates), tm.webhook, tm.secret_env,
                           tm.token_env))
 
     devices = _load_devices(root / "devices.csv", estates)
-    gateways = _load_gateways(root / "gateways.csv", estates)
+    gateways = _load_gateways(root / "gateways.csv", estates, devices)
     site = Site(
         root=root,
         estates=estates,
@@ -333,16 +367,18 @@ def _load_devices(path: Path, estates: dict[str, Estate]) -> DeviceTable:
         except (UnicodeDecodeError, csv.Error) as exc:
             raise RegistryError(name, 1, None, f"unreadable: {exc}") from None
         header = [h.strip().lstrip("\ufeff") for h in header]
-        for col in header:
+        for j, col in enumerate(header):
             if col not in _DEVICE_COLUMNS:
                 raise RegistryError(name, 1, col, f"unknown column (expected {_DEVICE_COLUMNS})")
+            if col in header[:j]:
+                raise RegistryError(name, 1, col, "column named twice in the header")
         for col in _REQUIRED_COLUMNS:
             if col not in header:
                 raise RegistryError(name, 1, col, "required column missing from the header")
         pos = {c: header.index(c) for c in header}
         width = len(header)
         p_floor, p_zone, p_params = pos.get("floor"), pos.get("zone"), pos.get("params")
-        line = 1
+        line, next_line = 1, reader.line_num + 1
         while True:
             try:
                 row = next(reader)
@@ -352,7 +388,8 @@ def _load_devices(path: Path, estates: dict[str, Estate]) -> DeviceTable:
                 raise RegistryError(name, line + 1, None, f"not UTF-8 ({exc.reason})") from None
             except csv.Error as exc:
                 raise RegistryError(name, reader.line_num, None, f"malformed CSV: {exc}") from None
-            line = reader.line_num
+            # where the row starts (a quoted field may span lines; line_num is where it ends)
+            line, next_line = next_line, reader.line_num + 1
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != width:
@@ -366,6 +403,9 @@ def _load_devices(path: Path, estates: dict[str, Estate]) -> DeviceTable:
                 raise RegistryError(name, line, "device",
                                     f"duplicate device {dev!r} (first on line "
                                     f"{lines[index[dev]]})")
+            if dev == PIPELINE_USER:
+                raise RegistryError(name, line, "device",
+                                    f"{dev!r} is reserved for the pipeline's broker user")
             kind = row[pos["kind"]]
             if kind not in KINDS:
                 raise RegistryError(name, line, "kind",
@@ -403,11 +443,11 @@ def _load_devices(path: Path, estates: dict[str, Estate]) -> DeviceTable:
     n = len(ids)
     param_cols: dict[str, np.ndarray] = {}
     for pname, values in params.items():
-        col = np.full(n, np.nan)
+        column = np.full(n, np.nan)
         if values:
             idx, vals = zip(*values, strict=True)
-            col[list(idx)] = vals
-        param_cols[pname] = col
+            column[list(idx)] = vals
+        param_cols[pname] = column
     return DeviceTable(
         ids=ids,
         index=index,
@@ -449,27 +489,50 @@ def _parse_params(name: str, line: int, kind: str, text: str, i: int,
                                 f"required for kind {kind!r} but missing")
 
 
-def _load_gateways(path: Path, estates: dict[str, Estate]) -> dict[str, tuple[str, str]]:
+def _load_gateways(path: Path, estates: dict[str, Estate],
+                   devices: DeviceTable) -> dict[str, tuple[str, str]]:
+    """gateways.csv (optional): ``gateway,estate,building``; a gateway id is a broker
+    username, so it may not be a device's id nor the pipeline's."""
     if not path.exists():
         return {}
     name = str(path)
     out: dict[str, tuple[str, str]] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or set(reader.fieldnames) != {"gateway", "estate", "building"}:
-            raise RegistryError(name, 1, None, "header must be gateway,estate,building")
-        for row in reader:
-            line = reader.line_num
-            gw = row["gateway"]
-            if not gw or not ID_RE.fullmatch(gw):
-                raise RegistryError(name, line, "gateway", f"{gw!r} is not a valid id")
-            if gw in out:
-                raise RegistryError(name, line, "gateway", f"duplicate gateway {gw!r}")
-            e = estates.get(row["estate"])
-            if e is None:
-                raise RegistryError(name, line, "estate", f"unknown estate {row['estate']!r}")
-            if row["building"] not in e.buildings:
-                raise RegistryError(name, line, "building",
-                                    f"unknown building {row['building']!r} in estate {e.id!r}")
-            out[gw] = (e.id, row["building"])
+    seen: dict[str, int] = {}
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
+            if header != ["gateway", "estate", "building"]:
+                raise RegistryError(name, 1, None, "header must be gateway,estate,building")
+            next_line = reader.line_num + 1
+            for row in reader:
+                line, next_line = next_line, reader.line_num + 1
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != 3:
+                    raise RegistryError(name, line, None, f"{len(row)} columns, expected 3")
+                gw, estate, building = row
+                if not ID_RE.fullmatch(gw):
+                    raise RegistryError(name, line, "gateway",
+                                        f"{gw!r} is not an id of [A-Za-z0-9_-]{{1,64}}")
+                if gw in seen:
+                    raise RegistryError(name, line, "gateway",
+                                        f"duplicate gateway {gw!r} (first on line {seen[gw]})")
+                if gw in devices.index or gw == PIPELINE_USER:
+                    raise RegistryError(name, line, "gateway",
+                                        f"{gw!r} is already a device's or the pipeline's "
+                                        "broker username")
+                e = estates.get(estate)
+                if e is None:
+                    raise RegistryError(name, line, "estate",
+                                        f"unknown estate {estate!r} (not in site.yaml)")
+                if building not in e.buildings:
+                    raise RegistryError(name, line, "building",
+                                        f"unknown building {building!r} in estate {e.id!r}")
+                seen[gw] = line
+                out[gw] = (e.id, building)
+    except UnicodeDecodeError as exc:
+        raise RegistryError(name, None, None, f"not UTF-8 ({exc.reason})") from None
+    except csv.Error as exc:
+        raise RegistryError(name, None, None, f"malformed CSV: {exc}") from None
     return out

@@ -36,11 +36,16 @@ KIND = KindSpec(
         FieldSpec("confidence", "float", "the camera's detection score, 0–1", required=False),
     ),
     params=(
-        ParamSpec("mount_height_m", "float", "camera height above ground"),
-        ParamSpec("distance_m", "float", "horizontal distance to the facade"),
-        ParamSpec("tilt_deg", "float", "upward pitch of the optical axis"),
-        ParamSpec("focal_px", "float", "focal length in pixels"),
-        ParamSpec("cy_px", "float", "principal point row"),
+        ParamSpec("mount_height_m", "float", "camera height above ground", example=2.5),
+        ParamSpec("distance_m", "float", "horizontal distance to the facade", example=25.0),
+        ParamSpec("tilt_deg", "float", "upward pitch of the optical axis", example=40.0),
+        ParamSpec("focal_px", "float", "focal length in pixels", example=1500.0),
+        ParamSpec("cy_px", "float", "principal point row", example=1080.0),
     ),
     check=_check,
+    schema_extra={
+        "if": {"properties": {"event": {"const": "falling_object"}}},
+        "then": {"required": ["track"], "properties": {"track": {"minItems": _MIN_TRACK}}},
+        "else": {"not": {"required": ["track"]}},
+    },
 )

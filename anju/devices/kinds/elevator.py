@@ -23,8 +23,8 @@ KIND = KindSpec(
         FieldSpec("ebike", "bool", "in-car camera sees an electric bicycle", required=False),
     ),
     params=(
-        ParamSpec("rated_speed_mps", "float", "rated car speed"),
-        ParamSpec("top_floor", "int", "highest landing"),
-        ParamSpec("bottom_floor", "int", "lowest landing"),
+        ParamSpec("rated_speed_mps", "float", "rated car speed", example=1.75),
+        ParamSpec("top_floor", "int", "highest landing", example=18),
+        ParamSpec("bottom_floor", "int", "lowest landing", example=-1),
     ),
 )
