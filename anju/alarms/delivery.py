@@ -7,6 +7,11 @@ rows in commit order, POSTs each (CONTRACT.md §4 headers, signed per attempt wi
 timestamp under the delivery id fixed at commit), and records the outcome. Retry decisions
 live in :mod:`anju.alarms.retry`.
 
+Order: each alarm's events reach a team in order (the store hands out only the oldest
+pending row of each alarm), so a receiver never sees ``cleared`` before ``raised``; while
+one alarm's event is being retried, other alarms' events still go out. A dead-lettered
+event (4xx, or past the horizon) no longer holds its alarm's later events back.
+
 Delivery is at least once: a crash between a receiver's 2xx and our record of it re-sends
 under the same ``X-Anju-Delivery`` id, on which receivers de-duplicate.
 """

@@ -94,21 +94,24 @@ class MemoryAlarmStore:
             return list(self._events.get(alarm_id, ()))
 
     # -- outbox ----------------------------------------------------------------------------
+    def _heads(self, team: str) -> list[Delivery]:
+        """The oldest pending delivery of each alarm of a team, in commit order."""
+        seen: set[str] = set()
+        out = []
+        for row in self._outbox.values():
+            d = row.delivery
+            if row.state == "pending" and d.team == team and d.alarm_id not in seen:
+                seen.add(d.alarm_id)
+                out.append(d)
+        return out
+
     def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
         with self._lock:
-            out = []
-            for row in self._outbox.values():
-                d = row.delivery
-                if row.state == "pending" and d.team == team and d.next_attempt_ms <= now_ms:
-                    out.append(d)
-                    if len(out) >= limit:
-                        break
-            return out
+            return [d for d in self._heads(team) if d.next_attempt_ms <= now_ms][:limit]
 
     def next_attempt_ms(self, team: str) -> int | None:
         with self._lock:
-            times = [r.delivery.next_attempt_ms for r in self._outbox.values()
-                     if r.state == "pending" and r.delivery.team == team]
+            times = [d.next_attempt_ms for d in self._heads(team)]
         return min(times) if times else None
 
     def mark_delivered(self, delivery_id: str, now_ms: int, status: int) -> None:

@@ -54,6 +54,7 @@ class WebhookReceiver:
     host: str = "127.0.0.1"
     port: int = 0
     behaviour: dict[str, Behaviour] = field(default_factory=dict)
+    shutdown_timeout_s: float = 1.0  # how long stop() lets hung handlers finish
     attempts: list[Attempt] = field(default_factory=list)
     accepted: dict[str, list[Attempt]] = field(default_factory=dict)
     duplicates: int = 0
@@ -102,7 +103,8 @@ class WebhookReceiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/hooks/{name}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                     shutdown_timeout=self.shutdown_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     done_ms          INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(team, next_attempt_ms) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_alarm ON outbox(team, alarm_id, id) WHERE state = 'pending';
 """
 
 
@@ -209,20 +210,25 @@ class SqliteAlarmStore:
         return [AlarmEvent.model_validate_json(r[0]) for r in rows]
 
     # -- outbox ----------------------------------------------------------------------------
+    # A pending row is at the head of its alarm when no older row of the same alarm and team
+    # is pending: only heads are handed out, so each alarm's events arrive in order.
+    _HEAD = ("NOT EXISTS (SELECT 1 FROM outbox p WHERE p.team = o.team AND p.alarm_id = "
+             "o.alarm_id AND p.state = 'pending' AND p.id < o.id)")
+
     def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
         with self._tx() as db:
             rows = db.execute(
                 "SELECT o.delivery_id, o.event_id, o.alarm_id, o.team, e.body, o.attempts, "
                 "o.next_attempt_ms, o.committed_ms FROM outbox o JOIN events e "
                 "ON e.event_id = o.event_id WHERE o.team = ? AND o.state = 'pending' "
-                "AND o.next_attempt_ms <= ? ORDER BY o.id LIMIT ?",
+                f"AND o.next_attempt_ms <= ? AND {self._HEAD} ORDER BY o.id LIMIT ?",
                 (team, now_ms, limit)).fetchall()
         return [Delivery(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def next_attempt_ms(self, team: str) -> int | None:
         with self._tx() as db:
-            row = db.execute("SELECT MIN(next_attempt_ms) FROM outbox "
-                             "WHERE team = ? AND state = 'pending'", (team,)).fetchone()
+            row = db.execute("SELECT MIN(o.next_attempt_ms) FROM outbox o WHERE o.team = ? "
+                             f"AND o.state = 'pending' AND {self._HEAD}", (team,)).fetchone()
         return row[0] if row else None
 
     def mark_delivered(self, delivery_id: str, now_ms: int, status: int) -> None:

@@ -78,11 +78,15 @@ class AlarmStore(Protocol):
 
     # -- outbox ----------------------------------------------------------------------------
     def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
-        """Pending deliveries of a team due at ``now_ms``, in commit order."""
+        """Pending deliveries of a team due at ``now_ms``, in commit order, each at the head
+        of its alarm: a row whose alarm has an older pending row for the team waits for it,
+        so a receiver gets each alarm's events in order (never ``cleared`` before ``raised``)
+        while one alarm being retried holds back no other alarm."""
         ...
 
     def next_attempt_ms(self, team: str) -> int | None:
-        """When the team's earliest pending delivery is due; None when nothing is pending."""
+        """When the team's earliest pending head delivery (as in :meth:`due_deliveries`) is
+        due; None when nothing is pending."""
         ...
 
     def mark_delivered(self, delivery_id: str, now_ms: int, status: int) -> None:

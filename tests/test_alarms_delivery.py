@@ -1,0 +1,398 @@
+"""Webhook delivery against real aiohttp receivers on 127.0.0.1: signatures, retries,
+timeouts, dead letters, Retry-After, isolation between teams, restarts (clean and SIGKILL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from anju.alarms import (
+    AlarmManager,
+    AlarmStore,
+    Backoff,
+    SqliteAlarmStore,
+    WebhookDispatcher,
+    event_body,
+)
+from anju.alarms.receiver import Attempt, WebhookReceiver
+from anju.devices.registry import Site, load_site
+from anju.errors import ConfigError
+from anju.rules.transition import Transition
+from anju.services import free_port
+
+SECRETS = {"prop": b"prop-secret", "fire": b"fire-secret"}
+FAST = Backoff(base_s=0.02, cap_s=0.1, min_s=0.01)
+
+
+def write_site(root: Path, urls: dict[str, str | None]) -> Site:
+    """A site with teams ``prop`` (property of e1) and ``fire`` (every estate)."""
+    root.mkdir(parents=True, exist_ok=True)
+    teams = []
+    for team, role, estates in (("prop", "property", "[e1]"), ("fire", "fire", "['*']")):
+        hook = f", webhook: '{urls[team]}'" if urls.get(team) else ""
+        teams.append(f"  - {{id: {team}, role: {role}, estates: {estates}{hook}, "
+                     f"secret_env: T_WH_SECRET_{team.upper()}}}")
+    (root / "site.yaml").write_text(
+        "estates:\n  - {id: e1, buildings: [{id: b1, floors: 18}]}\nteams:\n"
+        + "\n".join(teams) + "\nescalation: {unacknowledged_after_s: 300}\n", encoding="utf-8")
+    (root / "devices.csv").write_text("device,kind,estate,building\n", encoding="utf-8")
+    return load_site(root)
+
+
+@pytest.fixture(autouse=True)
+def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for team, secret in SECRETS.items():
+        monkeypatch.setenv(f"T_WH_SECRET_{team.upper()}", secret.decode())
+
+
+def raises(n: int, start: int = 0,
+           roles: tuple[str, ...] = ("property", "fire")) -> list[Transition]:
+    return [Transition(rule="heat.fixed", event="raised", kind="smoke", severity="critical",
+                       roles=roles, subject=f"s-{i}", device=f"s-{i}", estate="e1",
+                       building="b1", floor=3, zone="hall", ts=1_000_000 + i,
+                       started_at=1_000_000 + i, value=60.5, message="温度 60.5 °C")
+            for i in range(start, start + n)]
+
+
+async def until(cond: Callable[[], bool], within: float = 5.0, step: float = 0.01) -> None:
+    deadline = time.monotonic() + within
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver(SECRETS) as r:
+        yield r
+
+
+@pytest.fixture
+async def release(receiver: WebhookReceiver) -> AsyncIterator[asyncio.Event]:
+    """Lets hanging handlers return; set at the latest before the receiver stops."""
+    ev = asyncio.Event()
+    yield ev
+    ev.set()
+
+
+def dispatcher(site: Site, store: AlarmStore, reg: CollectorRegistry | None = None,
+               **kw: object) -> WebhookDispatcher:
+    args: dict[str, object] = {"timeout_s": 0.3, "horizon_s": 60.0, "backoff": FAST,
+                               "poll_s": 0.05, "drain_s": 1.0}
+    args.update(kw)
+    return WebhookDispatcher(site, store, registry=reg, **args)  # type: ignore[arg-type]
+
+
+def states(store: AlarmStore, team: str | None = None) -> list[str]:
+    return [r["state"] for r in store.outbox(team=team)]
+
+
+# -------------------------------------------------------------------------------------------
+async def test_delivers_signed_events_to_each_team(tmp_path: Path,
+                                                   receiver: WebhookReceiver) -> None:
+    site = write_site(tmp_path / "site", {t: receiver.url(t) for t in SECRETS})
+    reg = CollectorRegistry()
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store, registry=reg)
+        async with dispatcher(site, store, reg) as d:
+            def commit_and_wake() -> list:  # type: ignore[type-arg]
+                events = mgr.on_transitions(raises(3))
+                d.wake()  # from a worker thread, as the pipeline does
+                return events
+
+            events = await asyncio.to_thread(commit_and_wake)
+            await until(lambda: states(store) == ["delivered"] * 6)
+        bodies = {e.alarm_id: event_body(e) for e in events}
+        for team in SECRETS:
+            got = receiver.accepted[team]
+            assert [a.delivery_id for a in got] == [r["delivery_id"]
+                                                    for r in store.outbox(team=team)]
+            for a in got:
+                assert a.signature_ok and a.timestamp.isdigit()
+                assert a.body == bodies[a.event()["alarm_id"]]
+                assert a.event()["teams"] == ["prop", "fire"]
+        assert receiver.duplicates == 0
+        get = reg.get_sample_value
+        assert get("anju_webhook_deliveries_total",
+                   {"team": "prop", "outcome": "delivered"}) == 3
+        assert get("anju_webhook_delivery_latency_seconds_count", {"team": "fire"}) == 3
+        assert get("anju_webhook_outbox_pending", {"team": "fire"}) == 0
+
+
+async def test_500_then_recovers_under_the_same_delivery_id(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    failures = 2
+
+    async def flaky(a: Attempt) -> web.Response | None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            return web.Response(status=500)
+        return None
+
+    receiver.behaviour["prop"] = flaky
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    reg = CollectorRegistry()
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        AlarmManager(site, store).on_transitions(raises(1))
+        async with dispatcher(site, store, reg):
+            await until(lambda: states(store) == ["delivered"])
+        [row] = store.outbox()
+        assert row["attempts"] == 3
+    assert [(a.delivery_id, a.status) for a in receiver.attempts] == [
+        (row["delivery_id"], 500), (row["delivery_id"], 500), (row["delivery_id"], 200)]
+    assert reg.get_sample_value("anju_webhook_deliveries_total",
+                                {"team": "prop", "outcome": "retried"}) == 2
+
+
+async def test_hang_past_the_timeout_is_retried(tmp_path: Path, receiver: WebhookReceiver,
+                                                release: asyncio.Event) -> None:
+    hung = 0
+
+    async def hang_once(a: Attempt) -> web.Response | None:
+        nonlocal hung
+        if hung == 0:
+            hung += 1
+            await release.wait()
+            return web.Response(status=200)
+        return None
+
+    receiver.behaviour["prop"] = hang_once
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        AlarmManager(site, store).on_transitions(raises(1))
+        t0 = time.monotonic()
+        async with dispatcher(site, store, timeout_s=0.2):
+            await until(lambda: states(store) == ["delivered"])
+        assert time.monotonic() - t0 >= 0.2
+        assert store.outbox()[0]["attempts"] == 2
+    assert len(receiver.accepted["prop"]) == 1
+
+
+async def test_410_is_dead_lettered_at_once(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    async def gone(a: Attempt) -> web.Response:
+        return web.Response(status=410)
+
+    receiver.behaviour["prop"] = gone
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop"),
+                                          "fire": receiver.url("fire")})
+    reg = CollectorRegistry()
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        AlarmManager(site, store).on_transitions(raises(1))
+        async with dispatcher(site, store, reg):
+            await until(lambda: states(store, "prop") == ["dead"]
+                        and states(store, "fire") == ["delivered"])
+            await asyncio.sleep(0.2)  # nothing more is tried
+        [row] = store.outbox(team="prop")
+        assert row["attempts"] == 1 and row["last_status"] == 410
+    assert len([a for a in receiver.attempts if a.name == "prop"]) == 1
+    assert reg.get_sample_value("anju_webhook_deliveries_total",
+                                {"team": "prop", "outcome": "dead"}) == 1
+
+
+async def test_429_retry_after_is_honoured(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    first = True
+
+    async def busy(a: Attempt) -> web.Response | None:
+        nonlocal first
+        if first:
+            first = False
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        return None
+
+    receiver.behaviour["prop"] = busy
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        AlarmManager(site, store).on_transitions(raises(1))
+        async with dispatcher(site, store):
+            await until(lambda: states(store) == ["delivered"])
+    a, b = receiver.attempts
+    assert a.status == 429 and b.status == 200
+    assert b.at - a.at >= 0.95  # not the 20 ms the backoff alone would wait
+
+
+async def test_each_alarm_in_order_and_a_retried_alarm_holds_back_no_other(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    first = True
+
+    async def busy_once(a: Attempt) -> web.Response | None:
+        nonlocal first
+        if first:
+            first = False
+            return web.Response(status=503, headers={"Retry-After": "1"})
+        return None
+
+    receiver.behaviour["prop"] = busy_once
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store)
+        [a] = mgr.on_transitions(raises(1, roles=("property",)))
+        cleared = replace(raises(1, roles=("property",))[0], event="cleared", ts=2_000_000)
+        mgr.on_transitions([cleared])
+        [b] = mgr.on_transitions(raises(1, start=1, roles=("property",)))
+        async with dispatcher(site, store):
+            await until(lambda: states(store) == ["delivered"] * 3)
+    got = [(x.event()["alarm_id"], x.event()["event"]) for x in receiver.accepted["prop"]]
+    assert got == [(b.alarm_id, "raised"), (a.alarm_id, "raised"), (a.alarm_id, "cleared")]
+
+
+async def test_connection_refused_then_receiver_comes_up(tmp_path: Path) -> None:
+    port = free_port()
+    late = WebhookReceiver(SECRETS, port=port)
+    site = write_site(tmp_path / "site", {"prop": late.url("prop")})
+    reg = CollectorRegistry()
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        AlarmManager(site, store).on_transitions(raises(2))
+        async with dispatcher(site, store, reg):
+            await until(lambda: (reg.get_sample_value(
+                "anju_webhook_deliveries_total", {"team": "prop", "outcome": "retried"})
+                or 0) >= 4)
+            assert "ClientConnectorError" in (store.outbox()[0]["last_error"] or "")
+            async with late:
+                await until(lambda: states(store) == ["delivered"] * 2)
+    assert len(late.accepted["prop"]) == 2 and late.duplicates == 0
+
+
+async def test_retried_until_the_horizon_then_dead(tmp_path: Path,
+                                                   receiver: WebhookReceiver) -> None:
+    async def broken(a: Attempt) -> web.Response:
+        return web.Response(status=503)
+
+    receiver.behaviour["prop"] = broken
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    reg = CollectorRegistry()
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        AlarmManager(site, store).on_transitions(raises(1))
+        t0 = time.monotonic()
+        async with dispatcher(site, store, reg, horizon_s=0.4):
+            await until(lambda: states(store) == ["dead"])
+        assert time.monotonic() - t0 >= 0.35
+        [row] = store.outbox()
+        assert row["attempts"] >= 3 and "horizon" in row["last_error"]
+    assert reg.get_sample_value("anju_webhook_deliveries_total",
+                                {"team": "prop", "outcome": "dead"}) == 1
+
+
+async def test_a_hanging_team_does_not_delay_another(tmp_path: Path, receiver: WebhookReceiver,
+                                                     release: asyncio.Event) -> None:
+    async def hang(a: Attempt) -> web.Response:
+        await release.wait()
+        return web.Response(status=200)
+
+    receiver.behaviour["prop"] = hang
+    site = write_site(tmp_path / "site", {t: receiver.url(t) for t in SECRETS})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store)
+        async with dispatcher(site, store, timeout_s=5.0) as d:
+            await asyncio.sleep(0.1)
+            for i in range(5):
+                t0 = time.monotonic()
+                mgr.on_transitions(raises(1, start=i))
+                assert time.monotonic() - t0 < 0.5  # committing never waits on delivery
+                d.wake()
+                # well under the 5 s that prop's receiver hangs
+                await until(lambda i=i: len(receiver.accepted.get("fire", [])) == i + 1,  # type: ignore[misc]
+                            within=2.0)
+            assert "prop" not in receiver.accepted
+            release.set()
+            await until(lambda: states(store, "prop") == ["delivered"] * 5)
+
+
+async def test_invalid_secret_config_fails_before_any_socket(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.delenv("T_WH_SECRET_PROP")
+    site = write_site(tmp_path / "site", {"prop": "http://127.0.0.1:9/x"})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        with pytest.raises(ConfigError, match="T_WH_SECRET_PROP"):
+            async with dispatcher(site, store):
+                pass
+
+
+async def test_restart_in_the_middle_of_deliveries(tmp_path: Path,
+                                                   receiver: WebhookReceiver) -> None:
+    async def three_then_down(a: Attempt) -> web.Response | None:
+        return web.Response(status=503) if len(receiver.accepted.get("prop", [])) >= 3 else None
+
+    receiver.behaviour["prop"] = three_then_down
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    state = tmp_path / "state"
+    store = SqliteAlarmStore(state)
+    AlarmManager(site, store).on_transitions(raises(8, roles=("property",)))
+    ids = [r["delivery_id"] for r in store.outbox()]
+    async with dispatcher(site, store):
+        await until(lambda: any(a.status == 503 for a in receiver.attempts))
+    store.close()
+
+    del receiver.behaviour["prop"]
+    with SqliteAlarmStore(state) as store2:
+        assert states(store2).count("delivered") == 3
+        assert [r["delivery_id"] for r in store2.outbox()] == ids
+        async with dispatcher(site, store2):
+            await until(lambda: states(store2) == ["delivered"] * 8)
+    assert sorted(receiver.accepted_ids("prop")) == sorted(ids)  # each once
+    assert receiver.duplicates == 0
+    assert {a.delivery_id for a in receiver.attempts} == set(ids)
+
+
+_DISPATCH_SCRIPT = """
+import asyncio, sys
+from anju.alarms import Backoff, SqliteAlarmStore, WebhookDispatcher
+from anju.devices.registry import load_site
+
+async def main():
+    site = load_site(sys.argv[1])
+    store = SqliteAlarmStore(sys.argv[2])
+    async with WebhookDispatcher(site, store, timeout_s=5, horizon_s=60, poll_s=0.05,
+                                 backoff=Backoff(base_s=0.02, cap_s=0.1, min_s=0.01)):
+        print("up", flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_sigkill_in_the_middle_of_deliveries(tmp_path: Path,
+                                                   receiver: WebhookReceiver) -> None:
+    async def slow(a: Attempt) -> None:
+        await asyncio.sleep(0.05)
+
+    receiver.behaviour["prop"] = slow
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    state = tmp_path / "state"
+    with SqliteAlarmStore(state) as store:
+        AlarmManager(site, store).on_transitions(raises(10, roles=("property",)))
+        ids = [r["delivery_id"] for r in store.outbox()]
+    script = tmp_path / "dispatch.py"
+    script.write_text(textwrap.dedent(_DISPATCH_SCRIPT), encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(site.root), str(state),
+        stdout=asyncio.subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        await until(lambda: len(receiver.attempts) >= 4, within=10)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    with SqliteAlarmStore(state) as store:
+        assert 0 < states(store).count("delivered") < 10
+        async with dispatcher(site, store):
+            await until(lambda: states(store) == ["delivered"] * 10)
+    # every event arrived; a delivery in flight at the kill may come again, under its id
+    assert sorted(receiver.accepted_ids("prop")) == sorted(ids)
+    assert {a.delivery_id for a in receiver.attempts} == set(ids)
+    assert receiver.duplicates <= 1
