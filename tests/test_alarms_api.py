@@ -47,13 +47,16 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
     return load_site(tmp_path)
 
 
+Api = tuple[TestClient[Any, Any], AlarmManager, "Env", CollectorRegistry]
+
+
 class Env:
     def __init__(self) -> None:
         self.broker: Any = "connected"
 
 
 @pytest.fixture
-async def api(site: Site) -> AsyncIterator[tuple[TestClient, AlarmManager, Env, CollectorRegistry]]:  # type: ignore[type-arg]
+async def api(site: Site) -> AsyncIterator[Api]:
     store = MemoryAlarmStore()
     reg = CollectorRegistry()
     mgr = AlarmManager(site, store, registry=reg)

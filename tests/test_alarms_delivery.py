@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from anju.alarms import (
+    AlarmEvent,
     AlarmManager,
     AlarmStore,
     Backoff,
@@ -107,7 +108,7 @@ async def test_delivers_signed_events_to_each_team(tmp_path: Path,
     with SqliteAlarmStore(tmp_path / "state") as store:
         mgr = AlarmManager(site, store, registry=reg)
         async with dispatcher(site, store, reg) as d:
-            def commit_and_wake() -> list:  # type: ignore[type-arg]
+            def commit_and_wake() -> list[AlarmEvent]:
                 events = mgr.on_transitions(raises(3))
                 d.wake()  # from a worker thread, as the pipeline does
                 return events

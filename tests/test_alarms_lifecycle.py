@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from anju.alarms import (
+    AlarmEvent,
     AlarmManager,
     AlarmNotFound,
     AlarmStateError,
@@ -86,7 +87,7 @@ def mgr(site: Site, store: AlarmStore) -> AlarmManager:
     return AlarmManager(site, store)
 
 
-def kinds(events: list) -> list[str]:  # type: ignore[type-arg]
+def kinds(events: list[AlarmEvent]) -> list[str]:
     return [e.event for e in events]
 
 
@@ -146,12 +147,15 @@ def test_raise_clear_raise_in_one_batch(mgr: AlarmManager, store: AlarmStore) ->
 
 
 def test_event_rules_are_closed_by_acknowledgement(mgr: AlarmManager, store: AlarmStore) -> None:
-    cam = {"rule": "camera.falling_object", "subject": "c-1", "is_event": True}
-    [a] = mgr.on_transitions([tr(**cam)])  # type: ignore[arg-type]
-    [b] = mgr.on_transitions([tr(ts=T0 + 1000, **cam)])  # type: ignore[arg-type]
+    def cam(event: str = "raised", ts: int = T0, started_at: int | None = None) -> Transition:
+        return tr(event, rule="camera.falling_object", subject="c-1", is_event=True, ts=ts,
+                  started_at=started_at)
+
+    [a] = mgr.on_transitions([cam()])
+    [b] = mgr.on_transitions([cam(ts=T0 + 1000)])
     assert a.alarm_id != b.alarm_id  # one alarm per event
-    assert mgr.on_transitions([tr(**cam)]) == []  # the same event replayed
-    assert mgr.on_transitions([tr("cleared", ts=T0 + 2000, started_at=T0, **cam)]) == []  # type: ignore[arg-type]
+    assert mgr.on_transitions([cam()]) == []  # the same event replayed
+    assert mgr.on_transitions([cam("cleared", ts=T0 + 2000, started_at=T0)]) == []
     ack = mgr.acknowledge(a.alarm_id, "prop-e1", "Li", "seen", T0 + 3000)
     assert ack.event == "acknowledged"
     assert kinds(store.events(a.alarm_id)) == ["raised", "acknowledged", "cleared"]

@@ -15,6 +15,7 @@ from anju.alarms import AlarmEvent, Backoff, alarm_lines, event_body, signature,
 from anju.alarms.influx import escape_field_string, escape_tag
 from anju.alarms.model import alarm_id_for, delivery_id_for
 from anju.alarms.retry import classify_status, parse_retry_after
+from anju.services import LocalServices
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "alarms.md"
 
@@ -124,7 +125,7 @@ def test_alarm_lines_escaping() -> None:
 
 
 @pytest.mark.integration
-def test_alarm_lines_read_back_from_influxdb(services, influx_db: str) -> None:  # type: ignore[no-untyped-def]
+def test_alarm_lines_read_back_from_influxdb(services: LocalServices, influx_db: str) -> None:
     evs = [event(), event(event="acknowledged", ts=1763800030000, zone='楼梯 "A", 西',
                           message='say "hi" \\ now\nnext', building="b 1")]
     services.influx.write(influx_db, alarm_lines(evs).decode(), precision="ms")
