@@ -93,9 +93,10 @@ def overview_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
             _readings_per_s(kinds, where), unit="suffix: /s", span=8))
         .with_panel(timeseries_panel(
             "MQTT messages per second",
-            "Messages the pipeline received from the broker (Prometheus, anju_messages_total).",
-            [prometheus.Dataquery().expr("sum(rate(anju_messages_total[$__rate_interval]))")
-             .legend_format("messages/s").ref_id("A")],
+            "Messages the pipeline received from the broker (Prometheus, "
+            "anju_mqtt_messages_total).",
+            [prometheus.Dataquery().expr("sum(rate(anju_mqtt_messages_total[$__rate_interval]))")
+             .legend_format("messages/s").ref_id("A").datasource(prometheus_ref())],
             unit="suffix: /s", span=8).datasource(prometheus_ref()))
         .with_panel(severity_overrides(timeseries_panel(
             "Alarms raised by severity",

@@ -34,15 +34,23 @@ class Metric:
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("anju_messages_total", "counter", (), "ingest", "MQTT messages received"),
-    Metric("anju_readings_total", "counter", ("kind",), "ingest", "readings accepted"),
+    Metric("anju_mqtt_messages_total", "counter", (), "ingest", "MQTT messages received"),
+    Metric("anju_readings_total", "counter", (), "ingest", "readings accepted"),
     Metric("anju_rejected_total", "counter", ("reason",), "ingest",
            "readings (or unparseable messages) rejected, by reason"),
-    Metric("anju_influx_write_seconds", "histogram", (), "ingest",
+    Metric("anju_influx_points_total", "counter", ("outcome",), "ingest",
+           "points handed to InfluxDB: stored | dropped | empty"),
+    Metric("anju_influx_write_seconds", "histogram", ("outcome",), "ingest",
            "latency of one InfluxDB write request"),
     Metric("anju_spool_bytes", "gauge", (), "ingest",
            "bytes spooled to disk while InfluxDB is unavailable"),
+    Metric("anju_spool_points_dropped_total", "counter", (), "ingest",
+           "points dropped because the spool was full"),
     Metric("anju_mqtt_connected", "gauge", (), "ingest", "1 while connected to the broker"),
+    Metric("anju_mqtt_reconnects_total", "counter", (), "ingest",
+           "connections to the broker after the first"),
+    Metric("anju_intake_paused_total", "counter", (), "ingest",
+           "times intake paused because the pipeline was behind"),
     Metric("anju_alarm_events_total", "counter", ("rule", "event"), "alarms",
            "alarm lifecycle events committed"),
     Metric("anju_webhook_deliveries_total", "counter", ("team", "outcome"), "alarms",
@@ -55,7 +63,8 @@ METRICS: tuple[Metric, ...] = (
 
 
 def _prom(expr: str, legend: str, ref_id: str = "A") -> prometheus.Dataquery:
-    return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id)
+    return (prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id)
+            .datasource(prometheus_ref()))
 
 
 def _ts(title: str, description: str, targets: list[Target], *, unit: str = "none",
@@ -72,7 +81,7 @@ def pipeline_dashboard() -> db.Dashboard:
         db.QueryVariable("instance")
         .label("Instance")
         .datasource(prometheus_ref())
-        .query("label_values(anju_messages_total, instance)")
+        .query("label_values(anju_mqtt_messages_total, instance)")
         .multi(True)
         .include_all(True)
         .all_value(".*")
@@ -109,16 +118,24 @@ def pipeline_dashboard() -> db.Dashboard:
             unit="percentunit", limits=thresholds("green", (0.01, "orange"), (0.1, "red")),
         ).datasource(prometheus_ref()))
         .with_row(db.Row("Ingest"))
-        .with_panel(_ts("MQTT messages per second", "Messages received from the broker.",
-                        [_prom(f"sum by (instance) (rate(anju_messages_total{inst}{rate}))",
-                               "{{instance}}")], unit="suffix: /s", span=8))
-        .with_panel(_ts("Readings per second by kind", "Readings accepted by the decoder.",
-                        [_prom(f"sum by (kind) (rate(anju_readings_total{inst}{rate}))",
-                               "{{kind}}")], unit="suffix: /s", span=8))
+        .with_panel(_ts("MQTT messages and readings per second",
+                        "Messages received from the broker and readings the decoder accepted "
+                        "(a gateway batch is one message of many readings).",
+                        [_prom(f"sum by (instance) (rate(anju_mqtt_messages_total{inst}{rate}))",
+                               "messages {{instance}}", "A"),
+                         _prom(f"sum by (instance) (rate(anju_readings_total{inst}{rate}))",
+                               "readings {{instance}}", "B")], unit="suffix: /s", span=8))
         .with_panel(_ts("Rejections per second by reason",
                         "Readings rejected, by reason (bad topic, unknown device, field …).",
                         [_prom(f"sum by (reason) (rate(anju_rejected_total{inst}{rate}))",
                                "{{reason}}")], unit="suffix: /s", span=8))
+        .with_panel(_ts("Broker reconnects and intake pauses",
+                        "Reconnections to the broker, and pauses because the pipeline was "
+                        "behind (per second).",
+                        [_prom(f"sum(rate(anju_mqtt_reconnects_total{inst}{rate}))",
+                               "reconnects", "A"),
+                         _prom(f"sum(rate(anju_intake_paused_total{inst}{rate}))",
+                               "intake paused", "B")], unit="suffix: /s", span=8))
         .with_row(db.Row("Storage"))
         .with_panel(_ts("InfluxDB write latency",
                         "Median and 99th percentile of one write request.",
@@ -128,9 +145,18 @@ def pipeline_dashboard() -> db.Dashboard:
                          _prom("histogram_quantile(0.99, sum by (le) "
                                f"(rate(anju_influx_write_seconds_bucket{inst}{rate})))", "p99",
                                "B")], unit="s"))
+        .with_panel(_ts("Points to InfluxDB by outcome",
+                        "Points per second: stored, dropped (refused for good), empty.",
+                        [_prom(f"sum by (outcome) (rate(anju_influx_points_total{inst}{rate}))",
+                               "{{outcome}}")], unit="suffix: /s"))
         .with_panel(_ts("Spool size", "Bytes spooled to disk while InfluxDB is unavailable.",
                         [_prom(f"sum by (instance) (anju_spool_bytes{inst})", "{{instance}}")],
                         unit="bytes"))
+        .with_panel(_ts("Spool overflow",
+                        "Points dropped per second because the spool was full (oldest first): "
+                        "data lost.",
+                        [_prom(f"sum(rate(anju_spool_points_dropped_total{inst}{rate}))",
+                               "dropped")], unit="suffix: /s"))
         .with_row(db.Row("Alarms"))
         .with_panel(_ts("Alarm events by rule", "Alarm lifecycle events per second, by rule.",
                         [_prom(f"sum by (rule) (rate(anju_alarm_events_total{{event=\"raised\","
