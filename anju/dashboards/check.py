@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -29,6 +29,7 @@ class QueryOutcome:
     series: int
     rows: int
     error: str | None
+    body: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -75,8 +76,9 @@ async def run_queries(
                     body = await resp.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 raise SinkUnavailable(f"InfluxDB at {influx_url}: {exc!r}") from exc
-            series, rows, error = _count(body if isinstance(body, dict) else {})
-            outcomes.append(QueryOutcome(query, text, series, rows, error))
+            body = body if isinstance(body, dict) else {}
+            series, rows, error = _count(body)
+            outcomes.append(QueryOutcome(query, text, series, rows, error, body))
     return outcomes
 
 
