@@ -21,7 +21,9 @@ from anju.alarms import (
     AlarmEvent,
     AlarmManager,
     AlarmStore,
+    AlarmStoreError,
     Backoff,
+    Delivery,
     SqliteAlarmStore,
     WebhookDispatcher,
     event_body,
@@ -397,3 +399,42 @@ async def test_sigkill_in_the_middle_of_deliveries(tmp_path: Path,
     assert sorted(receiver.accepted_ids("prop")) == sorted(ids)
     assert {a.delivery_id for a in receiver.attempts} == set(ids)
     assert receiver.duplicates <= 1
+
+
+async def test_requeued_dead_letter_goes_out_under_its_id(tmp_path: Path,
+                                                          receiver: WebhookReceiver) -> None:
+    async def gone(a: Attempt) -> web.Response:
+        return web.Response(status=410)
+
+    receiver.behaviour["prop"] = gone
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        AlarmManager(site, store).on_transitions(raises(1, roles=("property",)))
+        async with dispatcher(site, store) as d:
+            await until(lambda: states(store) == ["dead"])
+            del receiver.behaviour["prop"]  # the receiver is fixed
+            assert store.requeue(int(time.time() * 1000), team="prop") == 1
+            d.wake()
+            await until(lambda: states(store) == ["delivered"])
+        [row] = store.outbox()
+    assert [a.delivery_id for a in receiver.attempts] == [row["delivery_id"]] * 2
+
+
+class _FlakyStore(SqliteAlarmStore):
+    failures = 2
+
+    def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
+        if self.failures:
+            self.failures -= 1
+            raise AlarmStoreError("database is locked")
+        return super().due_deliveries(team, now_ms, limit)
+
+
+async def test_a_store_error_does_not_stop_a_worker(tmp_path: Path,
+                                                    receiver: WebhookReceiver) -> None:
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with _FlakyStore(tmp_path / "state") as store:
+        AlarmManager(site, store).on_transitions(raises(1, roles=("property",)))
+        async with dispatcher(site, store):
+            await until(lambda: states(store) == ["delivered"])
+        assert store.failures == 0

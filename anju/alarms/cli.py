@@ -1,9 +1,103 @@
-"""Sub-commands of the alarms area (none at the top level yet)."""
+"""``anju alarms``: look at the webhook outbox, requeue dead letters, sign a test body.
+
+Heavy imports happen inside the commands so that ``anju --help`` stays instant.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+__all__ = ["app", "register"]
+
+app = typer.Typer(no_args_is_help=True)
+
+StateDir = Annotated[Path | None, typer.Option(
+    "--state-dir", help="Directory of alarms.sqlite3 (default: ANJU_STATE_DIR).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Last line of stdout: one JSON object.")]
 
 
 def register(root: typer.Typer) -> None:
-    """Adds alarm commands to the root app."""
+    """Adds ``anju alarms`` to the root app."""
+    root.add_typer(app, name="alarms", help="Alarm store, webhook outbox and signatures.")
+
+
+def _open_store(state_dir: Path | None) -> Any:
+    from anju.alarms.sqlite_store import DB_NAME, SqliteAlarmStore
+    from anju.config import load_settings
+
+    directory = state_dir if state_dir is not None else load_settings().state_dir
+    path = directory / DB_NAME
+    if not path.exists():
+        typer.echo(f"no alarm store at {path}", err=True)
+        raise typer.Exit(2)
+    return SqliteAlarmStore(path)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    import orjson
+
+    typer.echo(orjson.dumps(obj).decode())
+
+
+@app.command("outbox")
+def outbox(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
+    """Deliveries by team and state, and the dead letters with their last error."""
+    with _open_store(state_dir) as store:
+        rows = store.outbox()
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        by_state = counts.setdefault(r["team"], {})
+        by_state[r["state"]] = by_state.get(r["state"], 0) + 1
+    dead = [{k: r[k] for k in ("delivery_id", "team", "event_id", "attempts", "last_status",
+                               "last_error")} for r in rows if r["state"] == "dead"]
+    if json_out:
+        _emit({"teams": counts, "dead": dead})
+        return
+    for team, by_state in sorted(counts.items()):
+        typer.echo(f"{team}: " + ", ".join(f"{n} {s}" for s, n in sorted(by_state.items())))
+    for d in dead:
+        typer.echo(f"dead {d['delivery_id']} {d['team']} {d['event_id']} after "
+                   f"{d['attempts']} attempts: {d['last_error']}")
+
+
+@app.command("requeue")
+def requeue(
+    state_dir: StateDir = None,
+    team: Annotated[str | None, typer.Option("--team", help="Only this team's.")] = None,
+    delivery: Annotated[list[str] | None, typer.Option(
+        "--delivery", help="Only this delivery id (repeatable).")] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Puts dead letters back in the queue, under their delivery ids, after a receiver fix."""
+    with _open_store(state_dir) as store:
+        n = store.requeue(int(time.time() * 1000), team=team, delivery_ids=delivery)
+    if json_out:
+        _emit({"requeued": n})
+    else:
+        typer.echo(f"requeued {n} deliveries")
+
+
+@app.command("sign")
+def sign(
+    secret_env: Annotated[str, typer.Option("--secret-env", help="Env var holding the secret.")],
+    timestamp: Annotated[int | None, typer.Option(help="ms; default now")] = None,
+    body: Annotated[Path | None, typer.Option(help="Body file; default stdin")] = None,
+) -> None:
+    """Prints the X-Anju-Timestamp and X-Anju-Signature headers of a body, to test a receiver."""
+    import os
+
+    from anju.alarms.signing import signature
+
+    secret = os.environ.get(secret_env)
+    if not secret:
+        typer.echo(f"{secret_env} is not set", err=True)
+        raise typer.Exit(2)
+    data = body.read_bytes() if body is not None else sys.stdin.buffer.read()
+    ts = timestamp if timestamp is not None else int(time.time() * 1000)
+    typer.echo(f"X-Anju-Timestamp: {ts}")
+    typer.echo(f"X-Anju-Signature: {signature(secret.encode(), ts, data)}")

@@ -28,6 +28,7 @@ from types import TracebackType
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from anju.alarms.errors import AlarmStoreError
 from anju.alarms.metrics import alarm_metrics
 from anju.alarms.model import Delivery
 from anju.alarms.retry import Backoff, classify_status, parse_retry_after
@@ -64,6 +65,7 @@ class WebhookDispatcher:
         poll_s: float = 1.0,
         drain_s: float = 5.0,
         batch: int = 50,
+        retention_s: float | None = 7 * 86400,
         wall_ms: Callable[[], int] = _wall_ms,
         rng: random.Random | None = None,
     ) -> None:
@@ -77,6 +79,7 @@ class WebhookDispatcher:
         self.poll_s = poll_s
         self.drain_s = drain_s
         self.batch = batch
+        self.retention_s = retention_s
         self._wall_ms = wall_ms
         self._rng = rng or random.Random()
         self._metrics = alarm_metrics(registry)
@@ -86,6 +89,7 @@ class WebhookDispatcher:
         self._tg: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._stop = asyncio.Event()
 
     def validate(self) -> None:
         """Raises :class:`ConfigError` for a team with a webhook but no secret in its env var
@@ -100,16 +104,20 @@ class WebhookDispatcher:
         self.validate()
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        self._stop = asyncio.Event()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         for t in self.teams:
             self._wakes[t.id] = asyncio.Event()
             self._tasks.append(self._tg.create_task(self._worker(t), name=f"webhook:{t.id}"))
+        if self.retention_s is not None:
+            self._tasks.append(self._tg.create_task(self._pruner(), name="webhook:prune"))
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stopping = True
+        self._stop.set()
         for ev in self._wakes.values():
             ev.set()
         if self._tasks:
@@ -153,31 +161,54 @@ class WebhookDispatcher:
                                          raise_for_status=False) as session:
             while not self._stopping:
                 wake.clear()
-                now = self._wall_ms()
-                due = await asyncio.to_thread(self.store.due_deliveries, team.id, now,
-                                              self.batch)
-                for d in due:
-                    if self._stopping:
-                        break
-                    try:
-                        await self._deliver(team, session, d)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:  # a bug or the store failing: keep the team alive
-                        log.exception("webhook %s: delivery %s failed unexpectedly",
-                                      team.id, d.delivery_id)
-                        await asyncio.sleep(self.poll_s)
-                if due or self._stopping:
-                    continue
-                nxt, pending = await asyncio.to_thread(self._peek, team.id)
-                self._metrics.pending.labels(team.id).set(pending)
-                wait = self.poll_s if nxt is None else min(self.poll_s,
-                                                           max(0.0, (nxt - now) / 1000))
-                if wait > 0:
+                try:
+                    wait = await self._round(team, session)
+                except AlarmStoreError as exc:  # e.g. locked or disk full: try again later
+                    log.error("webhook %s: alarm store failed: %s", team.id, exc)
+                    wait = self.poll_s
+                if wait > 0 and not self._stopping:
                     try:
                         await asyncio.wait_for(wake.wait(), wait)
                     except TimeoutError:
                         pass
+
+    async def _round(self, team: Team, session: aiohttp.ClientSession) -> float:
+        """Delivers what is due; returns how long to sleep before the next round."""
+        now = self._wall_ms()
+        due = await asyncio.to_thread(self.store.due_deliveries, team.id, now, self.batch)
+        for d in due:
+            if self._stopping:
+                break
+            try:
+                await self._deliver(team, session, d)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or the store failing: keep the team's worker alive
+                log.exception("webhook %s: delivery %s failed unexpectedly",
+                              team.id, d.delivery_id)
+                return self.poll_s
+        if due:
+            return 0.0  # more may be due already
+        nxt, pending = await asyncio.to_thread(self._peek, team.id)
+        self._metrics.pending.labels(team.id).set(pending)
+        if nxt is None:
+            return self.poll_s
+        return min(self.poll_s, max(0.0, (nxt - self._wall_ms()) / 1000))
+
+    async def _pruner(self) -> None:
+        assert self.retention_s is not None
+        keep_ms = round(self.retention_s * 1000)
+        while not self._stopping:
+            try:
+                n = await asyncio.to_thread(self.store.prune_outbox, self._wall_ms() - keep_ms)
+                if n:
+                    log.info("webhook outbox: pruned %d delivered rows", n)
+            except AlarmStoreError as exc:
+                log.error("webhook outbox: pruning failed: %s", exc)
+            try:  # an hour, or until leaving
+                await asyncio.wait_for(self._stop.wait(), 3600)
+            except TimeoutError:
+                pass
 
     def _peek(self, team: str) -> tuple[int | None, int]:
         return self.store.next_attempt_ms(team), self.store.pending_counts().get(team, 0)

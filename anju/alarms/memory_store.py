@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery
 from anju.alarms.store import Commit
@@ -155,10 +155,33 @@ class MemoryAlarmStore:
                 if (state is None or r.state == state) and (team is None or r.delivery.team == team)
             ]
 
+    def requeue(self, now_ms: int, *, team: str | None = None,
+                delivery_ids: Collection[str] | None = None) -> int:
+        with self._lock:
+            n = 0
+            for row in self._outbox.values():
+                d = row.delivery
+                if (row.state == "dead" and (team is None or d.team == team)
+                        and (delivery_ids is None or d.delivery_id in delivery_ids)):
+                    row.state, row.done_ms = "pending", None
+                    row.delivery = replace(d, attempts=0, next_attempt_ms=0,
+                                           committed_ms=now_ms)
+                    n += 1
+            return n
+
+    def prune_outbox(self, before_ms: int) -> int:
+        with self._lock:
+            gone = [k for k, r in self._outbox.items()
+                    if r.state == "delivered" and r.done_ms is not None
+                    and r.done_ms < before_ms]
+            for k in gone:
+                del self._outbox[k]
+            return len(gone)
+
     def close(self) -> None:
         """Nothing to release."""
 
-    def __enter__(self) -> MemoryAlarmStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENTS",
@@ -61,8 +61,8 @@ class AckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    by: str
-    note: str = ""
+    by: str = Field(min_length=1, max_length=200)
+    note: str = Field("", max_length=4000)
 
 
 def alarm_id_for(rule: str, subject: str, started_at: int) -> str:

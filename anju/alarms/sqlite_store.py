@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from anju.alarms.errors import AlarmStoreError
 from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery, event_body
@@ -273,6 +273,28 @@ class SqliteAlarmStore:
                 "last_status", "last_error")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def requeue(self, now_ms: int, *, team: str | None = None,
+                delivery_ids: Collection[str] | None = None) -> int:
+        sql = ("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = 0, "
+               "committed_ms = ?, done_ms = NULL WHERE state = 'dead'")
+        args: list[Any] = [now_ms]
+        if team is not None:
+            sql += " AND team = ?"
+            args.append(team)
+        if delivery_ids is not None:
+            ids = list(delivery_ids)
+            if not ids:
+                return 0
+            sql += f" AND delivery_id IN ({','.join('?' * len(ids))})"
+            args += ids
+        with self._tx(write=True) as db:
+            return db.execute(sql, args).rowcount
+
+    def prune_outbox(self, before_ms: int) -> int:
+        with self._tx(write=True) as db:
+            return db.execute("DELETE FROM outbox WHERE state = 'delivered' AND done_ms < ?",
+                              (before_ms,)).rowcount
+
     def close(self) -> None:
         """Closes the connection (checkpointing the WAL); idempotent."""
         with self._lock:
@@ -281,7 +303,7 @@ class SqliteAlarmStore:
             except sqlite3.Error as exc:
                 raise AlarmStoreError(f"{self.path}: {exc}") from exc
 
-    def __enter__(self) -> SqliteAlarmStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -112,6 +112,17 @@ class AlarmStore(Protocol):
         attempts, last_status, last_error."""
         ...
 
+    def requeue(self, now_ms: int, *, team: str | None = None,
+                delivery_ids: Collection[str] | None = None) -> int:
+        """Puts dead-lettered deliveries (of a team, or these ids) back in the queue under
+        their ids, attempts reset and the horizon counted from ``now_ms``; returns how many."""
+        ...
+
+    def prune_outbox(self, before_ms: int) -> int:
+        """Deletes delivered rows finished before ``before_ms`` (events and dead letters
+        stay); returns how many."""
+        ...
+
     def close(self) -> None:
         ...
 
