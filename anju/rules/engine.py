@@ -138,7 +138,14 @@ class RuleEngine:
         self.last_seen = np.zeros(n, np.int64)
         # groups: (estate, building, floor) of each device with a known floor
         self._groups = [_Group(r, site) for r in rules.of_type("group")]
-        self._params = {k: v for k, v in site.devices.params.items()}
+        self._params = dict(site.devices.params)
+        self._nan = np.full(n, np.nan)
+        self._state_rules = {k: [r for r in rules.by_kind(k) if r.type == "state"]
+                             for k in KINDS}
+        self._names = {r.id: r.names for r in rules.rules}
+        self._kind_params = {
+            k: sorted({p for r in self._state_rules[k] for p in r.names}
+                      & {p.name for p in KINDS[k].params}) for k in KINDS}
 
     # -- public ----------------------------------------------------------------------------
     def process(self, batch: Batch) -> list[Transition]:
@@ -187,31 +194,38 @@ class RuleEngine:
             kb = kb.take(np.flatnonzero(keep))
         if not len(kb):
             return []
-        order = np.lexsort((kb.ts, kb.device))
-        kb = kb.take(order) if not (order == np.arange(len(order))).all() else kb
+        self.stats.readings += len(kb)
+        # event rules see every reading, late ones too: a thrown bottle is news whenever
+        out: list[Transition] = self._events(kind, kb)
+        # one int64 key sorts by (device, time); a stable sort keeps ties in arrival order
         dev = kb.device.astype(np.int64)
-        t = kb.ts
+        key = (dev << 42) | (kb.ts - int(kb.ts.min()))
+        if len(key) > 1 and not (key[1:] >= key[:-1]).all():
+            order = np.argsort(key, kind="stable")
+            dev, t, values = dev[order], kb.ts[order], kb.values[order]
+        else:
+            t, values = kb.ts, kb.values
         # late readings: older than the newest already applied for the device
         late = t < self.newest[dev]
-        self.stats.readings += len(t)
-        out: list[Transition] = []
-        # event rules see every reading, late ones too: a thrown bottle is news whenever
-        out.extend(self._events(kind, kb))
         if late.any():
             self.stats.late += int(late.sum())
-            kb = kb.take(np.flatnonzero(~late))
-            dev, t = kb.device.astype(np.int64), kb.ts
+            rows = np.flatnonzero(~late)
+            dev, t, values = dev[rows], t[rows], values[rows]
         if not len(t):
             return out
         # newest per device: t is sorted within each device
-        last = np.r_[dev[1:] != dev[:-1], True]
+        last = np.empty(len(dev), bool)
+        last[:-1] = dev[1:] != dev[:-1]
+        last[-1] = True
         self.newest[dev[last]] = t[last]
         out.extend(self._offline_on_readings(dev, t))
 
-        cols: dict[str, Any] = {f.name: kb.values[:, i] for i, f in enumerate(kb.kind.columns)}
-        for p in KINDS[kind].params:
-            cols[p.name] = self._params.get(p.name, np.full(self._n, np.nan))[dev]
-        rules = [r for r in self.rules.by_kind(kind) if r.type == "state"]
+        rules = self._state_rules[kind]
+        if not rules:
+            return out
+        cols: dict[str, Any] = {f.name: values[:, i] for i, f in enumerate(kb.kind.columns)}
+        for p in self._kind_params[kind]:
+            cols[p] = self._params.get(p, self._nan)[dev]
         self._windows(kind, rules, dev, t, cols)
         for r in rules:
             out.extend(self._state_rule(r, dev, t, cols))
@@ -271,9 +285,9 @@ class RuleEngine:
     # -- offline ---------------------------------------------------------------------------
     def _offline_on_readings(self, dev: np.ndarray, t: np.ndarray) -> list[Transition]:
         out: list[Transition] = []
-        first = np.r_[True, dev[1:] != dev[:-1]]
-        prev = np.where(first, self.last_seen[dev], np.r_[0, t[:-1]])
-        last = np.r_[dev[1:] != dev[:-1], True]
+        first = _changes(dev)
+        prev = np.where(first, self.last_seen[dev], _shift(t, 0))
+        last = _ends(dev)
         for r in self._offline:
             lim = self._off_limit[r.id][dev]
             act = self._off_active[r.id]
@@ -314,25 +328,27 @@ class RuleEngine:
     def _state_rule(self, r: CompiledRule, dev: np.ndarray, t: np.ndarray,
                     cols: dict[str, Any]) -> list[Transition]:
         assert r.condition is not None
-        valid = np.ones(len(t), bool)
-        for f in r.condition.required:
-            valid &= ~np.isnan(cols[f])
-        if not valid.all():
-            rows = np.flatnonzero(valid)
-            dev, t = dev[rows], t[rows]
-            cols = {k: (v[rows] if isinstance(v, np.ndarray) else v) for k, v in cols.items()}
-        if not len(t):
-            return []
-        st = self._state[r.id]
         cond = np.asarray(r.condition.vector(cols), bool)
         if cond.shape != t.shape:
             cond = np.broadcast_to(cond, t.shape)
-        heads = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
+        valid = None
+        for f in r.condition.required:
+            ok = ~np.isnan(cols[f])
+            valid = ok if valid is None else valid & ok
+        rows = None
+        if valid is not None and not valid.all():
+            rows = np.flatnonzero(valid)
+            dev, t, cond = dev[rows], t[rows], cond[rows]
+        if not len(t):
+            return []
+        st = self._state[r.id]
+        change = np.empty(len(dev), bool)
+        change[0] = True
+        change[1:] = dev[1:] != dev[:-1]
+        heads = np.flatnonzero(change)
         udev = dev[heads]
-        any_true = np.logical_or.reduceat(cond, heads)
-        busy = any_true | (st.pol[udev] == 1) | st.active[udev]
-        counts = np.diff(np.r_[heads, len(t)])
-        tails = heads + counts - 1
+        busy = np.logical_or.reduceat(cond, heads) | (st.pol[udev] == 1) | st.active[udev]
+        counts = np.diff(np.append(heads, len(t)))
         # quiet devices: all readings false, nothing pending, no alarm — the common case
         quiet = ~busy
         if quiet.any():
@@ -341,13 +357,13 @@ class RuleEngine:
             st.start[q] = np.where(newrun, t[heads[quiet]], st.start[q])
             st.pol[q] = 0
             st.dur[q] = _ms(r.clear_after_s)
-            st.last_t[q] = t[tails[quiet]]
+            st.last_t[q] = t[(heads + counts - 1)[quiet]]
         if not busy.any():
             return []
-        rows = np.flatnonzero(np.repeat(busy, counts))
-        return self._runs(r, st, dev[rows], t[rows], cond[rows],
-                          {k: (v[rows] if isinstance(v, np.ndarray) else v)
-                           for k, v in cols.items()})
+        sel = np.flatnonzero(np.repeat(busy, counts))
+        src = sel if rows is None else rows[sel]
+        sub = {k: cols[k][src] for k in self._names[r.id]}
+        return self._runs(r, st, dev[sel], t[sel], cond[sel], sub)
 
     def _durations(self, r: CompiledRule, cond: np.ndarray, cols: dict[str, Any]) -> np.ndarray:
         d = np.full(len(cond), _ms(r.for_s), np.int64)
@@ -367,7 +383,7 @@ class RuleEngine:
     def _runs(self, r: CompiledRule, st: _StateArrays, dev: np.ndarray, t: np.ndarray,
               cond: np.ndarray, cols: dict[str, Any]) -> list[Transition]:
         m = len(t)
-        heads = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
+        heads = np.flatnonzero(_changes(dev))
         udev = dev[heads]
         g = len(udev)
         # combined rows: one virtual row per device (its state), then its readings
@@ -390,21 +406,21 @@ class RuleEngine:
 
         seg_first = np.zeros(size, bool)
         seg_first[vpos] = True
-        run_head = seg_first | np.r_[True, cpol[1:] != cpol[:-1]]
+        run_head = seg_first | _changes(cpol)
         rh = np.flatnonzero(run_head)
         run_id = np.cumsum(run_head) - 1
         nruns = len(rh)
         rstart = ct[rh]  # virtual rows carry their run's start
         rpol = cpol[rh]
-        rlast = np.r_[rh[1:], size] - 1
-        seg_last_row = np.r_[vpos[1:], size] - 1
+        rlast = _shift_left(rh, size) - 1
+        seg_last_row = _shift_left(vpos, size) - 1
         rseg = np.cumsum(seg_first)[rh] - 1
         r_is_seg_last = rlast == seg_last_row[rseg]
         # checks: F_i (before applying row i; belongs to the run of row i-1) and
         # S_i (after applying row i; belongs to the run of row i); both "now ≥ start + dur"
-        prev_start = np.r_[0, rstart[run_id[:-1]]]
-        prev_dur = np.r_[-1, cdur[:-1]]
-        f_ok = real & ~seg_first & (prev_dur >= 0) & (np.r_[0, cpol[:-1]] >= 0) \
+        prev_start = _shift(rstart[run_id], 0)
+        prev_dur = _shift(cdur, -1)
+        f_ok = real & ~seg_first & (prev_dur >= 0) & (_shift(cpol, 0) >= 0) \
             & (ct >= prev_start + np.where(prev_dur >= 0, prev_dur, 0))
         s_ok = real & (cpol >= 0) & (cdur >= 0) & (ct >= rstart[run_id] + np.maximum(cdur, 0))
         checks = np.empty(2 * size, bool)
@@ -425,8 +441,8 @@ class RuleEngine:
         ev = np.where(trig, rpol, -1).astype(np.int8)  # 1 set, 0 reset, -1 nothing
         # latch: the state before each run is the last event of an earlier run of the
         # same device, or the stored flag for its first run
-        first_run = np.r_[True, rseg[1:] != rseg[:-1]]
-        src = np.r_[-1, ev[:-1]].astype(np.int8)
+        first_run = _changes(rseg)
+        src = _shift(ev, -1)
         src[first_run] = st.active[udev[rseg[first_run]]].astype(np.int8)
         before_val = src[np.maximum.accumulate(np.where(src >= 0, np.arange(nruns), -1))]
         raise_r = (ev == 1) & (before_val == 0)
@@ -449,7 +465,7 @@ class RuleEngine:
             out.append(self.render.device(r, d, "raised" if raise_r[i] else "cleared",
                                           int(ts[i]), started, float(vals[0]), details))
         # new state from each device's last run
-        lr = np.r_[np.flatnonzero(first_run)[1:], nruns] - 1
+        lr = _shift_left(np.flatnonzero(first_run), nruns) - 1
         segs = rseg[lr]
         d = udev[segs]
         st.pol[d] = rpol[lr]
@@ -485,6 +501,42 @@ class RuleEngine:
         vals = self._state[r.id].out[d]
         details = {name: _num(vals[j + 1]) for j, (name, _) in enumerate(r.details)}
         return self.render.device(r, d, event, ts, started, float(vals[0]), details)
+
+
+def _changes(a: np.ndarray) -> np.ndarray:
+    """True where a new value starts (and at 0): np.r_ is slow for such small jobs."""
+    out = np.empty(len(a), bool)
+    if len(a):
+        out[0] = True
+        np.not_equal(a[1:], a[:-1], out=out[1:])
+    return out
+
+
+def _ends(a: np.ndarray) -> np.ndarray:
+    """True at the last element of each run of equal values."""
+    out = np.empty(len(a), bool)
+    if len(a):
+        out[-1] = True
+        np.not_equal(a[1:], a[:-1], out=out[:-1])
+    return out
+
+
+def _shift(a: np.ndarray, fill: Any) -> np.ndarray:
+    """``a`` moved one place right, ``fill`` in front."""
+    out = np.empty_like(a)
+    if len(a):
+        out[0] = fill
+        out[1:] = a[:-1]
+    return out
+
+
+def _shift_left(a: np.ndarray, fill: Any) -> np.ndarray:
+    """``a`` moved one place left, ``fill`` at the end."""
+    out = np.empty_like(a)
+    if len(a):
+        out[-1] = fill
+        out[:-1] = a[1:]
+    return out
 
 
 def _num(v: float) -> float | None:

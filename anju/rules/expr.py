@@ -85,12 +85,16 @@ class Expr:
     """A validated expression over one kind's readings."""
 
     def __init__(self, source: str, tree: ast.expr, fields: frozenset[str],
-                 required: frozenset[str], windows: tuple[Window, ...]) -> None:
+                 required: frozenset[str], windows: tuple[Window, ...],
+                 params: frozenset[str] = frozenset()) -> None:
         self.source = source
         self.tree = tree
         self.fields = fields  # every field it reads
         self.required = required  # fields that must be measured for it to mean anything
         self.windows = windows
+        self.params = params  # registry params it reads
+        #: every column name it reads: fields, registry params and window keys
+        self.names = fields | params | frozenset(w.key for w in windows)
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
@@ -206,6 +210,7 @@ def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
     fields: set[str] = set()
     required: set[str] = set()
     windows: list[Window] = []
+    used_params: set[str] = set()
     enum_fields = {f.name: f for f in kind.fields if f.type == "enum"}
     col_fields = {f.name for f in kind.columns}
     track_fields = {f.name for f in kind.fields if f.type == "track"}
@@ -229,6 +234,7 @@ def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
             if name in params:
                 return ast.Constant(float(params[name]))
             if name in device_params or name in {p.name for p in kind.params}:
+                used_params.add(name)
                 return node
             raise fail(f"unknown name (fields of {kind.name}: {', '.join(sorted(col_fields))})",
                        name)
@@ -293,4 +299,5 @@ def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
         raise fail("unsupported syntax", ast.unparse(node)[:40])
 
     checked = walk(tree)
-    return Expr(source, checked, frozenset(fields), frozenset(required), tuple(windows))
+    return Expr(source, checked, frozenset(fields), frozenset(required), tuple(windows),
+                frozenset(used_params))

@@ -104,6 +104,16 @@ class CompiledRule:
         return tuple(out)
 
     @property
+    def names(self) -> frozenset[str]:
+        """Every column the rule reads (fields, registry params, window keys)."""
+        out: frozenset[str] = frozenset()
+        for e in (self.condition, self.value, *(x for x, _ in self.for_when),
+                  *(x for _, x in self.details)):
+            if e is not None:
+                out |= e.names
+        return out
+
+    @property
     def outputs(self) -> tuple[Expr | None, ...]:
         """The value then each detail: what a transition reports about its reading."""
         return (self.value, *(e for _, e in self.details))

@@ -145,13 +145,9 @@ class ReferenceEngine:
         if self.start_ms is None:
             self.start_ms = now_ms
         out: list[Transition] = []
-        for r in self.rules.rules:
-            if r.type != "state":
-                continue
-            for dev in range(len(self.site.devices)):
-                run = self.runs.get((r.id, dev))
-                if run is not None:
-                    out.extend(self._advance(r, dev, run, now_ms))
+        rules = {r.id: r for r in self.rules.rules}
+        for (rule_id, dev), run in self.runs.items():
+            out.extend(self._advance(rules[rule_id], dev, run, now_ms))
         for r in self.rules.of_type("offline"):
             for dev in range(len(self.site.devices)):
                 out.extend(self._offline_advance(r, dev, now_ms))

@@ -42,9 +42,59 @@ def _segments(dev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if len(dev) == 0:
         e = np.empty(0, np.int64)
         return e, e, e
-    heads = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
-    counts = np.diff(np.r_[heads, len(dev)])
+    change = np.empty(len(dev), bool)
+    change[0] = True
+    np.not_equal(dev[1:], dev[:-1], out=change[1:])
+    heads = np.flatnonzero(change)
+    counts = np.diff(np.append(heads, len(dev)))
     return dev[heads], heads, counts
+
+
+def _features(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndarray,
+              new_pos: np.ndarray, seg0: np.ndarray, lo: np.ndarray) -> dict[str, np.ndarray]:
+    """The requested features of each new row, one vector pass per look-back offset."""
+    n = len(t)
+    need_sums = "slope" in funcs
+    cnt = np.zeros(n)
+    sx, sy, sxx, sxy = (np.zeros(n) for _ in range(4)) if need_sums else (cnt,) * 4
+    vmax = np.full(n, -np.inf) if "wmax" in funcs else None
+    vmin = np.full(n, np.inf) if "wmin" in funcs else None
+    oldest = t.copy()
+    rows = np.arange(n)  # rows whose window may still reach further back
+    for o in range(RING):
+        idx = new_pos[rows] - o
+        ok = idx >= seg0[rows]
+        idx = np.where(ok, idx, 0)
+        ok &= ct[idx] >= lo[rows]
+        if not ok.all():
+            rows, idx = rows[ok], idx[ok]  # a window that stopped never restarts
+            if not len(rows):
+                break
+        ti = ct[idx]
+        vi = cv[idx]
+        cnt[rows] += 1.0
+        if need_sums:
+            dt = (ti - t[rows]) / 1000.0
+            sx[rows] += dt
+            sy[rows] += vi
+            sxx[rows] += dt * dt
+            sxy[rows] += dt * vi
+        if vmax is not None:
+            vmax[rows] = np.maximum(vmax[rows], vi)
+        if vmin is not None:
+            vmin[rows] = np.minimum(vmin[rows], vi)
+        oldest[rows] = ti
+    out: dict[str, np.ndarray] = {"count": cnt, "span": (t - oldest) / 1000.0}
+    if vmax is not None:
+        out["wmax"] = vmax
+    if vmin is not None:
+        out["wmin"] = vmin
+    if need_sums:
+        with np.errstate(all="ignore"):
+            den = cnt * sxx - sx * sx
+            out["slope"] = np.where(den > 0, (cnt * sxy - sx * sy) / np.where(den > 0, den, 1.0),
+                                    np.nan)
+    return out
 
 
 def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
@@ -57,7 +107,7 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
     u, heads, counts = _segments(dev)
     hist = ring.n[u].astype(np.int64)
     comb_len = hist + counts
-    comb_start = np.r_[0, np.cumsum(comb_len)[:-1]]
+    comb_start = np.cumsum(comb_len) - comb_len
     total = int(comb_len.sum())
     ct = np.empty(total, np.int64)
     cv = np.empty(total)
@@ -76,52 +126,14 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
     cv[new_pos] = v
     seg0 = comb_start[gi]
 
-    by_field: dict[float, list[Window]] = {}
+    by_len: dict[float, list[Window]] = {}
     for w in windows:
-        by_field.setdefault(w.seconds, []).append(w)
-    for secs, ws in by_field.items():
-        lo = t - round(secs * 1000)
-        cnt = np.zeros(n)
-        sx = np.zeros(n)
-        sy = np.zeros(n)
-        sxx = np.zeros(n)
-        sxy = np.zeros(n)
-        vmax = np.full(n, -np.inf)
-        vmin = np.full(n, np.inf)
-        oldest = t.copy()
-        for o in range(RING):
-            idx = new_pos - o
-            ok = idx >= seg0
-            idx = np.where(ok, idx, 0)
-            ok &= ct[idx] >= lo
-            if not ok.any():
-                break
-            ti = ct[idx]
-            vi = cv[idx]
-            dt = (ti - t) / 1000.0
-            cnt += ok
-            sx += np.where(ok, dt, 0.0)
-            sy += np.where(ok, vi, 0.0)
-            sxx += np.where(ok, dt * dt, 0.0)
-            sxy += np.where(ok, dt * vi, 0.0)
-            vmax = np.where(ok & (vi > vmax), vi, vmax)
-            vmin = np.where(ok & (vi < vmin), vi, vmin)
-            oldest = np.where(ok, ti, oldest)
-        with np.errstate(all="ignore"):
-            den = cnt * sxx - sx * sx
-            slope = np.where(den > 0, (cnt * sxy - sx * sy) / np.where(den > 0, den, 1.0),
-                             np.nan)
+        by_len.setdefault(w.seconds, []).append(w)
+    for secs, ws in by_len.items():
+        funcs = {w.func for w in ws}
+        feats = _features(funcs, t, ct, cv, new_pos, seg0, t - round(secs * 1000))
         for w in ws:
-            if w.func == "slope":
-                out[w.key] = slope
-            elif w.func == "wmax":
-                out[w.key] = vmax
-            elif w.func == "wmin":
-                out[w.key] = vmin
-            elif w.func == "count":
-                out[w.key] = cnt
-            elif w.func == "span":
-                out[w.key] = (t - oldest) / 1000.0
+            out[w.key] = feats[w.func]
     # keep the last RING readings of each device
     seg_of = np.repeat(np.arange(len(u)), comb_len)
     rank_from_end = (comb_start + comb_len)[seg_of] - 1 - np.arange(total)
