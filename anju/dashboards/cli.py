@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from anju.config import Settings
+    from anju.dashboards.provisioning import Targets
 
 __all__ = ["app"]
 
@@ -24,7 +28,9 @@ _PROM_URL = typer.Option("--prometheus-url",
 _JSON = typer.Option("--json", help="Last line of stdout: one JSON object.")
 
 
-def _targets(influx_url: str | None, influx_db: str | None, prometheus_url: str | None):
+def _targets(influx_url: str | None, influx_db: str | None,
+             prometheus_url: str | None) -> tuple[Targets, Settings]:
+    """Datasource targets from Settings (ANJU_* env, TOML) with the flags on top."""
     from anju.config import Settings
     from anju.dashboards.provisioning import Targets
 
