@@ -114,7 +114,7 @@ def alarms_dashboard() -> db.Dashboard:
             "Which rules fire most in the time range.",
             [q(f"SELECT count(\"alarm_id\") AS \"raised\" FROM \"alarms\" "
                f"WHERE \"event\" = 'raised' AND {where} GROUP BY \"rule\"", table=True)],
-            span=8, height=8,
+            span=8, height=8, hide_time=True,
         ))
         .with_row(db.Row("Events"))
         .with_panel(table_panel(

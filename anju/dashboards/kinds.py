@@ -61,7 +61,8 @@ def _field_panel(spec: KindSpec, f: FieldSpec, tuning: FieldTuning | None) -> Pa
     if f.type == "enum":
         targets: list[Target] = [
             q(f"SELECT count({col}) AS {ident(choice)} FROM {m} WHERE {col} = {literal(choice)} "
-              f"AND {where} GROUP BY time($__interval) fill(0)", chr(ord("A") + i))
+              f"AND {where} GROUP BY time($__interval) fill(0)", chr(ord("A") + i),
+              alias="$col")
             for i, choice in enumerate(f.choices)
         ]
         return timeseries_panel(f.name, desc + " Count of each value per interval.", targets,
@@ -95,13 +96,13 @@ def _summary_panels(spec: KindSpec) -> PanelList:
             "Devices reporting",
             f"Devices of kind {spec.name} with at least one reading in the time range.",
             [q(f"SELECT count(\"n\") AS \"devices\" FROM (SELECT count({p}) AS \"n\" FROM {m} "
-               f"WHERE {where} GROUP BY \"device\")")],
+               f"WHERE {where} GROUP BY \"device\")", alias="$col")],
         ),
         stat_panel(
             "Readings per second",
             "Stored readings per second, averaged over the time range.",
             [q(f"SELECT count({p}) * 1000 / $__interval_ms AS \"readings_per_s\" FROM {m} "
-               f"WHERE {where} GROUP BY time($__interval) fill(0)")],
+               f"WHERE {where} GROUP BY time($__interval) fill(0)", alias="$col")],
             unit="suffix: /s", calc="mean",
         ),
         severity_overrides(stat_panel(
@@ -117,9 +118,8 @@ def _summary_panels(spec: KindSpec) -> PanelList:
             "The last value of every field, per device, within the time range.",
             [q(f"SELECT {latest} FROM {m} WHERE {where} "
                "GROUP BY \"estate\", \"building\", \"device\"", table=True)],
-            height=8,
-        ).with_transformation(dash.DataTransformerConfig(
-            id_val="organize", options={"excludeByName": {"Time": True}})),
+            height=8, hide_time=True,
+        ),
     ]
 
 

@@ -41,7 +41,7 @@ def _count_by(kinds: Mapping[str, KindSpec], what: str, where: str,
     return [
         q(f"SELECT count(\"n\") AS {ident(name)} FROM (SELECT count("
           f"{ident(presence_field(spec).name)}) AS \"n\" FROM {ident(name)} WHERE {where} "
-          f"GROUP BY {inner}){outer}", _ref(i), table=table)
+          f"GROUP BY {inner}){outer}", _ref(i), table=table, alias=None if table else "$col")
         for i, (name, spec) in enumerate(kinds.items())
     ]
 
@@ -50,7 +50,7 @@ def _readings_per_s(kinds: Mapping[str, KindSpec], where: str) -> list[Target]:
     return [
         q(f"SELECT count({ident(presence_field(spec).name)}) * 1000 / $__interval_ms "
           f"AS {ident(name)} FROM {ident(name)} WHERE {where} "
-          "GROUP BY time($__interval) fill(0)", _ref(i))
+          "GROUP BY time($__interval) fill(0)", _ref(i), alias="$col")
         for i, (name, spec) in enumerate(kinds.items())
     ]
 
@@ -120,7 +120,7 @@ def overview_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
             "Open alarms by estate",
             f"Alarms raised in the last {OPEN_WINDOW} and not yet closed, per estate.",
             [q(open_alarms_query(where, ("estate",)), table=True)],
-            span=10, time_from=OPEN_WINDOW))
+            span=10, hide_time=True, time_from=OPEN_WINDOW))
     )
     return d
 
@@ -158,7 +158,7 @@ def estate_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
             "Open alarms by building and kind",
             f"Alarms raised in the last {OPEN_WINDOW} and not yet closed.",
             [q(open_alarms_query(where, ("building", "kind")), table=True)],
-            span=12, time_from=OPEN_WINDOW))
+            span=12, hide_time=True, time_from=OPEN_WINDOW))
         .with_panel(timeseries_panel(
             "Alarms raised by kind",
             "Alarms raised per interval in the selected buildings, by device kind.",

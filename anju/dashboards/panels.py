@@ -238,9 +238,14 @@ def table_panel(
     span: int = 24,
     height: int = 9,
     merge: bool = False,
+    hide_time: bool = False,
     time_from: str | None = None,
 ) -> table.Panel:
-    """A table; ``merge`` joins the targets' frames on their common columns (tags)."""
+    """A table; ``merge`` joins the targets' frames on their common columns (tags).
+
+    ``hide_time`` drops the Time column of aggregates without ``GROUP BY time()``, where
+    InfluxDB puts one meaningless time on every row.
+    """
     panel = (
         table.Panel()
         .title(title)
@@ -253,6 +258,9 @@ def table_panel(
     )
     if merge:
         panel = panel.with_transformation(dash.DataTransformerConfig(id_val="merge", options={}))
+    if merge or hide_time:
+        panel = panel.with_transformation(dash.DataTransformerConfig(
+            id_val="organize", options={"excludeByName": {"Time": True}}))
     if time_from is not None:
         panel = panel.time_from(time_from)
     return panel

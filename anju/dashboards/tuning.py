@@ -165,7 +165,7 @@ def _smoke(spec: KindSpec) -> PanelList:
             "Per building and floor, the highest smoke and temperature in the time range.",
             [q('SELECT max("smoke_db_m") AS "smoke_db_m", max("temp_c") AS "temp_c" '
                f'FROM "smoke" WHERE {_DEVICE_SCOPE} GROUP BY "building", "floor"', table=True)],
-            span=12,
+            span=12, hide_time=True,
         ),
         table_panel(
             "Batteries below 20 %",
@@ -173,7 +173,7 @@ def _smoke(spec: KindSpec) -> PanelList:
             [q('SELECT "battery_pct" FROM (SELECT last("battery_pct") AS "battery_pct" '
                f'FROM "smoke" WHERE {_DEVICE_SCOPE} GROUP BY "estate", "building", "device") '
                'WHERE "battery_pct" < 20 GROUP BY "estate", "building", "device"', table=True)],
-            span=12,
+            span=12, hide_time=True,
         ),
     ]
 
