@@ -318,19 +318,34 @@ def _fsync_dir(path: Path) -> None:
 
 class AsyncSpool:
     """A :class:`Spool` driven from the event loop; its I/O runs on one dedicated thread
-    (one thread, so appends, reads and commits never interleave)."""
+    (one thread, so appends, reads and commits never interleave). ``points``, ``bytes`` and
+    ``segments`` are snapshots taken on that thread after each operation, safe to read
+    from the loop."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
+        self.points = 0
+        self.bytes = 0
+        self.segments = 0
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="anju-spool")
 
+    def _snapshot(self, fn: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return fn(*args)
+        finally:
+            self.points = self.spool.points
+            self.bytes = self.spool.bytes
+            self.segments = self.spool.segments
+
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, self._snapshot, fn, *args)
 
     async def open(self) -> None:
         await self._run(self.spool.open)
 
     async def append(self, chunks: list[list[str]]) -> int:
+        """Appends and fsyncs; returns points dropped to stay within the bound."""
         return await self._run(self.spool.append, chunks)
 
     async def read(self, max_points: int) -> tuple[list[str], Position, int]:

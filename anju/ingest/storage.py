@@ -1,0 +1,258 @@
+"""The storage branch: InfluxDB writers, the spool, and replay, in one supervised object.
+
+::
+
+    submit ─► write queue (bounded) ─► writers ×C ─► InfluxDB ─► done
+       │ queue full, or InfluxDB failing                │ unavailable / refused
+       ▼                                                ▼
+    spool queue (bounded) ─► spooler: append + fsync ─► done
+                              spool ─► replayer (in order, large batches, backoff) ─► InfluxDB
+
+``done`` is the chunk's callback: the pipeline acknowledges the readings to the broker
+there, so a reading is acknowledged once it is in InfluxDB, on disk in the spool, or refused
+by InfluxDB for good (400, counted). ``submit`` never waits on InfluxDB: when the writers are
+behind, chunks go to the spool, so storage cannot hold up the batcher and with it the rules
+(DESIGN.md: alarms never wait on InfluxDB). It waits only if the disk is slower still.
+
+While the spool holds points every new chunk goes there too (mode ``spooling``), so replay
+keeps order; when the replayer has emptied it and InfluxDB answers, mode returns to
+``direct``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from anju.config import Settings
+from anju.errors import SinkRejected, SinkUnavailable
+from anju.ingest.influx import InfluxWriter
+from anju.ingest.metrics import IngestMetrics, ingest_metrics
+from anju.ingest.mqtt import Backoff
+from anju.ingest.spool import AsyncSpool, Spool
+
+__all__ = ["Chunk", "Storage"]
+
+log = logging.getLogger(__name__)
+
+STOP_RETRY_S = 60.0  # 401/403: credentials are wrong; ask again only this often
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Points to store, and what to call once they are stored, spooled or refused."""
+
+    lines: list[str]
+    on_done: Callable[[], None] | None = None
+
+    def done(self) -> None:
+        if self.on_done is not None:
+            cb, self.on_done = self.on_done, None
+            cb()
+
+
+class Storage:
+    """An async context manager owning the writer, spooler and replayer tasks."""
+
+    def __init__(self, settings: Settings, *, metrics: IngestMetrics | None = None,
+                 writers: int = 2, queue_chunks: int = 4, spool_queue_chunks: int = 64,
+                 replay_points: int = 20_000, spool_dir: Path | None = None,
+                 timeout_s: float = 10.0) -> None:
+        self.settings = settings
+        self.metrics = metrics or ingest_metrics(None)
+        self.writers = writers
+        self.replay_points = replay_points
+        self.writer = InfluxWriter(settings, metrics=self.metrics, timeout_s=timeout_s,
+                                   connections=writers + 1)
+        self.spool = AsyncSpool(Spool(spool_dir or settings.state_dir / "spool",
+                                      settings.spool_max_mb << 20, metrics=self.metrics))
+        self._q: asyncio.Queue[Chunk] = asyncio.Queue(queue_chunks)
+        self._spool_q: asyncio.Queue[Chunk] = asyncio.Queue(spool_queue_chunks)
+        self._wake = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.mode = "direct"
+        self.influx_ok: bool | None = None  # None: not tried yet
+        self.last_error: str | None = None
+        self.last_ok_ms: int | None = None
+        self.spool_points = 0
+        self.stored = 0
+        self.dropped = 0
+        self.spooled = 0
+        self.replayed = 0
+        self.spool_dropped = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def validate(self) -> None:
+        self.writer.validate()
+
+    async def __aenter__(self) -> Self:
+        self.validate()
+        await self.writer.__aenter__()
+        try:
+            await self.spool.open()
+        except BaseException:
+            await self.writer.__aexit__(None, None, None)
+            raise
+        self.spool_points = self.spool.points
+        if self.spool_points:
+            self.mode = "spooling"  # replay what an earlier run left first
+        await self.writer.ensure_database()
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        for i in range(self.writers):
+            self._tasks.append(self._tg.create_task(self._write_loop(), name=f"influx-writer-{i}"))
+        self._tasks.append(self._tg.create_task(self._spool_loop(), name="influx-spooler"))
+        self._tasks.append(self._tg.create_task(self._replay_loop(), name="influx-replayer"))
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if exc_type is None:
+                await self.drain()
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            try:
+                if self._tg is not None:
+                    await self._tg.__aexit__(exc_type, exc, tb)
+            finally:
+                self._tasks.clear()
+                self._tg = None
+                await self.spool.close()
+                await self.writer.__aexit__(None, None, None)
+
+    async def drain(self) -> None:
+        """Waits until every submitted chunk is stored, spooled or refused."""
+        await self._q.join()
+        await self._spool_q.join()
+
+    # -- the pipeline's side ---------------------------------------------------------------
+    async def submit(self, lines: list[str], on_done: Callable[[], None] | None = None) -> None:
+        """Hands points to storage; ``on_done`` runs once they are durable (or refused)."""
+        chunk = Chunk(lines, on_done)
+        if not lines:
+            chunk.done()
+            return
+        if self.mode == "direct" and not self._q.full():
+            self._q.put_nowait(chunk)
+            return
+        if self.mode == "direct":
+            self._set_mode("spooling", "InfluxDB writers are behind")
+        await self._spool_q.put(chunk)
+
+    def health(self) -> dict[str, Any]:
+        """InfluxDB and spool state, for /healthz."""
+        return {
+            "ok": bool(self.influx_ok) and self.mode == "direct",
+            "mode": self.mode,
+            "reachable": self.influx_ok,
+            "last_ok_ms": self.last_ok_ms,
+            "last_error": self.last_error,
+            "spool_points": self.spool_points,
+            "spool_bytes": self.spool.bytes,
+        }
+
+    def stats(self) -> dict[str, int]:
+        return {"stored": self.stored, "dropped": self.dropped, "spooled": self.spooled,
+                "replayed": self.replayed, "spool_dropped": self.spool_dropped,
+                "spool_points": self.spool_points}
+
+    # -- tasks -----------------------------------------------------------------------------
+    def _set_mode(self, mode: str, why: str) -> None:
+        if mode != self.mode:
+            log.warning("InfluxDB storage: %s → %s (%s)", self.mode, mode, why)
+            self.mode = mode
+
+    def _ok(self, n: int, dropped: int) -> None:
+        self.influx_ok = True
+        self.last_ok_ms = int(time.time() * 1000)
+        self.stored += n
+        self.dropped += dropped
+
+    def _failed(self, exc: SinkUnavailable | SinkRejected) -> None:
+        self.influx_ok = False
+        self.last_error = str(exc)[:300]
+        self._set_mode("spooling", self.last_error)
+
+    async def _write_loop(self) -> None:
+        while True:
+            chunk = await self._q.get()
+            try:
+                if self.mode != "direct":
+                    await self._spool_q.put(chunk)
+                    continue
+                try:
+                    res = await self.writer.write(chunk.lines)
+                except (SinkUnavailable, SinkRejected) as exc:
+                    self._failed(exc)
+                    await self._spool_q.put(chunk)
+                    continue
+                self._ok(res.stored, res.dropped)
+                chunk.done()
+            finally:
+                self._q.task_done()
+
+    async def _spool_loop(self) -> None:
+        while True:
+            chunks = [await self._spool_q.get()]
+            while not self._spool_q.empty() and len(chunks) < 256:
+                chunks.append(self._spool_q.get_nowait())
+            try:
+                dropped = await self.spool.append([c.lines for c in chunks])
+                n = sum(len(c.lines) for c in chunks)
+                self.spooled += n
+                self.spool_dropped += dropped
+                self.spool_points = self.spool.points
+                if dropped:
+                    log.error("spool full (%d MB): dropped the %d oldest points",
+                              self.settings.spool_max_mb, dropped)
+                for c in chunks:
+                    c.done()
+                self._wake.set()
+            finally:
+                for _ in chunks:
+                    self._spool_q.task_done()
+
+    async def _replay_loop(self) -> None:
+        backoff = Backoff(base_s=0.25, cap_s=30.0)
+        while True:
+            if self.spool_points == 0 and self._spool_q.empty():
+                if self.mode != "direct":
+                    if self.influx_ok or await self.writer.ping():
+                        self._set_mode("direct", "spool replayed")
+                        backoff.reset()
+                        continue
+                    await asyncio.sleep(backoff.next())
+                    continue
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self.spool_points == 0:
+                await asyncio.sleep(0.01)  # the spooler is appending: let it finish
+                continue
+            lines, pos, n = await self.spool.read(self.replay_points)
+            try:
+                res = await self.writer.write(lines)
+            except SinkUnavailable as exc:
+                self._failed(exc)
+                await asyncio.sleep(max(backoff.next(), exc.retry_after_s or 0.0))
+                continue
+            except SinkRejected as exc:
+                self._failed(exc)
+                log.error("InfluxDB refuses our credentials (%s); spooling, retry in %.0f s",
+                          exc.status, STOP_RETRY_S)
+                await asyncio.sleep(STOP_RETRY_S)
+                continue
+            backoff.reset()
+            await self.spool.commit(pos, n)
+            self._ok(res.stored, res.dropped)
+            self.replayed += n
+            self.spool_points = self.spool.points

@@ -1,0 +1,167 @@
+"""The live pipeline end to end, in-process, on the session's real Mosquitto and InfluxDB:
+a smoke reading lands in InfluxDB with the contract's tags (the foundation slice), an alarm
+reaches a signed webhook, readings survive an InfluxDB outage through the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry
+
+from anju.alarms.receiver import WebhookReceiver
+from anju.config import Settings
+from anju.devices.registry import Site, load_site
+from anju.ingest.pipeline import Pipeline
+from anju.services import LocalServices, free_port
+
+pytestmark = pytest.mark.integration
+
+SECRET = b"s3cret-for-tests"
+
+
+def _site(root: Path, estate: str, hook: str = "http://127.0.0.1:9/hooks/property") -> Site:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "site.yaml").write_text(
+        "estates:\n"
+        f"  - id: {estate}\n"
+        "    name: 测试小区\n"
+        "    buildings:\n"
+        "      - {id: b1, floors: 18, floor_height_m: 3.0}\n"
+        "teams:\n"
+        f"  - {{id: property-{estate}, role: property, estates: [{estate}], webhook: '{hook}',\n"
+        "     secret_env: ANJU_TEST_SECRET, token_env: ANJU_TEST_TOKEN}\n",
+        encoding="utf-8")
+    (root / "devices.csv").write_text(
+        "device,kind,estate,building,floor,zone,params\n"
+        f"s-1,smoke,{estate},b1,12,\"stair A, east=1\",\n"
+        f"s-2,smoke,{estate},b1,3,,\n"
+        f"pump-1,water,{estate},b1,-1,pump-room,\n", encoding="utf-8")
+    return load_site(root)
+
+
+def _settings(services: LocalServices, db: str, state: Path, **kw: object) -> Settings:
+    return Settings(mqtt_url=services.mosquitto.url, influx_url=services.influx.url,
+                    influx_db=db, state_dir=state, api_addr=f"127.0.0.1:{free_port()}",
+                    mqtt_client_id=f"anju-test-{uuid.uuid4().hex[:8]}", batch_linger_ms=20,
+                    tick_s=0.2, **kw)  # type: ignore[arg-type]
+
+
+def _publish(services: LocalServices, items: list[tuple[str, dict[str, object]]]) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    c.connect(services.mosquitto.host, services.mosquitto.port)
+    c.loop_start()
+    try:
+        infos = [c.publish(t, orjson.dumps(p), qos=1) for t, p in items]
+        for i in infos:
+            i.wait_for_publish(10)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+async def _connected(p: Pipeline) -> None:
+    await _until(lambda: p.consumer.connected and p.consumer.connections > 0)
+    await asyncio.sleep(0.2)  # the SUBSCRIBE round trip
+
+
+async def test_smoke_reading_lands_in_influxdb(services: LocalServices, influx_db: str,
+                                               topic_prefix: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANJU_TEST_SECRET", "x")
+    site = _site(tmp_path / "site", topic_prefix)
+    settings = _settings(services, influx_db, tmp_path / "state")
+    ts = int(time.time() * 1000) - 1000
+    async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+        await _connected(p)
+        await asyncio.to_thread(_publish, services, [
+            (f"anju/{topic_prefix}/b1/smoke/s-1", {"ts": ts, "smoke_db_m": 0.02, "temp_c": 22.5,
+                                                    "battery_pct": 88.0, "tamper": False}),
+            (f"anju/{topic_prefix}/b1/smoke/s-2", {"ts": ts, "smoke_db_m": 0.01, "temp_c": 21}),
+            (f"anju/{topic_prefix}/b1/smoke/nobody", {"ts": ts, "smoke_db_m": 0.0, "temp_c": 1}),
+        ])
+        await _until(lambda: p.stats()["stored"] >= 2)
+        stats = p.stats()
+    assert stats["readings"] == 2 and stats["rejected"] == {"unknown_device": 1}
+    res = services.influx.query("SELECT * FROM smoke", db=influx_db, epoch="ms")
+    series = res["results"][0]["series"][0]
+    rows = [dict(zip(series["columns"], v, strict=True)) for v in series["values"]]
+    by_dev = {r["device"]: r for r in rows}
+    assert by_dev["s-1"] == {
+        "time": ts, "battery_pct": 88.0, "building": "b1", "device": "s-1",
+        "estate": topic_prefix, "floor": "12", "smoke_db_m": 0.02, "tamper": False,
+        "temp_c": 22.5, "zone": "stair A, east=1"}
+    assert by_dev["s-2"]["zone"] is None and by_dev["s-2"]["temp_c"] == 21.0
+
+
+async def test_alarm_reaches_webhook_and_alarms_measurement(
+        services: LocalServices, influx_db: str, topic_prefix: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANJU_TEST_SECRET", SECRET.decode())
+    async with WebhookReceiver({"property": SECRET}) as rx:
+        site = _site(tmp_path / "site", topic_prefix, hook=rx.url("property"))
+        settings = _settings(services, influx_db, tmp_path / "state")
+        now = int(time.time() * 1000)
+        async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+            await _connected(p)
+            # heat.fixed: temp_c ≥ 57 raises at once (CONTRACT §5)
+            await asyncio.to_thread(_publish, services, [
+                (f"anju/{topic_prefix}/b1/smoke/s-1",
+                 {"ts": now, "smoke_db_m": 0.01, "temp_c": 60.0})])
+            await _until(lambda: bool(rx.accepted.get("property")))
+            await _until(lambda: p.stats()["alarms"].get("raised", 0) >= 1)
+        ev = rx.accepted["property"][0]
+        assert ev.signature_ok
+        body = ev.event()
+        assert body["rule"] == "heat.fixed" and body["device"] == "s-1"
+        assert body["zone"] == "stair A, east=1"
+    assert services.influx.count("alarms", influx_db, "\"rule\" = 'heat.fixed'") >= 1
+
+
+async def test_influxdb_outage_spools_then_replays(services: LocalServices, influx_db: str,
+                                                   topic_prefix: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANJU_TEST_SECRET", "x")
+    site = _site(tmp_path / "site", topic_prefix)
+    settings = _settings(services, influx_db, tmp_path / "state")
+    t0 = int(time.time() * 1000) - 60_000
+    topic = f"anju/{topic_prefix}/b1/water/pump-1"
+
+    def batch(start: int, n: int) -> list[tuple[str, dict[str, object]]]:
+        return [(topic, {"ts": t0 + i, "level_pct": 50.0, "pressure_mpa": 0.3,
+                         "flow_m3h": float(i), "pump_running": True})
+                for i in range(start, start + n)]
+
+    async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+        await _connected(p)
+        await asyncio.to_thread(_publish, services, batch(0, 100))
+        await _until(lambda: p.stats()["stored"] >= 100)
+        services.influx.stop()
+        try:
+            await asyncio.to_thread(_publish, services, batch(100, 300))
+            await _until(lambda: p.stats()["spooled"] >= 300)
+            assert p.storage.mode == "spooling"
+            assert p.health()["influxdb"]["ok"] is False
+            # acknowledged while InfluxDB is down: they are on disk
+            await _until(lambda: p.acks.pending == 0)
+        finally:
+            services.influx.start()
+        await _until(lambda: p.storage.mode == "direct", timeout=20)
+        stats = p.stats()
+    assert stats["replayed"] >= 300
+    assert services.influx.count("water", influx_db) == 400
