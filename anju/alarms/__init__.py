@@ -6,6 +6,20 @@ The chain, assembled here in one visible place (STYLE.md, Alertmanager's notify 
                     (lifecycle.py)  (routing.py)                              (events + outbox)
     outbox ──► WebhookDispatcher (one worker per team: sign, POST, retry, dead-letter)
     store  ──► make_api (list, acknowledge)        events ──► alarm_lines ──► InfluxDB
+
+Wiring in the live pipeline (the manager's calls touch SQLite: run them off the loop)::
+
+    store = SqliteAlarmStore(settings.state_dir)
+    mgr = AlarmManager(site, store, registry=registry)
+    async with WebhookDispatcher(site, store, settings, registry=registry) as hooks:
+        events = await asyncio.to_thread(mgr.on_transitions, transitions)
+        events += await asyncio.to_thread(mgr.tick, now_ms)
+        hooks.wake()
+        influx_writer.write(alarm_lines(events))          # precision=ms
+    app = make_api(mgr, store, site, health=lambda: {"mqtt": "connected", ...},
+                   registry=registry)
+
+A replay uses ``MemoryAlarmStore(keep_outbox=False)`` with the same manager.
 """
 
 from anju.alarms.api import make_api

@@ -35,6 +35,9 @@ class MemoryAlarmStore:
         self._lock = threading.RLock()
         self._alarms: dict[str, AlarmRecord] = {}
         self._open: dict[tuple[str, str], str] = {}  # (rule, subject) → alarm_id, state rules
+        # alarms with an escalation timer: a replay ticks every second of data time, so a
+        # tick must cost the alarms waiting for escalation, not every alarm ever raised
+        self._escalating: dict[str, int] = {}
         self._events: dict[str, list[AlarmEvent]] = {}
         self._outbox: dict[str, _Row] = {}  # insertion order = commit order
         self._keep_outbox = keep_outbox
@@ -63,6 +66,10 @@ class MemoryAlarmStore:
                     elif holder == rec.alarm_id:
                         del self._open[key]
                 self._alarms[rec.alarm_id] = rec
+                if rec.state == "raised" and rec.next_escalation_ms is not None:
+                    self._escalating[rec.alarm_id] = rec.next_escalation_ms
+                else:
+                    self._escalating.pop(rec.alarm_id, None)
             for _seq, ev in commit.events:
                 self._events.setdefault(ev.alarm_id, []).append(ev)
             if self._keep_outbox:
@@ -76,9 +83,7 @@ class MemoryAlarmStore:
 
     def due_escalations(self, now_ms: int) -> list[AlarmRecord]:
         with self._lock:
-            due = [r for r in self._alarms.values()
-                   if r.state == "raised" and r.next_escalation_ms is not None
-                   and r.next_escalation_ms <= now_ms]
+            due = [self._alarms[aid] for aid, t in self._escalating.items() if t <= now_ms]
         return sorted(due, key=lambda r: (r.next_escalation_ms or 0, r.alarm_id))
 
     def list_alarms(self, *, open_only: bool = True, estates: Collection[str] | None = None,
