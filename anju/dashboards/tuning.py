@@ -19,7 +19,6 @@ from grafana_foundation_sdk.models import dashboard as dash
 
 from anju.dashboards.influxql import influx_ref, scope
 from anju.dashboards.panels import (
-    BOOL_MAPPINGS,
     q,
     stat_panel,
     state_timeline,
@@ -117,9 +116,11 @@ def _elevator(spec: KindSpec) -> PanelList:
                 q(f'SELECT last("occupied") AS "occupied" FROM "elevator" '
                   f"WHERE {_DEVICE_SCOPE} " + group, "C", alias="$tag_device $col"),
             ],
-            mappings=[motion, stopped, up, *BOOL_MAPPINGS[:1]],
             span=24, height=10,
-        ),
+        # The motion lanes read speed through ranges; the other lanes are booleans.
+        ).override_by_regexp(".* motion$", [
+            dash.DynamicConfigValue(id_val="mappings", value=[motion, stopped, up]),
+        ]),
         timeseries_panel(
             "Trips",
             "Trips per interval and car: a trip is a door-open stop at another floor than "
