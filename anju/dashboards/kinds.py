@@ -18,6 +18,7 @@ from anju.dashboards.panels import (
     grafana_unit,
     new_dashboard,
     q,
+    ref_id,
     severity_overrides,
     stat_panel,
     state_timeline,
@@ -61,7 +62,7 @@ def _field_panel(spec: KindSpec, f: FieldSpec, tuning: FieldTuning | None) -> Pa
     if f.type == "enum":
         targets: list[Target] = [
             q(f"SELECT count({col}) AS {ident(choice)} FROM {m} WHERE {col} = {literal(choice)} "
-              f"AND {where} GROUP BY time($__interval) fill(0)", chr(ord("A") + i),
+              f"AND {where} GROUP BY time($__interval) fill(0)", ref_id(i),
               alias="$col")
             for i, choice in enumerate(f.choices)
         ]
@@ -73,7 +74,7 @@ def _field_panel(spec: KindSpec, f: FieldSpec, tuning: FieldTuning | None) -> Pa
     alias = "$tag_device" if len(aggs) == 1 else "$tag_device $col"
     targets = [
         q(f"SELECT {agg}({col}) AS {ident(agg)} FROM {m} WHERE {where} "
-          "GROUP BY time($__interval), \"device\" fill(null)", chr(ord("A") + i), alias=alias)
+          "GROUP BY time($__interval), \"device\" fill(null)", ref_id(i), alias=alias)
         for i, agg in enumerate(aggs)
     ]
     how = "/".join(aggs)

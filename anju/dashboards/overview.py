@@ -15,6 +15,7 @@ from anju.dashboards.panels import (
     Target,
     new_dashboard,
     q,
+    ref_id,
     severity_overrides,
     stat_panel,
     table_panel,
@@ -29,10 +30,6 @@ OVERVIEW_UID = "anju-overview"
 ESTATE_UID = "anju-estate"
 
 
-def _ref(i: int) -> str:
-    return chr(ord("A") + i) if i < 26 else f"Q{i}"
-
-
 def _count_by(kinds: Mapping[str, KindSpec], what: str, where: str,
               group_by: tuple[str, ...] = (), table: bool = False) -> list[Target]:
     """Per kind: how many distinct ``what`` tag values reported (optionally per group)."""
@@ -41,7 +38,7 @@ def _count_by(kinds: Mapping[str, KindSpec], what: str, where: str,
     return [
         q(f"SELECT count(\"n\") AS {ident(name)} FROM (SELECT count("
           f"{ident(presence_field(spec).name)}) AS \"n\" FROM {ident(name)} WHERE {where} "
-          f"GROUP BY {inner}){outer}", _ref(i), table=table, alias=None if table else "$col")
+          f"GROUP BY {inner}){outer}", ref_id(i), table=table, alias=None if table else "$col")
         for i, (name, spec) in enumerate(kinds.items())
     ]
 
@@ -50,7 +47,7 @@ def _readings_per_s(kinds: Mapping[str, KindSpec], where: str) -> list[Target]:
     return [
         q(f"SELECT count({ident(presence_field(spec).name)}) * 1000 / $__interval_ms "
           f"AS {ident(name)} FROM {ident(name)} WHERE {where} "
-          "GROUP BY time($__interval) fill(0)", _ref(i), alias="$col")
+          "GROUP BY time($__interval) fill(0)", ref_id(i), alias="$col")
         for i, (name, spec) in enumerate(kinds.items())
     ]
 

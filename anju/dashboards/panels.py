@@ -27,6 +27,7 @@ __all__ = [
     "grafana_unit",
     "new_dashboard",
     "q",
+    "ref_id",
     "severity_overrides",
     "stat_panel",
     "state_timeline",
@@ -69,6 +70,11 @@ def grafana_unit(unit: str) -> str:
     if not unit:
         return "none"
     return _UNITS.get(unit, f"suffix: {unit}")
+
+
+def ref_id(i: int) -> str:
+    """Grafana's refIds: A, B, … Z, then Q26, Q27 …"""
+    return chr(ord("A") + i) if i < 26 else f"Q{i}"
 
 
 def q(query: str, ref_id: str = "A", *, alias: str | None = None, table: bool = False) -> InfluxQL:
