@@ -1,7 +1,128 @@
-"""Sub-commands of this area."""
+"""``anju devices``: check a site registry, issue broker credentials, print a kind's
+JSON Schema, measure decoding (CONTRACT §7).
+
+An invalid registry exits 2 with ``error: FILE:LINE [FIELD]: problem`` on stderr.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
 import typer
 
+__all__ = ["app"]
+
 app = typer.Typer(no_args_is_help=True)
+
+SiteOpt = Annotated[Path, typer.Option("--site", help="site directory (site.yaml, devices.csv)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")]
+
+
+def _emit_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+def _fail(message: object, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(site_dir: Path) -> Any:
+    from anju.devices.registry import load_site
+    from anju.errors import RegistryError
+
+    try:
+        return load_site(site_dir)
+    except RegistryError as exc:
+        raise _fail(exc) from None
+
+
+@app.command("check")
+def check(site: SiteOpt, json: JsonOpt = False) -> None:
+    """Validate the registry: site.yaml, devices.csv, gateways.csv."""
+    s = _load(site)
+    summary = s.summary()
+    summary["load_s"] = round(s.load_s, 4)
+    if json:
+        _emit_json(summary)
+        return
+    kinds = ", ".join(f"{k} {n}" for k, n in summary["by_kind"].items())
+    typer.echo(f"{site}: OK — {summary['estates']} estates, {summary['buildings']} buildings, "
+               f"{summary['devices']} devices ({kinds}), {len(s.gateways)} gateways, "
+               f"{len(s.teams)} teams; loaded in {summary['load_s']:.3f} s")
+
+
+@app.command("credentials")
+def credentials(
+    site: SiteOpt,
+    out: Annotated[Path, typer.Option("--out", help="directory for passwd, acl, credentials.csv")],
+    pipeline_password_env: Annotated[str | None, typer.Option(
+        "--pipeline-password-env", metavar="VAR",
+        help="take anju-pipeline's password from this environment variable")] = None,
+    rotate: Annotated[bool, typer.Option(
+        "--rotate", help="new passwords for everyone (default: keep those in credentials.csv)"
+    )] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Write a Mosquitto password file, an ACL file and credentials.csv (mode 0600)."""
+    from anju.devices.credentials import write_credentials
+    from anju.errors import AnjuError
+
+    s = _load(site)
+    pipeline_password = None
+    if pipeline_password_env is not None:
+        pipeline_password = os.environ.get(pipeline_password_env)
+        if not pipeline_password:
+            raise _fail(f"--pipeline-password-env: {pipeline_password_env} is not set")
+    try:
+        report = write_credentials(s, out, rotate=rotate, pipeline_password=pipeline_password)
+    except AnjuError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:
+        raise _fail(f"{exc.filename or out}: {exc.strerror}", 1) from None
+    if json:
+        _emit_json(report.summary())
+        return
+    roles = ", ".join(f"{n} {r}" for r, n in report.by_role.items())
+    typer.echo(f"{report.users} broker users ({roles}): {report.new} new passwords, "
+               f"{report.kept} kept, {report.removed} removed")
+    typer.echo(f"wrote {out}/passwd, {out}/acl, {out}/credentials.csv (mode 0600)")
+    typer.echo("mosquitto.conf: allow_anonymous false / password_file "
+               f"{out.resolve()}/passwd / acl_file {out.resolve()}/acl")
+
+
+@app.command("schema")
+def schema(kind: Annotated[str, typer.Argument(help="a device kind")]) -> None:
+    """Print the JSON Schema of one kind's readings."""
+    from anju.devices.kinds import KINDS
+    from anju.devices.schema import json_schema
+
+    if kind not in KINDS:
+        raise _fail(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    sys.stdout.write(orjson.dumps(json_schema(kind), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@app.command("bench-decode")
+def bench_decode(
+    messages: Annotated[int, typer.Option(min=100, help="single-reading messages")] = 20_000,
+    batch: Annotated[int, typer.Option(min=2, help="readings per gateway batch")] = 100,
+    repeat: Annotated[int, typer.Option(min=1, help="runs; the median is reported")] = 5,
+    json: JsonOpt = False,
+) -> None:
+    """Measure decoding cost per message and per reading."""
+    from anju.devices.bench import bench_decode as run
+
+    result = run(messages=messages, batch=batch, repeat=repeat)
+    if json:
+        _emit_json(result)
+        return
+    for name in ("single", f"batch{batch}"):
+        r = result[name]
+        typer.echo(f"{name:>9}: {r['us_per_message']:8.2f} µs/message  "
+                   f"{r['us_per_reading']:6.2f} µs/reading  ({r['messages']} messages)")
+    typer.echo(f" pydantic: {result['pydantic_us_per_reading']:6.2f} µs/reading "
+               "(the strict reference models, for comparison)")

@@ -177,16 +177,23 @@ class Rejection:
     field: str | None = None
 
 
+# Field types as interned tokens: the hot loop compares them by identity.
+_FLOAT, _BOOL, _INT, _ENUM, _TRACK = "float", "bool", "int", "enum", "track"
+_TYPE_TOKEN = {"float": _FLOAT, "bool": _BOOL, "int": _INT, "enum": _ENUM, "track": _TRACK}
+_NAN = math.nan
+
+
 class _KindCheck:
     """Precomputed per-kind lookups for the hot path."""
 
-    __slots__ = ("check", "choices", "fields", "name", "required", "spec")
+    __slots__ = ("check", "choices", "fields", "name", "required", "spec", "width")
 
     def __init__(self, spec: KindSpec) -> None:
         self.spec = spec
         self.name = spec.name
         pos = {f.name: i for i, f in enumerate(spec.columns)}
-        self.fields = {f.name: (f.type, pos.get(f.name, -1)) for f in spec.fields}
+        self.width = len(pos)
+        self.fields = {f.name: (_TYPE_TOKEN[f.type], pos.get(f.name, -1)) for f in spec.fields}
         self.choices = {f.name: {c: float(i) for i, c in enumerate(f.choices)}
                         for f in spec.fields if f.type == "enum"}
         self.required = tuple(f.name for f in spec.fields if f.required)
@@ -242,6 +249,22 @@ def _check_track(value: Any) -> list[list[float]]:
     return out
 
 
+class _Route:
+    """What a topic says, resolved once against the registry and cached."""
+
+    __slots__ = ("error", "index", "kc", "topic")
+
+    def __init__(self, topic: Topic, index: int, kc: _KindCheck | None,
+                 error: tuple[str, str] | None) -> None:
+        self.topic = topic
+        self.index = index  # the device's registry index (device topics; -1 for a batch)
+        self.kc = kc  # the device's kind (device topics)
+        self.error = error  # (reason, detail) every reading on this topic is rejected with
+
+
+_ROUTE_CACHE_MAX = 1 << 18  # topics remembered; cleared when full (bad topics never are)
+
+
 class Decoder:
     """Decodes messages into a :class:`BatchBuilder`, judging each reading on its own.
 
@@ -255,11 +278,12 @@ class Decoder:
         self.site = site
         self._index = site.devices.index
         names = list(KINDS)
-        self._dev_kind = [names[k] for k in site.devices.kind.tolist()]
-        self._dev_estate = [site.buildings[b].estate for b in site.devices.building.tolist()]
-        self._dev_building = [site.buildings[b].id for b in site.devices.building.tolist()]
         self._checks = {name: _KindCheck(spec) for name, spec in KINDS.items()}
+        self._dev_check = [self._checks[names[k]] for k in site.devices.kind.tolist()]
+        bld = site.buildings
+        self._dev_place = [(bld[b].estate, bld[b].id) for b in site.devices.building.tolist()]
         self._estates = estates
+        self._routes: dict[str, _Route] = {}
         self.on_reject = on_reject
         self.messages = 0
         self.accepted = 0
@@ -276,28 +300,27 @@ class Decoder:
         """
         self.messages += 1
         builder.messages += 1
-        rcv = received_ms if received_ms is not None else (now_ms or 0)
         try:
-            t = parse_topic(topic)
-            if self._estates is not None and t.estate not in self._estates:
-                raise PayloadError("wrong_place", f"estate {t.estate!r} is not in this partition")
+            route = self._routes.get(topic)
+            if route is None:
+                route = self._route(topic)
             value = parse_payload(payload)
         except PayloadError as exc:
-            self._reject(topic, exc, payload, rcv)
+            self._reject(topic, exc, payload, _rcv(received_ms, now_ms))
             return 0
+        t = route.topic
         if type(value) is list:
             items = value
         elif t.kind is None:
             self._reject(topic, PayloadError("not_a_reading", "a batch is a JSON array"),
-                         payload, rcv, t.device)
+                         payload, _rcv(received_ms, now_ms), t.device)
             return 0
         else:
             items = [value]
         added = 0
-        single = len(items) == 1
         for reading in items:
             try:
-                self._one(t, reading, builder, now_ms)
+                self._one(route, reading, builder, now_ms)
                 added += 1
             except PayloadError as exc:
                 if t.kind is not None:
@@ -306,8 +329,8 @@ class Decoder:
                     device = reading["device"]
                 else:
                     device = None
-                self._reject(topic, exc, payload if single else _encode_item(reading), rcv,
-                             device)
+                self._reject(topic, exc, payload if len(items) == 1 else _encode_item(reading),
+                             _rcv(received_ms, now_ms), device)
         self.accepted += added
         return added
 
@@ -318,6 +341,29 @@ class Decoder:
         self._reject(topic, PayloadError(reason, detail), payload, received_ms)
 
     # -- internals --------------------------------------------------------------------
+    def _route(self, topic: str) -> _Route:
+        t = parse_topic(topic)
+        if self._estates is not None and t.estate not in self._estates:
+            raise PayloadError("wrong_place", f"estate {t.estate!r} is not in this partition")
+        if t.kind is None:
+            route = _Route(t, -1, None, None)
+        else:
+            i = self._index.get(t.device, -1)
+            kc = self._dev_check[i] if i >= 0 else None
+            error = None
+            if kc is None:
+                error = ("unknown_device", f"{t.device!r} is not registered")
+            elif self._dev_place[i] != (t.estate, t.building):
+                error = ("wrong_place", f"{t.device!r} is registered in "
+                         f"{'/'.join(self._dev_place[i])}")
+            elif kc.name != t.kind:
+                error = ("kind_mismatch", f"{t.device!r} is a {kc.name}, not a {t.kind}")
+            route = _Route(t, i, kc, error)
+        if len(self._routes) >= _ROUTE_CACHE_MAX:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
+
     def _reject(self, topic: str, exc: PayloadError, payload: bytes, received_ms: int,
                 device: str | None = None) -> None:
         self.rejected[exc.reason] += 1
@@ -325,11 +371,13 @@ class Decoder:
             self.on_reject(Rejection(topic, exc.reason, exc.detail, payload, received_ms,
                                      device, exc.field))
 
-    def _one(self, t: Topic, reading: Any, builder: BatchBuilder, now_ms: int | None) -> None:
+    def _one(self, route: _Route, reading: Any, builder: BatchBuilder,
+             now_ms: int | None) -> None:
         if type(reading) is not dict:
             raise PayloadError("not_a_reading", f"a reading is a JSON object, not "
                                f"{_json_type(reading)}")
         # -- routing: who speaks, and may it speak here (CONTRACT §1) -----------------
+        t = route.topic
         if t.kind is None:
             if "device" not in reading:
                 raise PayloadError("missing_device", "batch items name their device",
@@ -337,32 +385,35 @@ class Decoder:
             dev_id = reading["device"]
             if type(dev_id) is not str:
                 raise _wrong("device", dev_id, "a string")
+            i = self._index.get(dev_id, -1)
+            if i < 0:
+                raise PayloadError("unknown_device", f"{dev_id[:80]!r} is not registered",
+                                   field="device")
+            if self._dev_place[i] != (t.estate, t.building):
+                raise PayloadError("wrong_place", f"{dev_id!r} is registered in "
+                                   f"{'/'.join(self._dev_place[i])}", field="device")
+            kc = self._dev_check[i]
         else:
-            dev_id = t.device
             if "device" in reading:
                 named = reading["device"]
                 if type(named) is not str:
                     raise _wrong("device", named, "a string")
-                if named != dev_id:
+                if named != t.device:
                     raise PayloadError("wrong_place", f"reading names device {named[:80]!r} "
-                                       f"on the topic of {dev_id!r}", field="device")
-        i = self._index.get(dev_id)
-        if i is None:
-            raise PayloadError("unknown_device", f"{dev_id[:80]!r} is not registered",
-                               field="device")
-        kind = self._dev_kind[i]
-        if self._dev_estate[i] != t.estate or self._dev_building[i] != t.building:
-            raise PayloadError("wrong_place", f"{dev_id!r} is registered in "
-                               f"{self._dev_estate[i]}/{self._dev_building[i]}",
-                               field="device")
-        if t.kind is not None and t.kind != kind:
-            raise PayloadError("kind_mismatch", f"{dev_id!r} is a {kind}, not a {t.kind}")
+                                       f"on the topic of {t.device!r}", field="device")
+            if route.error is not None:
+                reason, detail = route.error
+                raise PayloadError(reason, detail,
+                                   field=None if reason == "kind_mismatch" else "device")
+            i = route.index
+            kc = route.kc  # type: ignore[assignment]  # set on every error-free device route
+        kind = kc.name
         if "kind" in reading:
             rk = reading["kind"]
             if type(rk) is not str:
                 raise _wrong("kind", rk, "a string")
             if rk != kind:
-                raise PayloadError("kind_mismatch", f"{dev_id!r} is a {kind}, not "
+                raise PayloadError("kind_mismatch", f"{t.device!r} is a {kind}, not "
                                    f"{rk[:40]!r}", field="kind")
 
         # -- ts and seq ------------------------------------------------------------------
@@ -388,8 +439,7 @@ class Decoder:
                 raise PayloadError("not_finite", f"seq {seq} overflows", field="seq")
 
         # -- the kind's fields ---------------------------------------------------------------
-        kc = self._checks[kind]
-        row, _ = builder.new_row(kind)
+        row = [_NAN] * kc.width
         extra: dict[str, Any] | None = None
         fields = kc.fields
         for key, v in reading.items():
@@ -401,13 +451,13 @@ class Decoder:
                                    field=key[:64])
             ftype, pos = f
             tv = type(v)
-            if ftype == "float":
+            if ftype is _FLOAT:
                 # orjson never yields a non-finite float nor an int float() cannot hold
                 if tv is float or tv is int:
                     row[pos] = v
                 else:
                     raise _wrong(key, v, "a number")
-            elif ftype == "bool":
+            elif ftype is _BOOL:
                 if tv is bool:
                     row[pos] = 1.0 if v else 0.0
                 elif tv is int or tv is float:
@@ -415,13 +465,13 @@ class Decoder:
                                        field=key)
                 else:
                     raise _wrong(key, v, "true or false")
-            elif ftype == "int":
+            elif ftype is _INT:
                 if tv is not int:
                     raise _wrong(key, v, "an integer")
                 if not -EXACT_INT < v < EXACT_INT:
                     raise PayloadError("not_finite", f"{key} {v} overflows", field=key)
                 row[pos] = v
-            elif ftype == "enum":
+            elif ftype is _ENUM:
                 if tv is not str:
                     raise _wrong(key, v, "a string")
                 code = kc.choices[key].get(v)
@@ -439,6 +489,10 @@ class Decoder:
         builder.add(kind, i, ts, seq, row, extra)
         if ts > self.newest_ts:
             self.newest_ts = ts
+
+
+def _rcv(received_ms: int | None, now_ms: int | None) -> int:
+    return received_ms if received_ms is not None else (now_ms or 0)
 
 
 def _encode_item(reading: Any) -> bytes:
