@@ -252,8 +252,11 @@ def test_pipeline_metric_names_match_what_ingest_and_alarms_export() -> None:
     for metric in METRICS:
         names = ({metric.name + "_bucket"} if metric.type == "histogram" else {metric.name})
         assert names <= exported, metric.name
-    exprs = [t["expr"] for p in _panels(_by_uid()["anju-pipeline"])
-             for t in p.get("targets") or []]
+    exprs = [t["expr"] for d in _by_uid().values() for p in _panels(d)
+             for t in p.get("targets") or [] if "expr" in t]
+    exprs += [v["query"] for d in _by_uid().values() for v in d["templating"]["list"]
+              if v["datasource"]["type"] == "prometheus"]
+    assert len(exprs) > 10
     mentioned = {n for e in exprs for n in re.findall(r"\b(anju_[a-z_]+)", e)}
     declared = {m.name for m in METRICS} | {m.name + "_bucket" for m in METRICS}
     assert mentioned <= declared, mentioned - declared
