@@ -288,7 +288,7 @@ from anju.devices.registry import load_site
 from anju.rules.transition import Transition
 site = load_site(sys.argv[1])
 mgr = AlarmManager(site, SqliteAlarmStore(sys.argv[2]))
-for i in range(50):
+for i in range(20):
     mgr.on_transitions([Transition(
         rule="smoke.alarm", event="raised", kind="smoke", severity="major",
         roles=("property", "fire"), subject=f"s-{i}", device=f"s-{i}", estate="e1",
@@ -308,7 +308,7 @@ def test_sqlite_survives_sigkill(site: Site, tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if line.strip() == "49":
+            if line.strip() == "19":
                 break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -319,5 +319,5 @@ def test_sqlite_survives_sigkill(site: Site, tmp_path: Path) -> None:
         if proc.stdout is not None:
             proc.stdout.close()
     with SqliteAlarmStore(state) as s:
-        assert len(s.list_alarms()) == 50
-        assert s.pending_counts() == {"prop-e1": 50, "fire": 50}
+        assert len(s.list_alarms()) == 20
+        assert s.pending_counts() == {"prop-e1": 20, "fire": 20}
