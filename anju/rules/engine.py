@@ -263,7 +263,7 @@ class RuleEngine:
             valid = np.ones(len(kb), bool)
             for f in r.condition.required:
                 valid &= ~np.isnan(cols[f])
-            hit = np.flatnonzero(valid & np.asarray(r.condition.vector(cols), bool))
+            hit = np.flatnonzero(valid & r.condition.test_vector(cols))
             for i in hit.tolist():
                 out.append(self._event_transition(r, int(kb.device[i]), int(kb.ts[i]),
                                                   {k: float(v[i]) for k, v in cols.items()},
@@ -328,7 +328,7 @@ class RuleEngine:
     def _state_rule(self, r: CompiledRule, dev: np.ndarray, t: np.ndarray,
                     cols: dict[str, Any]) -> list[Transition]:
         assert r.condition is not None
-        cond = np.asarray(r.condition.vector(cols), bool)
+        cond = r.condition.test_vector(cols)
         if cond.shape != t.shape:
             cond = np.broadcast_to(cond, t.shape)
         valid = None
@@ -369,7 +369,7 @@ class RuleEngine:
         d = np.full(len(cond), _ms(r.for_s), np.int64)
         # tiers: the shortest applicable duration wins
         for when, secs in r.for_when:
-            w = np.asarray(when.vector(cols), bool)
+            w = when.test_vector(cols)
             d = np.where(w, np.minimum(d, _ms(secs)), d)
         return np.where(cond, d, _ms(r.clear_after_s))
 

@@ -99,6 +99,15 @@ class Expr:
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
 
+    # -- as a condition ----------------------------------------------------------------
+    def test_vector(self, cols: Mapping[str, Any]) -> Any:
+        """The expression as a condition, over columns: a bool array (NaN is false)."""
+        return np.asarray(_truth_np(self.vector(cols)), bool)
+
+    def test_scalar(self, env: Mapping[str, Any]) -> bool:
+        """The expression as a condition on one reading (NaN is false)."""
+        return _truth(self.scalar(env))
+
     # -- vectorised --------------------------------------------------------------------
     def vector(self, cols: Mapping[str, Any]) -> Any:
         """Evaluates over columns (numpy arrays; windows under their ``key``)."""

@@ -164,7 +164,7 @@ class ReferenceEngine:
             env[p.name] = float(col[dev]) if col is not None else math.nan
         for r in self.rules.by_kind(kind):
             if r.type == "event" and self._valid(r, env) and r.condition is not None \
-                    and r.condition.scalar(env):
+                    and r.condition.test_scalar(env):
                 out.append(self._event(r, dev, t, env, extra))
         if st.newest is not None and t < st.newest:
             self.late += 1
@@ -209,7 +209,7 @@ class ReferenceEngine:
         assert r.condition is not None
         run = self.runs.setdefault((r.id, dev), _Run())
         out = self._advance(r, dev, run, t)
-        cond = bool(r.condition.scalar(env))
+        cond = r.condition.test_scalar(env)
         pol = 1 if cond else 0
         if run.pol != pol:
             run.pol = pol
@@ -217,7 +217,7 @@ class ReferenceEngine:
         if cond:
             dur = _ms(r.for_s)
             for when, secs in r.for_when:
-                if when.scalar(env):
+                if when.test_scalar(env):
                     dur = min(dur, _ms(secs))
         else:
             dur = _ms(r.clear_after_s)
