@@ -1,0 +1,103 @@
+"""``anju devices check | credentials | schema | bench-decode`` (CONTRACT §7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from anju.cli import app
+from anju.devices.sample import write_site
+
+
+def anju(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command, in a child process: exit code, stdout, stderr as a user sees them."""
+    return subprocess.run([sys.executable, "-m", "anju.cli", *args], capture_output=True,
+                          text=True, timeout=120, env=os.environ.copy())
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return write_site(tmp_path / "site", estates=2, buildings=2, per_building=1)
+
+
+def test_check_json(site: Path) -> None:
+    r = anju("devices", "check", "--site", str(site), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(out) == {"estates", "buildings", "devices", "by_kind", "load_s"}
+    assert (out["estates"], out["buildings"], out["devices"]) == (2, 4, 16)
+    assert out["by_kind"] == {"camera": 4, "elevator": 4, "smoke": 4, "water": 4}
+    assert 0 <= out["load_s"] < 2
+
+
+def test_check_human(site: Path) -> None:
+    r = CliRunner().invoke(app, ["devices", "check", "--site", str(site)])
+    assert r.exit_code == 0 and "16 devices" in r.output and "OK" in r.output
+
+
+def test_invalid_registry_exits_2_naming_file_line_field(site: Path) -> None:
+    devices = (site / "devices.csv").read_text().splitlines()
+    devices[3] = devices[3].replace(",smoke,", ",gas,")
+    (site / "devices.csv").write_text("\n".join(devices) + "\n")
+    r = anju("devices", "check", "--site", str(site), "--json")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert f"{site / 'devices.csv'}:4 [kind]: unknown kind 'gas'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r2 = CliRunner().invoke(app, ["devices", "credentials", "--site", str(site), "--out",
+                                  str(site / "creds")])
+    assert r2.exit_code == 2 and "devices.csv:4 [kind]" in r2.output
+    assert not (site / "creds").exists()
+
+
+def test_credentials(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "creds"
+    monkeypatch.setenv("T_ANJU_PIPE_PW", "pipe-secret")
+    r = CliRunner().invoke(app, ["devices", "credentials", "--site", str(site), "--out",
+                                 str(out), "--json", "--pipeline-password-env", "T_ANJU_PIPE_PW"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["users"] == 1 + 16 + 4 and summary["new"] == 21
+    assert summary["by_role"] == {"pipeline": 1, "device": 16, "gateway": 4}
+    for name in ("passwd", "acl", "credentials.csv"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600
+    assert "anju-pipeline,pipe-secret,pipeline" in (out / "credentials.csv").read_text()
+    assert "pipe-secret" not in r.output  # no secrets printed
+    # rerun: nothing new; --rotate: all new
+    r = CliRunner().invoke(app, ["devices", "credentials", "--site", str(site), "--out",
+                                 str(out)])
+    assert r.exit_code == 0 and "0 new passwords, 21 kept" in r.output
+    r = CliRunner().invoke(app, ["devices", "credentials", "--site", str(site), "--out",
+                                 str(out), "--rotate", "--json"])
+    assert json.loads(r.output.strip().splitlines()[-1])["new"] == 21
+
+
+def test_credentials_env_var_missing(site: Path, tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["devices", "credentials", "--site", str(site), "--out",
+                                 str(tmp_path / "c"), "--pipeline-password-env",
+                                 "T_ANJU_SURELY_UNSET"])
+    assert r.exit_code == 2
+
+
+def test_schema() -> None:
+    r = CliRunner().invoke(app, ["devices", "schema", "elevator"])
+    assert r.exit_code == 0
+    schema = json.loads(r.output)
+    assert schema["additionalProperties"] is False and "door_open" in schema["properties"]
+    assert CliRunner().invoke(app, ["devices", "schema", "gas"]).exit_code == 2
+
+
+def test_bench_decode_json() -> None:
+    r = CliRunner().invoke(app, ["devices", "bench-decode", "--messages", "400", "--batch",
+                                 "10", "--repeat", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert out["single"]["messages"] == 400 and out["batch10"]["readings"] == 400
+    assert out["single"]["us_per_reading"] > 0 and out["pydantic_us_per_reading"] > 0
