@@ -11,8 +11,10 @@ Escaping follows the InfluxDB 1.x line protocol reference, as InfluxDB 1.6 parse
 (verified against a real ``influxd`` by ``tests/test_ingest_lineproto.py``):
 
 - measurement: ``,`` and space are escaped with ``\\``;
-- tag keys, tag values, field keys: ``,``, ``=`` and space are escaped; a backslash is
-  literal (the parser unescapes only ``\\,``, ``\\=`` and ``\\ ``). Two things cannot be
+- tag and field keys: ``,``, ``=`` and space are escaped; keys with a backslash or a line
+  break are refused (:func:`escape_key`);
+- tag values: ``,``, ``=`` and space are escaped; a backslash is literal (the parser
+  unescapes only ``\\,``, ``\\=`` and ``\\ ``). Two things cannot be
   written at all and are mapped before escaping: a line break (it would end the point)
   becomes the two characters ``\\n`` (``\\r``), and trailing backslashes (they would escape
   the delimiter) are dropped; a value left empty omits the tag;
@@ -64,8 +66,16 @@ def escape_measurement(name: str) -> str:
 
 
 def escape_key(key: str) -> str:
-    """A tag or field key escaped for line protocol (``,``, ``=`` and space)."""
-    return key.translate(_BREAKS).translate(_KEY_ESC)
+    """A tag or field key escaped for line protocol (``,``, ``=`` and space).
+
+    Keys are ours (field names of the kind table), so a key that cannot be written exactly
+    is refused with ValueError rather than mapped: an empty one, one with a line break, and
+    one with a backslash — InfluxDB 1.6 scans a field key's ``\\`` as an escape pair yet
+    does not unescape it, so ``a\\,b`` cannot be spelled at all (verified).
+    """
+    if not key or any(c in key for c in "\\\n\r"):
+        raise ValueError(f"{key!r} cannot be a line-protocol key")
+    return key.translate(_KEY_ESC)
 
 
 def stored_tag_value(value: str) -> str | None:
