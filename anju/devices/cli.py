@@ -110,7 +110,7 @@ def schema(kind: Annotated[str, typer.Argument(help="a device kind")]) -> None:
 def bench_decode(
     messages: Annotated[int, typer.Option(min=100, help="single-reading messages")] = 20_000,
     batch: Annotated[int, typer.Option(min=2, help="readings per gateway batch")] = 100,
-    repeat: Annotated[int, typer.Option(min=1, help="runs; the median is reported")] = 5,
+    repeat: Annotated[int, typer.Option(min=1, help="runs; the best is reported")] = 5,
     json: JsonOpt = False,
 ) -> None:
     """Measure decoding cost per message and per reading."""

@@ -186,7 +186,8 @@ _NAN = math.nan
 class _KindCheck:
     """Precomputed per-kind lookups for the hot path."""
 
-    __slots__ = ("check", "choices", "fields", "name", "required", "spec", "width")
+    __slots__ = ("check", "choices", "fields", "name", "required", "required_set", "spec",
+                 "width")
 
     def __init__(self, spec: KindSpec) -> None:
         self.spec = spec
@@ -197,6 +198,7 @@ class _KindCheck:
         self.choices = {f.name: {c: float(i) for i, c in enumerate(f.choices)}
                         for f in spec.fields if f.type == "enum"}
         self.required = tuple(f.name for f in spec.fields if f.required)
+        self.required_set = frozenset(self.required)
         self.check = spec.check
 
 
@@ -481,12 +483,20 @@ class Decoder:
                 row[pos] = code
             else:  # track
                 extra = {key: _check_track(v)}
-        for name in kc.required:
-            if name not in reading:
-                raise PayloadError("missing_field", f"{name} is required for {kind}", field=name)
+        if not kc.required_set <= reading.keys():  # one set operation in C
+            name = next(n for n in kc.required if n not in reading)
+            raise PayloadError("missing_field", f"{name} is required for {kind}", field=name)
         if kc.check is not None:
             kc.check(reading)
-        builder.add(kind, i, ts, seq, row, extra)
+        rows = builder.rows(kind)
+        if extra is not None:
+            rows.extra_rows.append(len(rows.ts))
+            rows.extras.append(extra)
+        rows.device.append(i)
+        rows.ts.append(ts)
+        rows.seq.append(seq)
+        rows.values.extend(row)
+        builder.readings += 1
         if ts > self.newest_ts:
             self.newest_ts = ts
 
