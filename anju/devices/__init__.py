@@ -1,1 +1,13 @@
-"""devices"""
+"""Device kinds, the site registry, strict decoding, dead letters and broker credentials.
+
+- :mod:`anju.devices.kinds` — the kind table ``KINDS`` (one module per kind, a ``KindSpec``)
+- :mod:`anju.devices.registry` — ``load_site(dir)`` → ``Site`` with its ``DeviceTable``
+- :mod:`anju.devices.decode` — ``Decoder``: MQTT messages → ``BatchBuilder`` / ``Rejection``
+- :mod:`anju.devices.batch` — ``Batch`` / ``KindBatch``: readings as numpy columns
+- :mod:`anju.devices.schema` — strict pydantic models, the decoder's reference; JSON Schema
+- :mod:`anju.devices.deadletter` — ``DeadLetters``: the rotated JSON-lines dead-letter file
+- :mod:`anju.devices.credentials` — Mosquitto passwd / ACL / credentials.csv from a site
+- :mod:`anju.devices.sample` — generated site directories (tests, benchmarks)
+
+Nothing is imported here, so that ``anju --help`` stays instant.
+"""
