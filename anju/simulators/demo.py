@@ -1,0 +1,347 @@
+"""``anju demo``: the whole system on one machine, scored against a scenario's ground truth.
+
+1. Local Mosquitto and InfluxDB (:class:`anju.services.LocalServices`).
+2. A webhook receiver standing in for the property companies, the fire team and the
+   housing offices (:class:`anju.alarms.receiver.WebhookReceiver`: checks every
+   signature, CONTRACT §4), with a fresh secret per team in the environment.
+3. The scenario's city, generated with its webhooks pointing at that receiver.
+4. The pipeline, in this process (:class:`anju.ingest.pipeline.Pipeline`).
+5. The publisher, in its own process (``anju simulate run``), replaying the scenario
+   ``duration_s / seconds`` times faster than real time.
+
+The pipeline's clock is the scenario's data time (wall time mapped through the
+publisher's schedule), so clock-judged rules — ``device.offline``, durations — mean the
+same under time compression as in the scenario. When the data is all in, the scorecard
+compares the webhooks received with the ground truth (:mod:`anju.simulators.scoring`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.live import Live
+
+from anju.devices.kinds import KINDS
+from anju.errors import ServiceError
+from anju.simulators.scenario import SiteRecipe, bind, bundled_scenarios, load_scenario
+from anju.simulators.scoring import Observed, Scorecard, ground_truth, score
+from anju.simulators.view import LiveState, render_live, scorecard_table
+
+__all__ = ["DataClock", "run_demo"]
+
+_STARTUP_S = 5.0  # the publisher's process imports, builds the fleets and connects
+_GRACE_S = 15.0  # after the data is in, how long to wait for the last alarms
+_DB = "anju"
+
+
+class DataClock:
+    """Wall time mapped to the scenario's data time through the publisher's schedule,
+    held at the start before it and at the end after it (ms)."""
+
+    def __init__(self, data_start_ms: int, wall_start_s: float, speed: float,
+                 data_end_ms: int) -> None:
+        self.data_start_ms = data_start_ms
+        self.wall_start_s = wall_start_s
+        self.speed = speed
+        self.data_end_ms = data_end_ms
+
+    def __call__(self) -> int:
+        elapsed = max(0.0, time.time() - self.wall_start_s)
+        return min(self.data_start_ms + int(elapsed * 1000 * self.speed), self.data_end_ms)
+
+    def wall_ms(self, data_ms: int) -> float:
+        """When (wall ms) the publisher sends data time ``data_ms``."""
+        return self.wall_start_s * 1000 + (data_ms - self.data_start_ms) / self.speed
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    """Sets environment variables (the teams' secrets) and restores them afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _pipeline_clock(clock: Callable[[], int]) -> Iterator[None]:
+    """Makes the pipeline tick in data time when it cannot be given a clock.
+
+    The pipeline reads the wall clock through ``anju.ingest.pipeline._wall_ms``; until it
+    takes an injected clock, the demo swaps that function for the run's duration.
+    """
+    import anju.ingest.pipeline as pipeline_module
+
+    saved = pipeline_module._wall_ms
+    pipeline_module._wall_ms = clock  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pipeline_module._wall_ms = saved  # type: ignore[assignment]
+
+
+def _grafana_dir() -> Path | None:
+    root = Path(__file__).resolve().parents[2] / "grafana"
+    return root if root.is_dir() else None
+
+
+def run_demo(*, seconds: float = 60.0, scenario: str = "demo", workdir: Path | None = None,
+             quiet: bool = False) -> dict[str, Any]:
+    """Runs the demo; returns the scorecard (CONTRACT §7) with a few extras."""
+    keep = workdir is not None
+    root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="anju-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        return asyncio.run(_demo(seconds, scenario, root, quiet))
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def _demo(seconds: float, scenario_ref: str, root: Path, quiet: bool) -> dict[str, Any]:
+    from anju.services import LocalServices
+
+    sc = load_scenario(scenario_ref)
+    scenario_path = (Path(scenario_ref) if Path(scenario_ref).exists()
+                     else bundled_scenarios()[scenario_ref])
+    console = Console(stderr=True)
+    if not quiet:
+        console.print(f"[bold]anju demo[/bold]: scenario [cyan]{sc.name}[/cyan] "
+                      f"({sc.duration_s:g} s of data, {len(sc.incidents)} incidents) in "
+                      f"{seconds:g} s; work directory {root}")
+    services = LocalServices(root / "services")
+    await asyncio.to_thread(services.start)
+    try:
+        await asyncio.to_thread(services.influx.create_database, _DB)
+        return await _with_services(sc, scenario_path, seconds, root, services, console, quiet)
+    finally:
+        await asyncio.to_thread(services.stop)
+
+
+async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Path,
+                         services: Any, console: Console, quiet: bool) -> dict[str, Any]:
+    from anju.alarms.receiver import WebhookReceiver
+    from anju.devices.registry import load_site
+    from anju.simulators.city import plan_city, write_site
+
+    recipe = sc.site or SiteRecipe(estates=2, seed=7)
+    plan = plan_city(recipe.estates, recipe.seed)  # teams first: they need secrets
+    env: dict[str, str] = {}
+    hook_secrets: dict[str, bytes] = {}
+    for team in plan.teams:
+        secret = secrets.token_hex(24)
+        env[team["secret_env"]] = secret
+        env[team["token_env"]] = secrets.token_urlsafe(24)
+        hook_secrets[team["id"]] = secret.encode()
+    receiver = WebhookReceiver(hook_secrets)
+    await receiver.start()
+    try:
+        plan = plan_city(recipe.estates, recipe.seed, webhook_port=receiver.port)
+        site_dir = write_site(plan, root / "site")
+        site = load_site(site_dir)
+        bound = bind(sc, site)
+        with _env(env):
+            return await _run(sc, scenario_path, bound, site, seconds, root, services,
+                              receiver, console, quiet)
+    finally:
+        await receiver.stop()
+
+
+async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: float,
+               root: Path, services: Any, receiver: Any, console: Console,
+               quiet: bool) -> dict[str, Any]:
+    from anju.config import Settings
+    from anju.ingest.pipeline import Pipeline
+    from anju.services import free_port
+
+    speed = sc.duration_s / seconds
+    wall_start = time.time() + _STARTUP_S
+    data_start = int(wall_start * 1000)
+    data_end = data_start + bound.duration_ms
+    clock = DataClock(data_start, wall_start, speed, data_end)
+    truth = ground_truth(bound, data_start)
+    settings = Settings(mqtt_url=services.mosquitto.url, influx_url=services.influx.url,
+                        influx_db=_DB, state_dir=root / "state",
+                        api_addr=f"127.0.0.1:{free_port()}",
+                        mqtt_client_id=f"anju-demo-{os.getpid()}", tick_s=0.25)
+    state = LiveState(scenario=sc.name, duration_s=sc.duration_s, speed=speed,
+                      incidents=len(sc.incidents))
+    progress: dict[str, Any] = {}
+    offset = time.time() - time.monotonic()  # the receiver stamps arrivals monotonically
+
+    def observed() -> list[Observed]:
+        out = []
+        for attempts in receiver.accepted.values():
+            for a in attempts:
+                out.append(Observed(a.event(), (a.at + offset) * 1000))
+        return out
+
+    def card_now() -> Scorecard:
+        return score(truth, observed(), silenced=bound.silenced(), wall_of=clock.wall_ms,
+                     until_ms=data_end)
+
+    takes_clock = "clock" in inspect.signature(Pipeline).parameters
+    patch = contextlib.nullcontext() if takes_clock else _pipeline_clock(clock)
+    kwargs: dict[str, Any] = {"clock": clock} if takes_clock else {}
+    log = (root / "publisher.log").open("wb")
+    live = Live(render_live(state), console=console, refresh_per_second=4,
+                transient=False) if not quiet else None
+    try:
+        with patch:
+            pipeline = Pipeline(settings, site, **kwargs)
+            async with pipeline:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "anju.cli", "simulate", "run",
+                    "--site", str(site.root), "--scenario", str(scenario_path),
+                    "--speed", repr(speed), "--start", str(data_start),
+                    "--wall-start", repr(wall_start), "--mqtt-url", services.mosquitto.url,
+                    "--timeout", str(seconds + 120), "--progress",
+                    stdout=asyncio.subprocess.PIPE, stderr=log)
+                if live is not None:
+                    live.start()
+                try:
+                    await _watch(proc, pipeline, receiver, services, state, progress,
+                                 card_now, live, clock, seconds)
+                finally:
+                    if proc.returncode is None and progress.get("event") != "done":
+                        proc.kill()
+                    await proc.wait()
+                state.phase = "draining the pipeline"
+                if live is not None:
+                    live.update(render_live(state))
+        stats = pipeline.stats()
+        state.pipeline = stats
+        state.stored = await asyncio.to_thread(_stored, services)
+        state.phase = "done"
+        if live is not None:
+            live.update(render_live(state))
+    finally:
+        if live is not None:
+            live.stop()
+            console.print()
+        log.close()
+    if progress.get("event") != "done":
+        tail = (root / "publisher.log").read_text(errors="replace")[-2000:]
+        raise ServiceError("publisher", f"did not finish (exit {proc.returncode})", tail)
+    stored = state.stored or 0
+    card = card_now()
+    card.published = int(progress.get("readings", 0))
+    card.stored = stored
+    card.lost = max(card.published - stored, 0)
+    out = card.contract() | {
+        "scenario": sc.name,
+        "seconds": seconds,
+        "speed": round(speed, 3),
+        "pipeline": {k: stats.get(k) for k in ("messages", "readings", "rejected", "stored",
+                                                "spooled", "alarms", "deliveries")},
+        "webhooks": sum(len(v) for v in receiver.accepted.values()),
+        "bad_signatures": sum(1 for a in receiver.attempts if not a.signature_ok),
+        "grafana": str(_grafana_dir()) if _grafana_dir() else None,
+    }
+    if not quiet:
+        console = Console()
+        console.print(scorecard_table(card))
+        grafana = _grafana_dir()
+        where = (f"{grafana}/dashboards (provisioning: {grafana}/provisioning)" if grafana
+                 else "`anju dashboards build --out grafana`")
+        console.print(f"Grafana dashboards: {where}; `anju dashboards build --out DIR` "
+                      f"regenerates them. InfluxDB database: {_DB!r}.")
+    return out
+
+
+async def _watch(proc: asyncio.subprocess.Process, pipeline: Any, receiver: Any,
+                 services: Any, state: LiveState, progress: dict[str, Any],
+                 card_now: Callable[[], Scorecard], live: Live | None, clock: DataClock,
+                 seconds: float) -> None:
+    """Follows the publisher and the pipeline until the data is in and the alarms are."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    seen = 0
+    last_count = 0.0
+    last_rate = (time.monotonic(), 0)
+
+    async def read_progress() -> None:
+        while line := await stdout.readline():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                progress.update(orjson.loads(line))
+
+    reader = asyncio.create_task(read_progress(), name="demo:publisher-progress")
+    deadline = time.monotonic() + seconds + _STARTUP_S + 120
+    in_since: float | None = None
+    try:
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            state.published = int(progress.get("published", 0))
+            state.acked = int(progress.get("acked", 0))
+            t, n = last_rate
+            if now - t >= 1.0:
+                state.publish_rate = (state.published - n) / (now - t)
+                last_rate = (now, state.published)
+            if "data_ms" in progress:
+                state.data_s = (int(progress["data_ms"]) - clock.data_start_ms) / 1000
+            state.pipeline = pipeline.stats()
+            if now - last_count > 2.0:
+                last_count = now
+                state.stored = await asyncio.to_thread(_stored, services)
+            accepted = [a for v in receiver.accepted.values() for a in v]
+            state.deliveries = len(accepted)
+            state.bad_signatures = sum(1 for a in receiver.attempts if not a.signature_ok)
+            for a in sorted(accepted, key=lambda a: a.at)[seen:]:
+                ev = a.event()
+                ev["_data_s"] = (int(ev.get("ts", 0)) - clock.data_start_ms) / 1000
+                if ev.get("event") in ("raised", "cleared") and \
+                        not any(r.get("alarm_id") == ev.get("alarm_id")
+                                and r.get("event") == ev.get("event") for r in state.recent[-40:]):
+                    state.recent.append(ev)
+                if ev.get("event") == "raised":
+                    state.open_alarms[str(ev.get("alarm_id"))] = ev
+                elif ev.get("event") == "cleared":
+                    state.open_alarms.pop(str(ev.get("alarm_id")), None)
+            seen = len(accepted)
+            card = card_now()
+            state.detected = card.detected
+            done = progress.get("event") == "done"
+            state.phase = "publishing" if not done else "waiting for the last alarms"
+            if live is not None:
+                live.update(render_live(state))
+            if proc.returncode is not None and not done and reader.done():
+                return  # the publisher failed; the caller reports it
+            if done:
+                p = state.pipeline
+                decoded = int(p.get("readings", 0)) + sum(p.get("rejected", {}).values())
+                if decoded >= int(progress.get("readings", 0)) and in_since is None:
+                    in_since = now
+                if in_since is not None and (not card.missing or now - in_since > _GRACE_S):
+                    return
+            if now > deadline:
+                return
+    finally:
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+def _stored(services: Any) -> int:
+    """Readings in InfluxDB, all kinds."""
+    return sum(services.influx.count(kind, _DB) for kind in KINDS)
