@@ -61,6 +61,27 @@ class EngineStats:
 
 
 @dataclass
+class _KindState:
+    """State of a kind's state rules: flat arrays over (rule, member device) pairs."""
+
+    rules: list[CompiledRule]
+    members: np.ndarray  # global index of each local device
+    st: _StateArrays
+    width: int  # outputs per rule (value + details), padded to the widest rule
+
+    @classmethod
+    def create(cls, rules: list[CompiledRule], members: np.ndarray) -> _KindState:
+        size = len(rules) * len(members)
+        width = max(len(r.outputs) for r in rules)
+        st = _StateArrays(
+            pol=np.full(size, NO_RUN, np.int8), start=np.zeros(size, np.int64),
+            dur=np.full(size, -1, np.int64), active=np.zeros(size, bool),
+            alarm_start=np.zeros(size, np.int64), last_t=np.zeros(size, np.int64),
+            out=np.full((size, width), np.nan))
+        return cls(rules, members, st, width)
+
+
+@dataclass
 class _StateArrays:
     pol: np.ndarray  # int8: -1 no reading yet, 0 condition false, 1 true
     start: np.ndarray  # int64: when the current run began
@@ -111,15 +132,15 @@ class RuleEngine:
         self.served = served_mask(site, estates)
         self.newest = np.full(n, np.iinfo(np.int64).min, np.int64)
         self.start_ms: int | None = None
-        self._state: dict[str, _StateArrays] = {}
-        for r in rules.rules:
-            if r.type == "state":
-                nout = len(r.outputs)
-                self._state[r.id] = _StateArrays(
-                    pol=np.full(n, NO_RUN, np.int8), start=np.zeros(n, np.int64),
-                    dur=np.full(n, -1, np.int64), active=np.zeros(n, bool),
-                    alarm_start=np.zeros(n, np.int64), last_t=np.zeros(n, np.int64),
-                    out=np.full((n, nout), np.nan))
+        # state rules of a kind share flat arrays indexed by rule * members + local index
+        self._local = np.full(n, -1, np.int64)
+        self._kstate: dict[str, _KindState] = {}
+        for k in KINDS:
+            members = np.flatnonzero(site.devices.kind == KIND_CODES[k])
+            self._local[members] = np.arange(len(members))
+            krules = [r for r in rules.by_kind(k) if r.type == "state"]
+            if krules:
+                self._kstate[k] = _KindState.create(krules, members)
         self._rings: dict[tuple[str, str], Ring] = {}
         # offline
         self._offline = rules.of_type("offline")
@@ -140,16 +161,21 @@ class RuleEngine:
         self._groups = [_Group(r, site) for r in rules.of_type("group")]
         self._params = dict(site.devices.params)
         self._nan = np.full(n, np.nan)
-        self._state_rules = {k: [r for r in rules.by_kind(k) if r.type == "state"]
-                             for k in KINDS}
+        self._state_rules_of = {k: [r for r in rules.by_kind(k) if r.type == "state"]
+                                for k in KINDS}
         self._names = {r.id: r.names for r in rules.rules}
         self._kind_params = {
-            k: sorted({p for r in self._state_rules[k] for p in r.names}
+            k: sorted({p for r in self._state_rules_of[k] for p in r.names}
                       & {p.name for p in KINDS[k].params}) for k in KINDS}
 
     # -- public ----------------------------------------------------------------------------
     def process(self, batch: Batch) -> list[Transition]:
         """Applies a batch; returns the transitions it caused, ordered by ts."""
+        # NaN (not measured) and x/0 are values in rule arithmetic, not warnings
+        with np.errstate(all="ignore"):
+            return self._process(batch)
+
+    def _process(self, batch: Batch) -> list[Transition]:
         out: list[Transition] = []
         if not batch:
             return out
@@ -167,9 +193,8 @@ class RuleEngine:
             self._start(now_ms)
         self.stats.ticks += 1
         out: list[Transition] = []
-        for r in self.rules.rules:
-            if r.type == "state":
-                out.extend(self._tick_state(r, now_ms))
+        for ks in self._kstate.values():
+            out.extend(self._tick_state(ks, now_ms))
         for r in self._offline:
             out.extend(self._tick_offline(r, now_ms))
         return self._finish(out)
@@ -220,15 +245,14 @@ class RuleEngine:
         self.newest[dev[last]] = t[last]
         out.extend(self._offline_on_readings(dev, t))
 
-        rules = self._state_rules[kind]
+        rules = self._state_rules_of[kind]
         if not rules:
             return out
         cols: dict[str, Any] = {f.name: values[:, i] for i, f in enumerate(kb.kind.columns)}
         for p in self._kind_params[kind]:
             cols[p] = self._params.get(p, self._nan)[dev]
         self._windows(kind, rules, dev, t, cols)
-        for r in rules:
-            out.extend(self._state_rule(r, dev, t, cols))
+        out.extend(self._state_rules(self._kstate[kind], dev, t, cols))
         return out
 
     def _windows(self, kind: str, rules: list[CompiledRule], dev: np.ndarray, t: np.ndarray,
@@ -325,45 +349,55 @@ class RuleEngine:
         return self.render.device(r, d, event, ts, started, None, {"last_seen": last_seen})
 
     # -- state rules -------------------------------------------------------------------------
-    def _state_rule(self, r: CompiledRule, dev: np.ndarray, t: np.ndarray,
-                    cols: dict[str, Any]) -> list[Transition]:
-        assert r.condition is not None
-        cond = r.condition.test_vector(cols)
-        if cond.shape != t.shape:
-            cond = np.broadcast_to(cond, t.shape)
-        valid = None
-        for f in r.condition.required:
-            ok = ~np.isnan(cols[f])
-            valid = ok if valid is None else valid & ok
-        rows = None
-        if valid is not None and not valid.all():
-            rows = np.flatnonzero(valid)
-            dev, t, cond = dev[rows], t[rows], cond[rows]
-        if not len(t):
+    def _state_rules(self, ks: _KindState, dev: np.ndarray, t: np.ndarray,
+                     cols: dict[str, Any]) -> list[Transition]:
+        """All state rules of a kind: conditions per rule, then one pass of the run
+        machinery over the busy (rule, device) pairs of them all."""
+        st = ks.st
+        nm = len(ks.members)
+        local = self._local[dev]
+        parts: list[tuple[np.ndarray, ...]] = []
+        for ri, r in enumerate(ks.rules):
+            assert r.condition is not None
+            cond = r.condition.test_vector(cols)
+            if cond.shape != t.shape:
+                cond = np.broadcast_to(cond, t.shape)
+            valid = None
+            for f in r.condition.required:
+                ok = ~np.isnan(cols[f])
+                valid = ok if valid is None else valid & ok
+            rows = None
+            rt, rc, rl = t, cond, local
+            if valid is not None and not valid.all():
+                rows = np.flatnonzero(valid)
+                rt, rc, rl = t[rows], cond[rows], local[rows]
+            if not len(rt):
+                continue
+            heads = np.flatnonzero(_changes(rl))
+            ukey = rl[heads] + ri * nm
+            busy = np.logical_or.reduceat(rc, heads) | (st.pol[ukey] == 1) | st.active[ukey]
+            counts = np.diff(np.append(heads, len(rt)))
+            # quiet devices: all readings false, nothing pending, no alarm — the common case
+            quiet = ~busy
+            if quiet.any():
+                q = ukey[quiet]
+                st.start[q] = np.where(st.pol[q] != 0, rt[heads[quiet]], st.start[q])
+                st.pol[q] = 0
+                st.dur[q] = _ms(r.clear_after_s)
+                st.last_t[q] = rt[(heads + counts - 1)[quiet]]
+            if not busy.any():
+                continue
+            sel = np.flatnonzero(np.repeat(busy, counts))
+            src = sel if rows is None else rows[sel]
+            sub = {k: cols[k][src] for k in self._names[r.id]}
+            c = rc[sel]
+            outs = np.full((len(sel), ks.width), np.nan)
+            outs[:, :len(r.outputs)] = self._outputs(r, sub, len(sel))
+            parts.append((rl[sel] + ri * nm, rt[sel], c, self._durations(r, c, sub), outs))
+        if not parts:
             return []
-        st = self._state[r.id]
-        change = np.empty(len(dev), bool)
-        change[0] = True
-        change[1:] = dev[1:] != dev[:-1]
-        heads = np.flatnonzero(change)
-        udev = dev[heads]
-        busy = np.logical_or.reduceat(cond, heads) | (st.pol[udev] == 1) | st.active[udev]
-        counts = np.diff(np.append(heads, len(t)))
-        # quiet devices: all readings false, nothing pending, no alarm — the common case
-        quiet = ~busy
-        if quiet.any():
-            q = udev[quiet]
-            newrun = st.pol[q] != 0
-            st.start[q] = np.where(newrun, t[heads[quiet]], st.start[q])
-            st.pol[q] = 0
-            st.dur[q] = _ms(r.clear_after_s)
-            st.last_t[q] = t[(heads + counts - 1)[quiet]]
-        if not busy.any():
-            return []
-        sel = np.flatnonzero(np.repeat(busy, counts))
-        src = sel if rows is None else rows[sel]
-        sub = {k: cols[k][src] for k in self._names[r.id]}
-        return self._runs(r, st, dev[sel], t[sel], cond[sel], sub)
+        key, tt, cc, dd, oo = (np.concatenate(x) for x in zip(*parts, strict=True))
+        return self._runs(ks, key, tt, cc, dd, oo)
 
     def _durations(self, r: CompiledRule, cond: np.ndarray, cols: dict[str, Any]) -> np.ndarray:
         d = np.full(len(cond), _ms(r.for_s), np.int64)
@@ -380,13 +414,15 @@ class RuleEngine:
                 out[:, j] = np.broadcast_to(np.asarray(e.vector(cols), np.float64), (n,))
         return out
 
-    def _runs(self, r: CompiledRule, st: _StateArrays, dev: np.ndarray, t: np.ndarray,
-              cond: np.ndarray, cols: dict[str, Any]) -> list[Transition]:
+    def _runs(self, ks: _KindState, dev: np.ndarray, t: np.ndarray, cond: np.ndarray,
+              dur: np.ndarray, outs: np.ndarray) -> list[Transition]:
+        """The run machinery over readings sorted by subject key (rule, device), then time."""
+        st = ks.st
         m = len(t)
         heads = np.flatnonzero(_changes(dev))
         udev = dev[heads]
         g = len(udev)
-        # combined rows: one virtual row per device (its state), then its readings
+        # combined rows: one virtual row per subject (its state), then its readings
         size = m + g
         vpos = heads + np.arange(g)
         real = np.ones(size, bool)
@@ -395,11 +431,11 @@ class RuleEngine:
         ct = np.empty(size, np.int64)
         cpol = np.empty(size, np.int8)
         cdur = np.empty(size, np.int64)
-        cout = np.empty((size, len(r.outputs)))
+        cout = np.empty((size, ks.width))
         ct[vpos], ct[rpos] = st.start[udev], t
         cpol[vpos], cpol[rpos] = st.pol[udev], cond.astype(np.int8)
-        cdur[vpos], cdur[rpos] = st.dur[udev], self._durations(r, cond, cols)
-        cout[vpos], cout[rpos] = st.out[udev], self._outputs(r, cols, m)
+        cdur[vpos], cdur[rpos] = st.dur[udev], dur
+        cout[vpos], cout[rpos] = st.out[udev], outs
         # the virtual row stands for the last applied reading: its time for the ts rule
         capplied = ct.copy()
         capplied[vpos] = st.last_t[udev]
@@ -421,26 +457,29 @@ class RuleEngine:
         prev_start = _shift(rstart[run_id], 0)
         prev_dur = _shift(cdur, -1)
         f_ok = real & ~seg_first & (prev_dur >= 0) & (_shift(cpol, 0) >= 0) \
-            & (ct >= prev_start + np.where(prev_dur >= 0, prev_dur, 0))
+            & (ct >= prev_start + np.maximum(prev_dur, 0))
         s_ok = real & (cpol >= 0) & (cdur >= 0) & (ct >= rstart[run_id] + np.maximum(cdur, 0))
         checks = np.empty(2 * size, bool)
         checks[0::2], checks[1::2] = f_ok, s_ok
         lo = 2 * rh + 1
         hi = np.where(r_is_seg_last, 2 * rlast + 1, 2 * rlast + 2)
         trues = np.flatnonzero(checks)
-        k = np.searchsorted(trues, lo)
-        has = k < len(trues)
-        p = np.where(has, trues[np.minimum(k, max(len(trues) - 1, 0))] if len(trues) else 0, 0)
+        if len(trues):
+            k = np.searchsorted(trues, lo)
+            has = k < len(trues)
+            p = np.where(has, trues[np.minimum(k, len(trues) - 1)], 0)
+        else:
+            has = np.zeros(nruns, bool)
+            p = np.zeros(nruns, np.int64)
         trig = has & (p <= hi) & (rpol >= 0)
         row = p // 2
         is_s = (p % 2) == 1
         # F: due = start + duration of the previous row, value from the previous row
-        vrow = np.where(is_s, row, row - 1)
-        due = rstart + cdur[np.maximum(vrow, 0)]
-        ts = np.maximum(due, capplied[np.maximum(vrow, 0)])
+        vrow = np.maximum(np.where(is_s, row, row - 1), 0)
+        ts = np.maximum(rstart + cdur[vrow], capplied[vrow])
         ev = np.where(trig, rpol, -1).astype(np.int8)  # 1 set, 0 reset, -1 nothing
         # latch: the state before each run is the last event of an earlier run of the
-        # same device, or the stored flag for its first run
+        # same subject, or the stored flag for its first run
         first_run = _changes(rseg)
         src = _shift(ev, -1)
         src[first_run] = st.active[udev[rseg[first_run]]].astype(np.int8)
@@ -448,23 +487,23 @@ class RuleEngine:
         raise_r = (ev == 1) & (before_val == 0)
         clear_r = (ev == 0) & (before_val == 1)
         after = np.where(ev >= 0, ev, before_val)
-        # the alarm a clear closes started at the device's latest raise before it
+        # the alarm a clear closes started at the subject's latest raise before it
         last_raise = np.maximum.accumulate(np.where(raise_r, np.arange(nruns), -1))
         seg_start_run = np.maximum.accumulate(np.where(first_run, np.arange(nruns), -1))
         has_prev_raise = last_raise >= seg_start_run
-        clear_start = np.where(has_prev_raise, rstart[np.maximum(last_raise, 0)],
-                               st.alarm_start[udev[rseg]])
 
         out: list[Transition] = []
         for i in np.flatnonzero(raise_r | clear_r).tolist():
-            d = int(udev[rseg[i]])
-            vr = int(vrow[i])
-            vals = cout[vr]
-            started = int(rstart[i]) if raise_r[i] else int(clear_start[i])
-            details = {name: _num(vals[j + 1]) for j, (name, _) in enumerate(r.details)}
-            out.append(self.render.device(r, d, "raised" if raise_r[i] else "cleared",
-                                          int(ts[i]), started, float(vals[0]), details))
-        # new state from each device's last run
+            subject = int(udev[rseg[i]])
+            if raise_r[i]:
+                started = int(rstart[i])
+            elif has_prev_raise[i]:
+                started = int(rstart[last_raise[i]])
+            else:
+                started = int(st.alarm_start[subject])
+            out.append(self._state_t(ks, subject, "raised" if raise_r[i] else "cleared",
+                                     int(ts[i]), started, cout[int(vrow[i])]))
+        # new state from each subject's last run
         lr = _shift_left(np.flatnonzero(first_run), nruns) - 1
         segs = rseg[lr]
         d = udev[segs]
@@ -478,27 +517,29 @@ class RuleEngine:
         st.out[d] = cout[seg_last_row[segs]]
         return out
 
-    def _tick_state(self, r: CompiledRule, now: int) -> list[Transition]:
-        st = self._state[r.id]
+    def _tick_state(self, ks: _KindState, now: int) -> list[Transition]:
+        st = ks.st
         due = st.start + st.dur
         ok = (st.pol >= 0) & (st.dur >= 0) & (now >= due)
-        raise_d = np.flatnonzero(ok & (st.pol == 1) & ~st.active)
-        clear_d = np.flatnonzero(ok & (st.pol == 0) & st.active)
         out: list[Transition] = []
-        for d in raise_d.tolist():
-            ts = max(int(due[d]), int(st.last_t[d]))
-            st.active[d] = True
-            st.alarm_start[d] = st.start[d]
-            out.append(self._state_t(r, d, "raised", ts, int(st.start[d])))
-        for d in clear_d.tolist():
-            ts = max(int(due[d]), int(st.last_t[d]))
-            st.active[d] = False
-            out.append(self._state_t(r, d, "cleared", ts, int(st.alarm_start[d])))
+        if not ok.any():
+            return out
+        for i in np.flatnonzero(ok & (st.pol == 1) & ~st.active).tolist():
+            st.active[i] = True
+            st.alarm_start[i] = st.start[i]
+            out.append(self._state_t(ks, i, "raised", max(int(due[i]), int(st.last_t[i])),
+                                     int(st.start[i]), st.out[i]))
+        for i in np.flatnonzero(ok & (st.pol == 0) & st.active).tolist():
+            st.active[i] = False
+            out.append(self._state_t(ks, i, "cleared", max(int(due[i]), int(st.last_t[i])),
+                                     int(st.alarm_start[i]), st.out[i]))
         return out
 
-    def _state_t(self, r: CompiledRule, d: int, event: str, ts: int, started: int
-                 ) -> Transition:
-        vals = self._state[r.id].out[d]
+    def _state_t(self, ks: _KindState, subject: int, event: str, ts: int, started: int,
+                 vals: np.ndarray) -> Transition:
+        nm = len(ks.members)
+        r = ks.rules[subject // nm]
+        d = int(ks.members[subject % nm])
         details = {name: _num(vals[j + 1]) for j, (name, _) in enumerate(r.details)}
         return self.render.device(r, d, event, ts, started, float(vals[0]), details)
 

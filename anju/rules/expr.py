@@ -93,6 +93,7 @@ class Expr:
         self.required = required  # fields that must be measured for it to mean anything
         self.windows = windows
         self.params = params  # registry params it reads
+        self._compiled: Callable[[Mapping[str, Any]], Any] | None = None
         #: every column name it reads: fields, registry params and window keys
         self.names = fields | params | frozenset(w.key for w in windows)
 
@@ -110,47 +111,15 @@ class Expr:
 
     # -- vectorised --------------------------------------------------------------------
     def vector(self, cols: Mapping[str, Any]) -> Any:
-        """Evaluates over columns (numpy arrays; windows under their ``key``)."""
-        with np.errstate(all="ignore"):
-            return self._v(self.tree, cols)
+        """Evaluates over columns (numpy arrays; windows under their ``key``).
 
-    def _v(self, node: ast.expr, c: Mapping[str, Any]) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return c[node.id]
-        if isinstance(node, ast.BoolOp):
-            vals = [_truth_np(self._v(v, c)) for v in node.values]
-            fn = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
-            out = vals[0]
-            for v in vals[1:]:
-                out = fn(out, v)
-            return out
-        if isinstance(node, ast.UnaryOp):
-            v = self._v(node.operand, c)
-            return np.logical_not(_truth_np(v)) if isinstance(node.op, ast.Not) else -v
-        if isinstance(node, ast.BinOp):
-            a, b = self._v(node.left, c), self._v(node.right, c)
-            op = _ARITH[type(node.op)]
-            return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
-        if isinstance(node, ast.Compare):
-            if isinstance(node.ops[0], ast.Is | ast.IsNot):
-                v = np.isnan(self._v(node.left, c))
-                return v if isinstance(node.ops[0], ast.Is) else np.logical_not(v)
-            left = self._v(node.left, c)
-            out = None
-            for op, comp in zip(node.ops, node.comparators, strict=True):
-                right = self._v(comp, c)
-                r = _CMP_NP[type(op)](left, right)
-                out = r if out is None else np.logical_and(out, r)
-                left = right
-            return out
-        if isinstance(node, ast.Call):
-            assert isinstance(node.func, ast.Name)
-            if node.func.id == "abs":
-                return np.abs(self._v(node.args[0], c))
-            return c[_window_of(node).key]
-        raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
+        Call it inside ``np.errstate(all="ignore")`` (the engine does, once per batch):
+        NaN and division by zero are values here, not warnings.
+        """
+        fn = self._compiled
+        if fn is None:
+            fn = self._compiled = _compile_np(self.tree)
+        return fn(cols)
 
     # -- scalar (the oracle) -------------------------------------------------------------
     def scalar(self, env: Mapping[str, Any]) -> Any:
@@ -190,6 +159,63 @@ class Expr:
                 return abs(self._s(node.args[0], e))
             return e[_window_of(node).key]
         raise AssertionError(ast.dump(node))
+
+
+def _compile_np(node: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
+    """Compiles a validated tree once into nested closures over numpy operations."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+        return lambda c: value
+    if isinstance(node, ast.Name):
+        name = node.id
+        return lambda c: c[name]
+    if isinstance(node, ast.BoolOp):
+        parts = [_compile_np(v) for v in node.values]
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+
+        def boolop(c: Mapping[str, Any]) -> Any:
+            out = _truth_np(parts[0](c))
+            for part in parts[1:]:
+                out = combine(out, _truth_np(part(c)))
+            return out
+        return boolop
+    if isinstance(node, ast.UnaryOp):
+        inner = _compile_np(node.operand)
+        if isinstance(node.op, ast.Not):
+            return lambda c: np.logical_not(_truth_np(inner(c)))
+        return lambda c: -inner(c)
+    if isinstance(node, ast.BinOp):
+        left, right = _compile_np(node.left), _compile_np(node.right)
+        arith = {"+": np.add, "-": np.subtract, "*": np.multiply,
+                 "/": np.true_divide}[_ARITH[type(node.op)]]
+        return lambda c: arith(left(c), right(c))
+    if isinstance(node, ast.Compare):
+        if isinstance(node.ops[0], ast.Is | ast.IsNot):
+            inner = _compile_np(node.left)
+            if isinstance(node.ops[0], ast.Is):
+                return lambda c: np.isnan(inner(c))
+            return lambda c: np.logical_not(np.isnan(inner(c)))
+        operands = [_compile_np(x) for x in (node.left, *node.comparators)]
+        cmps = [_CMP_NP[type(op)] for op in node.ops]
+
+        def compare(c: Mapping[str, Any]) -> Any:
+            left = operands[0](c)
+            out = None
+            for cmp, operand in zip(cmps, operands[1:], strict=True):
+                right = operand(c)
+                r = cmp(left, right)
+                out = r if out is None else np.logical_and(out, r)
+                left = right
+            return out
+        return compare
+    if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)
+        if node.func.id == "abs":
+            inner = _compile_np(node.args[0])
+            return lambda c: np.abs(inner(c))
+        key = _window_of(node).key
+        return lambda c: c[key]
+    raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
 
 
 def _window_of(node: ast.Call) -> Window:

@@ -25,16 +25,18 @@ RING = 64
 
 @dataclass
 class Ring:
-    """The last ``RING`` (ts, value) pairs of each device, right-aligned."""
+    """The last ``RING`` (ts, value) pairs of each device, a circular buffer per device
+    (flat arrays: device ``d``'s slot ``s`` is at ``d * RING + s``)."""
 
-    t: np.ndarray  # int64 (devices, RING)
-    v: np.ndarray  # float64 (devices, RING)
-    n: np.ndarray  # int32 (devices,)
+    t: np.ndarray  # int64 (devices * RING)
+    v: np.ndarray  # float64 (devices * RING)
+    n: np.ndarray  # int64 (devices,): how many slots hold readings
+    head: np.ndarray  # int64 (devices,): the slot the next reading goes to
 
     @classmethod
     def empty(cls, devices: int) -> Ring:
-        return cls(np.zeros((devices, RING), np.int64), np.zeros((devices, RING)),
-                   np.zeros(devices, np.int32))
+        return cls(np.zeros(devices * RING, np.int64), np.zeros(devices * RING),
+                   np.zeros(devices, np.int64), np.zeros(devices, np.int64))
 
 
 def _segments(dev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,23 +107,45 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
     if n == 0:
         return out
     u, heads, counts = _segments(dev)
-    hist = ring.n[u].astype(np.int64)
+    g_n = len(u)
+    # history: newest first, only as far back as the longest window can reach from each
+    # device's first new reading (usually one or two readings, not the whole ring)
+    reach = t[heads] - round(max(w.seconds for w in windows) * 1000)
+    base = u * RING
+    hist = np.zeros(g_n, np.int64)
+    h_g: list[np.ndarray] = []
+    h_j: list[np.ndarray] = []
+    h_slot: list[np.ndarray] = []
+    alive = np.arange(g_n)
+    avail = ring.n[u]
+    for j in range(1, RING + 1):
+        alive = alive[avail[alive] >= j]
+        if not len(alive):
+            break
+        slot = base[alive] + (ring.head[u[alive]] - j) % RING
+        inside = ring.t[slot] >= reach[alive]
+        alive, slot = alive[inside], slot[inside]
+        if not len(alive):
+            break
+        hist[alive] = j
+        h_g.append(alive)
+        h_j.append(np.full(len(alive), j))
+        h_slot.append(slot)
     comb_len = hist + counts
     comb_start = np.cumsum(comb_len) - comb_len
     total = int(comb_len.sum())
     ct = np.empty(total, np.int64)
     cv = np.empty(total)
-    # history rows
-    if hist.sum():
-        g = np.repeat(np.arange(len(u)), hist)
-        k = np.arange(int(hist.sum())) - np.repeat(np.cumsum(hist) - hist, hist)
-        pos = comb_start[g] + k
-        col = RING - hist[g] + k
-        ct[pos] = ring.t[u[g], col]
-        cv[pos] = ring.v[u[g], col]
+    if h_g:
+        g = np.concatenate(h_g)
+        pos = comb_start[g] + hist[g] - np.concatenate(h_j)  # oldest first
+        slots = np.concatenate(h_slot)
+        ct[pos] = ring.t[slots]
+        cv[pos] = ring.v[slots]
     # new rows
-    gi = np.repeat(np.arange(len(u)), counts)
-    new_pos = comb_start[gi] + hist[gi] + (np.arange(n) - heads[gi])
+    gi = np.repeat(np.arange(g_n), counts)
+    within = np.arange(n) - heads[gi]
+    new_pos = comb_start[gi] + hist[gi] + within
     ct[new_pos] = t
     cv[new_pos] = v
     seg0 = comb_start[gi]
@@ -134,13 +158,11 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
         feats = _features(funcs, t, ct, cv, new_pos, seg0, t - round(secs * 1000))
         for w in ws:
             out[w.key] = feats[w.func]
-    # keep the last RING readings of each device
-    seg_of = np.repeat(np.arange(len(u)), comb_len)
-    rank_from_end = (comb_start + comb_len)[seg_of] - 1 - np.arange(total)
-    keep = rank_from_end < RING
-    rows = u[seg_of[keep]]
-    cols = RING - 1 - rank_from_end[keep]
-    ring.t[rows, cols] = ct[keep]
-    ring.v[rows, cols] = cv[keep]
-    ring.n[u] = np.minimum(comb_len, RING)
+    # write the new readings into the rings (only the last RING of a device matter)
+    keep = within >= counts[gi] - RING
+    slot = base[gi] + (ring.head[dev] + within) % RING
+    ring.t[slot[keep]] = t[keep]
+    ring.v[slot[keep]] = v[keep]
+    ring.head[u] = (ring.head[u] + counts) % RING
+    ring.n[u] = np.minimum(ring.n[u] + counts, RING)
     return out
