@@ -142,6 +142,8 @@ class RuleEngine:
             if krules:
                 self._kstate[k] = _KindState.create(krules, members)
         self._rings: dict[tuple[str, str], Ring] = {}
+        self._window_fields: dict[str, dict[str, list[Any]]] = {}
+        self._event_rules = {k: [r for r in rules.by_kind(k) if r.type == "event"] for k in KINDS}
         # offline
         self._offline = rules.of_type("offline")
         hb = np.array([KINDS[k].heartbeat_s for k in KINDS])
@@ -257,11 +259,14 @@ class RuleEngine:
 
     def _windows(self, kind: str, rules: list[CompiledRule], dev: np.ndarray, t: np.ndarray,
                  cols: dict[str, Any]) -> None:
-        by_field: dict[str, list[Any]] = {}
-        for r in rules:
-            for w in r.windows:
-                if w not in by_field.setdefault(w.field, []):
-                    by_field[w.field].append(w)
+        by_field = self._window_fields.get(kind)
+        if by_field is None:
+            by_field = {}
+            for r in rules:
+                for w in r.windows:
+                    if w not in by_field.setdefault(w.field, []):
+                        by_field[w.field].append(w)
+            self._window_fields[kind] = by_field
         for fname, ws in by_field.items():
             ring = self._rings.get((kind, fname))
             if ring is None:
@@ -276,7 +281,7 @@ class RuleEngine:
                 cols[key] = full
 
     def _events(self, kind: str, kb: KindBatch) -> list[Transition]:
-        rules = [r for r in self.rules.by_kind(kind) if r.type == "event"]
+        rules = self._event_rules[kind]
         if not rules:
             return []
         cols: dict[str, Any] = {f.name: kb.values[:, i] for i, f in enumerate(kb.kind.columns)}
@@ -357,26 +362,30 @@ class RuleEngine:
         nm = len(ks.members)
         local = self._local[dev]
         parts: list[tuple[np.ndarray, ...]] = []
+        # rows where a rule's fields are measured, shared by rules reading the same fields
+        subsets: dict[frozenset[str], np.ndarray | None] = {}
         for ri, r in enumerate(ks.rules):
             assert r.condition is not None
             cond = r.condition.test_vector(cols)
             if cond.shape != t.shape:
                 cond = np.broadcast_to(cond, t.shape)
-            valid = None
-            for f in r.condition.required:
-                ok = ~np.isnan(cols[f])
-                valid = ok if valid is None else valid & ok
-            rows = None
+            need = r.condition.required
+            if need not in subsets:
+                valid = None
+                for f in need:
+                    ok = ~np.isnan(cols[f])
+                    valid = ok if valid is None else valid & ok
+                subsets[need] = None if valid is None or valid.all() else np.flatnonzero(valid)
+            rows = subsets[need]
             rt, rc, rl = t, cond, local
-            if valid is not None and not valid.all():
-                rows = np.flatnonzero(valid)
+            if rows is not None:
                 rt, rc, rl = t[rows], cond[rows], local[rows]
             if not len(rt):
                 continue
             heads = np.flatnonzero(_changes(rl))
             ukey = rl[heads] + ri * nm
             busy = np.logical_or.reduceat(rc, heads) | (st.pol[ukey] == 1) | st.active[ukey]
-            counts = np.diff(np.append(heads, len(rt)))
+            counts = _shift_left(heads, len(rt)) - heads
             # quiet devices: all readings false, nothing pending, no alarm — the common case
             quiet = ~busy
             if quiet.any():
