@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,10 @@ def pump_id(estate: str) -> str:
     return f"{estate}-pump"
 
 
+#: A row of devices.csv: device, kind, estate, building, floor, zone, params.
+DeviceRow = tuple[str, str, str, str, int | None, str, dict[str, Any] | None]
+
+
 @dataclass(frozen=True)
 class BuildingPlan:
     id: str
@@ -94,8 +99,7 @@ class CityPlan:
     estates: list[EstatePlan]
     teams: list[dict[str, Any]]
     seed: int
-    devices: list[tuple[str, str, str, str, int | None, str, dict[str, Any] | None]] = field(
-        default_factory=list)
+    devices: list[DeviceRow] = field(default_factory=list)
 
 
 def _lifts_and_speed(rng: np.random.Generator, floors: int) -> tuple[int, float]:
@@ -197,7 +201,7 @@ def _team(tid: str, role: str, estates: list[str], base: str) -> dict[str, Any]:
             "secret_env": f"ANJU_SECRET_{env}", "token_env": f"ANJU_TOKEN_{env}"}
 
 
-def _devices(plans: list[EstatePlan]):  # type: ignore[no-untyped-def]
+def _devices(plans: list[EstatePlan]) -> Iterator[DeviceRow]:
     """Rows of devices.csv: (device, kind, estate, building, floor, zone, params)."""
     for e in plans:
         first = e.buildings[0]

@@ -134,7 +134,7 @@ def scenarios_cmd(json: JsonOpt = False) -> None:
     """List the bundled scenarios."""
     from anju.simulators.scenario import bundled_scenarios, load_scenario
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, path in sorted(bundled_scenarios().items()):
         sc = load_scenario(path)
         rows.append({"name": name, "path": str(path), "duration_s": sc.duration_s,

@@ -92,16 +92,20 @@ def _pipeline_clock(clock: Callable[[], int]) -> Iterator[None]:
     import anju.ingest.pipeline as pipeline_module
 
     saved = pipeline_module._wall_ms
-    pipeline_module._wall_ms = clock  # type: ignore[assignment]
+    pipeline_module._wall_ms = clock
     try:
         yield
     finally:
-        pipeline_module._wall_ms = saved  # type: ignore[assignment]
+        pipeline_module._wall_ms = saved
 
 
 def _grafana_dir() -> Path | None:
     root = Path(__file__).resolve().parents[2] / "grafana"
     return root if root.is_dir() else None
+
+
+def _scenario_path(ref: str) -> Path:
+    return Path(ref) if Path(ref).exists() else bundled_scenarios()[ref]
 
 
 def run_demo(*, seconds: float = 60.0, scenario: str = "demo", workdir: Path | None = None,
@@ -121,8 +125,7 @@ async def _demo(seconds: float, scenario_ref: str, root: Path, quiet: bool) -> d
     from anju.services import LocalServices
 
     sc = load_scenario(scenario_ref)
-    scenario_path = (Path(scenario_ref) if Path(scenario_ref).exists()
-                     else bundled_scenarios()[scenario_ref])
+    scenario_path = _scenario_path(scenario_ref)
     console = Console(stderr=True)
     if not quiet:
         console.print(f"[bold]anju demo[/bold]: scenario [cyan]{sc.name}[/cyan] "
@@ -179,10 +182,10 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
     data_end = data_start + bound.duration_ms
     clock = DataClock(data_start, wall_start, speed, data_end)
     truth = ground_truth(bound, data_start)
-    settings = Settings(mqtt_url=services.mosquitto.url, influx_url=services.influx.url,
-                        influx_db=_DB, state_dir=root / "state",
-                        api_addr=f"127.0.0.1:{free_port()}",
-                        mqtt_client_id=f"anju-demo-{os.getpid()}", tick_s=0.25)
+    settings = Settings.model_validate({
+        "mqtt_url": services.mosquitto.url, "influx_url": services.influx.url,
+        "influx_db": _DB, "state_dir": root / "state", "api_addr": f"127.0.0.1:{free_port()}",
+        "mqtt_client_id": f"anju-demo-{os.getpid()}", "tick_s": 0.25})
     state = LiveState(scenario=sc.name, duration_s=sc.duration_s, speed=speed,
                       incidents=len(sc.incidents))
     progress: dict[str, Any] = {}

@@ -91,11 +91,13 @@ class Publisher:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
+        password: str | None
         if self.credentials is not None:
             password = self.credentials.get(name)
             if password is None:
                 raise ConfigError(f"no broker credentials for {name!r} in credentials.csv")
-            user, client_id = name, name
+            user: str | None = name
+            client_id = name
         else:
             user, password = self.url_user, self.url_password
             client_id = f"{self.prefix}-{len(self.clients)}"

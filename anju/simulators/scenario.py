@@ -39,6 +39,7 @@ from anju.errors import ConfigError
 from anju.simulators.kinds import INCIDENT_TYPES, BoundIncident
 
 __all__ = [
+    "GROUP_RE",
     "BoundScenario",
     "Expect",
     "Incident",
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 _ID = r"^[A-Za-z0-9_.-]{1,64}$"
-_GROUP = re.compile(r"^([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/(-?\d+)$")
+GROUP_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/(-?\d+)$")
 
 
 class Expect(BaseModel):
@@ -68,7 +69,7 @@ class Expect(BaseModel):
     def _subject(self) -> Expect:
         if (self.device is None) == (self.group is None):
             raise ValueError("give exactly one of device or group")
-        if self.group is not None and not _GROUP.match(self.group):
+        if self.group is not None and not GROUP_RE.match(self.group):
             raise ValueError(f"group {self.group!r} is not estate/building/floor")
         lo, hi = self.within
         if not 0 <= lo <= hi:
@@ -239,7 +240,7 @@ def bind(scenario: Scenario, site: Site) -> BoundScenario:
             busy.setdefault(idx[0], []).append((*span, inc.id))
         bound.append(BoundIncident(inc.id, inc.type, spec.kind if spec.kind != "*" else
                                    kind_names[int(devs.kind[idx[0]])],
-                                   int(round(inc.at * 1000)), tuple(idx), params, inc.floor))
+                                   round(inc.at * 1000), tuple(idx), params, inc.floor))
     out = BoundScenario(scenario, bound)
     _check_tracks(out, site)
     return out
@@ -247,8 +248,8 @@ def bind(scenario: Scenario, site: Site) -> BoundScenario:
 
 def _check_tracks(bs: BoundScenario, site: Site) -> None:
     """A falling object must be in view of its camera: fail at bind time, not mid-run."""
-    from anju.simulators.kinds.camera import camera_track
     from anju.simulators.kinds._base import FleetContext
+    from anju.simulators.kinds.camera import camera_track
 
     ctx = FleetContext(site, bs.scenario.seed, 0, bs.duration_ms)
     for inc in bs.incidents:

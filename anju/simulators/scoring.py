@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from anju.simulators.scenario import _GROUP, BoundScenario
+from anju.simulators.scenario import GROUP_RE, BoundScenario
 
 __all__ = ["Observed", "Scorecard", "Truth", "ground_truth", "score"]
 
@@ -67,7 +67,7 @@ def ground_truth(bs: BoundScenario, start_ms: int) -> list[Truth]:
         for ex in inc.expect:
             group = None
             if ex.group is not None:
-                m = _GROUP.match(ex.group)
+                m = GROUP_RE.match(ex.group)
                 assert m is not None
                 group = (m.group(1), m.group(2), int(m.group(3)))
             out.append(Truth(inc.id, ex.rule, ex.device, group, at + round(ex.within[0] * 1000),

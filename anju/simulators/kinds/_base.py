@@ -71,8 +71,8 @@ class Readings:
     def empty(cls, kind: str) -> Readings:
         return cls(kind, np.empty(0, np.int64), np.empty(0, np.int64), {})
 
-    def take(self, idx: npt.ArrayLike) -> Readings:
-        """The rows ``idx`` (an index array or a boolean mask)."""
+    def take(self, idx: npt.NDArray[np.intp] | npt.NDArray[np.bool_] | slice) -> Readings:
+        """The rows ``idx`` (an index array, a boolean mask or a slice)."""
         return Readings(self.kind, self.ts[idx], self.dev[idx],
                         {k: v[idx] for k, v in self.cols.items()},
                         None if self.extra is None else self.extra[idx])
@@ -88,8 +88,8 @@ class Readings:
         names: dict[str, None] = {}
         for p in parts:
             names.update(dict.fromkeys(p.cols))
-        cols = {n: np.concatenate([p.cols.get(n, np.full(len(p), np.nan)) for p in parts])
-                for n in names}
+        cols = {n: np.concatenate([p.cols[n] if n in p.cols else np.full(len(p), np.nan)
+                                   for p in parts]) for n in names}
         extra = None
         if any(p.extra is not None for p in parts):
             extra = np.concatenate([p.extra if p.extra is not None
@@ -199,7 +199,7 @@ class Fleet:
 
     def silences(self) -> list[Override]:
         """Overrides that drop the readings of silenced devices."""
-        out = []
+        out: list[Override] = []
         for inc in self.incidents:
             if inc.type != "silent":
                 continue

@@ -8,6 +8,7 @@ a reflection). ``obstructed`` is a view blocked by laundry or a parked truck.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -82,17 +83,22 @@ class CameraFleet(CadenceFleet):
                 continue
             at = ctx.start_ms + inc.at_ms
             if inc.type == "falling_object":
-                track = camera_track(ctx, inc)
-                conf = inc.params.confidence
                 self.overrides.append(Override(
-                    self.local[dev], at, at + 1, None, _event("falling_object", conf),
-                    keep_normal=True, extra=lambda ts, track=track: [{"track": track}] * ts.size))
+                    self.local[dev], at, at + 1, None,
+                    _event("falling_object", inc.params.confidence), keep_normal=True,
+                    extra=_track(camera_track(ctx, inc))))
             else:
                 self.overrides.append(Override(self.local[dev], at, at + 1, None,
                                                _event("obstructed", None), keep_normal=True))
 
     def model(self, local: IntArray, ts: IntArray) -> dict[str, FloatArray]:
         return {"event": np.zeros(ts.size)}  # heartbeat
+
+
+def _track(track: list[list[float]]) -> Callable[[IntArray], list[dict[str, Any] | None]]:
+    def extra(ts: IntArray) -> list[dict[str, Any] | None]:
+        return [{"track": track}] * ts.size
+    return extra
 
 
 def _event(name: str, confidence: float | None) -> Any:

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from anju.simulators.kinds._base import (
+    LOCAL_UTC_OFFSET_S,
     BoundIncident,
     Fleet,
     FleetContext,
@@ -37,7 +38,6 @@ from anju.simulators.kinds._base import (
     IncidentType,
     IntArray,
     Readings,
-    local_hour,
 )
 
 __all__ = ["INCIDENTS", "ElevatorFleet", "Motion"]
@@ -151,6 +151,11 @@ def _const(tau: FloatArray, v: float) -> FloatArray:
     return np.full(tau.size, float(v))
 
 
+def _hour(ts_ms: int) -> float:
+    """Local hour of a data time (scalar :func:`local_hour`, without numpy's overhead)."""
+    return ((ts_ms // 1000 + LOCAL_UTC_OFFSET_S) % 86400) / 3600.0
+
+
 def _trip_profile(hour: float) -> float:
     """Passenger calls as a fraction of the peak rate, by local hour."""
     return float(0.05 + 0.9 * math.exp(-(((hour - 7.6) / 1.0) ** 2))
@@ -200,22 +205,22 @@ class _Car:
         t = after
         while True:
             t += int(self.rng.exponential(3_600_000 / _PEAK_TRIPS_PER_H)) + 1
-            if self.rng.random() < _trip_profile(float(local_hour(t))):
+            if self.rng.random() < _trip_profile(_hour(t)):
                 return t
 
     def _od(self, t: int) -> tuple[int, int]:
         """Origin and destination landings of a call at ``t``."""
-        hour = float(local_hour(t))
-        n = len(self.landings)
-        upper = list(range(self.lobby + 1, n))
-        ground = list(range(self.lobby + 1))  # the lobby and the garage floors
-        r = self.rng.random()
+        hour = _hour(t)
+        n, lobby, rng = len(self.landings), self.lobby, self.rng
+        r = rng.random()
+        # Landings above the lobby are homes; the lobby and below, ground and garage.
+        upper, ground = int(rng.integers(lobby + 1, n)), int(rng.integers(0, lobby + 1))
         if 6.5 <= hour < 9.5 and r < 0.75:
-            o, dst = int(self.rng.choice(upper)), int(self.rng.choice(ground))
+            o, dst = upper, ground
         elif 17.0 <= hour < 21.0 and r < 0.7:
-            o, dst = int(self.rng.choice(ground)), int(self.rng.choice(upper))
+            o, dst = ground, upper
         else:
-            o, dst = (int(x) for x in self.rng.choice(n, size=2, replace=False))
+            o, dst = int(rng.integers(n)), int(rng.integers(n))
         return o, dst if dst != o else (o + 1) % n
 
     # -- phases -----------------------------------------------------------------------
@@ -468,8 +473,8 @@ class _Car:
         if self.pending and int(self.pending[0].ts[0]) < t1:
             head = self.pending[0]
             cut = int(np.searchsorted(head.ts, t1))
-            out.append(head.take(slice(0, cut)))  # type: ignore[arg-type]
-            self.pending[0] = head.take(slice(cut, None))  # type: ignore[arg-type]
+            out.append(head.take(slice(0, cut)))
+            self.pending[0] = head.take(slice(cut, None))
         return out
 
 

@@ -131,67 +131,79 @@ class WaterFleet(Fleet):
         self.silent = self.silences()
 
     # -- normal operation -----------------------------------------------------------------
-    def _step(self, m: np.ndarray, ts: IntArray, k: IntArray) -> dict[str, FloatArray]:
-        seed, keys = self.ctx.seed, self.keys[m]
-        qp = self.q_peak[m]
-        flow = qp * demand_profile(local_hour(ts)) * (1.0 + 0.04 * normal(seed, keys, k, 0xF1))
-        flow = np.maximum(flow, 0.0)
-        # Pumps sleep when demand is below 9 % of the peak after running ≥ 1 min, and
-        # wake when the vessel has let the pressure fall 0.05 MPa.
-        sp = self.setpoint[m]
-        sleeping = self.sleeping[m]
-        ran = self.ran[m]
-        p = self.pressure[m]
-        go_sleep = ~sleeping & (flow < 0.09 * qp) & (ran >= 6)
-        p_sleep = p - 0.0025 - 0.001 * uniform(seed, keys, k, 0x9D)
-        wake = sleeping & (p_sleep < sp - 0.05)
-        sleeping = (sleeping | go_sleep) & ~wake
-        p_run = sp - 0.02 * np.minimum(flow / qp, 1.5) + 0.004 * normal(seed, keys, k, 0x9E)
-        p = np.where(sleeping, np.where(go_sleep, p_run, p_sleep), p_run)
-        ran = np.where(sleeping, 0, ran + 1)
-        # Tank: drawn by the demand, refilled at 1.3 × peak through the float valve.
-        inlet = self.inlet[m]
-        level = self.level[m] + ((1.3 * qp * inlet - flow) * _STEP_H / self.volume[m] * 100.0)
-        inlet = np.where(level < 45.0, True, np.where(level > 85.0, False, inlet))
-        self.sleeping[m], self.ran[m], self.pressure[m] = sleeping, ran, p
-        self.level[m], self.inlet[m] = level, inlet
-        hours = (ts - self.ctx.start_ms) / 3_600_000.0
-        wave = np.sin(2 * np.pi * hours / 8.0 + self.qphase[m])
-        return {
-            "level_pct": level.copy(),
-            "pressure_mpa": p.copy(),
-            "flow_m3h": flow,
-            "pump_running": (~sleeping).astype(np.float64),
-            "pump_fault": np.zeros(ts.size),
-            "chlorine_mg_l": 0.35 + 0.15 * wave + 0.02 * normal(seed, keys, k, 0xC1),
-            "turbidity_ntu": np.maximum(0.25 + 0.1 * wave + 0.03 * normal(seed, keys, k, 0x70),
-                                        0.05),
-            "ph": 7.3 + 0.2 * wave + 0.03 * normal(seed, keys, k, 0x94),
-        }
-
     def advance(self, t0: int, t1: int) -> Readings:
-        parts: list[Readings] = []
+        n = self.devices.size
+        if n == 0:
+            return Readings.empty(self.kind)
         base = self.ctx.start_ms + self.phase
-        while self.devices.size:
-            ts = base + self.k_next * PERIOD_MS
-            m = ts < t1
-            if not m.any():
-                break
-            k = self.k_next[m]
-            cols = self._step(m, ts[m], k)
-            self.k_next[m] += 1
-            parts.append(Readings(self.kind, ts[m], self.devices[m], cols))
-        out = Readings.concat(self.kind, parts)
-        if not len(out):
-            return out
+        first = base + self.k_next * PERIOD_MS
+        counts = np.maximum(-((first - t1) // PERIOD_MS), 0)  # steps due before t1
+        # Rows ordered by step then device, so that each step is one contiguous slice.
+        jj, loc = np.nonzero(np.arange(int(counts.max(initial=0)))[:, None] < counts[None, :])
+        k = self.k_next[loc] + jj
+        ts = base[loc] + k * PERIOD_MS
+        self.k_next += counts
+        cols = self._columns(loc, ts, k)
+        bounds = np.r_[0, np.cumsum(np.bincount(jj, minlength=int(counts.max(initial=0))))]
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            self._state(loc[a:b], slice(a, b), cols)
+        del cols["_sleep_noise"], cols["_p_noise"]
+        out = Readings(self.kind, ts, self.devices[loc], cols)
         keep = out.ts >= t0
         for o in self.silent:
             keep &= ~((out.dev == self.devices[o.local]) & (out.ts >= o.start) & (out.ts < o.end))
-        out = out.take(keep)
+        if not keep.all():
+            out = out.take(keep)
         for inc in self.incidents:
             if inc.type in INCIDENTS:
                 self._apply(inc, out)
         return out
+
+    def _columns(self, loc: IntArray, ts: IntArray, k: IntArray) -> dict[str, FloatArray]:
+        """What does not depend on the tank and pump state, for every row at once."""
+        seed, keys = self.ctx.seed, self.keys[loc]
+        flow = np.maximum(self.q_peak[loc] * demand_profile(local_hour(ts))
+                          * (1.0 + 0.04 * normal(seed, keys, k, 0xF1)), 0.0)
+        hours = (ts - self.ctx.start_ms) / 3_600_000.0
+        wave = np.sin(2 * np.pi * hours / 8.0 + self.qphase[loc])
+        n = ts.size
+        return {
+            "level_pct": np.empty(n),
+            "pressure_mpa": np.empty(n),
+            "flow_m3h": flow,
+            "pump_running": np.empty(n),
+            "pump_fault": np.zeros(n),
+            "chlorine_mg_l": 0.35 + 0.15 * wave + 0.02 * normal(seed, keys, k, 0xC1),
+            "turbidity_ntu": np.maximum(0.25 + 0.1 * wave + 0.03 * normal(seed, keys, k, 0x70),
+                                        0.05),
+            "ph": 7.3 + 0.2 * wave + 0.03 * normal(seed, keys, k, 0x94),
+            # noise the state step draws, consumed below
+            "_sleep_noise": uniform(seed, keys, k, 0x9D),
+            "_p_noise": normal(seed, keys, k, 0x9E),
+        }
+
+    def _state(self, m: IntArray, rows: slice, cols: dict[str, FloatArray]) -> None:
+        """One 10 s step of the devices ``m``: pumps' sleep mode, pressure, tank level."""
+        flow = cols["flow_m3h"][rows]
+        qp, sp = self.q_peak[m], self.setpoint[m]
+        sleeping, ran, p = self.sleeping[m], self.ran[m], self.pressure[m]
+        # Pumps sleep when demand is below 9 % of the peak after running ≥ 1 min, and
+        # wake when the vessel has let the pressure fall 0.05 MPa.
+        go_sleep = ~sleeping & (flow < 0.09 * qp) & (ran >= 6)
+        p_sleep = p - 0.0025 - 0.001 * cols["_sleep_noise"][rows]
+        wake = sleeping & (p_sleep < sp - 0.05)
+        sleeping = (sleeping | go_sleep) & ~wake
+        p_run = sp - 0.02 * np.minimum(flow / qp, 1.5) + 0.004 * cols["_p_noise"][rows]
+        p = np.where(sleeping & ~go_sleep, p_sleep, p_run)
+        # Tank: drawn by the demand, refilled at 1.3 × peak through the float valve.
+        inlet = self.inlet[m]
+        level = self.level[m] + (1.3 * qp * inlet - flow) * _STEP_H / self.volume[m] * 100.0
+        self.inlet[m] = np.where(level < 45.0, True, np.where(level > 85.0, False, inlet))
+        self.sleeping[m], self.pressure[m], self.level[m] = sleeping, p, level
+        self.ran[m] = np.where(sleeping, 0, ran + 1)
+        cols["level_pct"][rows] = level
+        cols["pressure_mpa"][rows] = p
+        cols["pump_running"][rows] = ~sleeping
 
     # -- incidents ------------------------------------------------------------------------
     def _apply(self, inc: BoundIncident, r: Readings) -> None:

@@ -1,0 +1,117 @@
+"""The scorecard on hand-made alarm events: detection, misses, false alarms, latency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anju.simulators.scoring import Observed, Truth, score
+
+T0 = 1_772_409_600_000
+
+
+def _truth() -> list[Truth]:
+    return [
+        Truth("fire", "smoke.alarm", "s-a", None, T0 + 10_000, T0 + 30_000),
+        Truth("fire", "smoke.fire_confirmed", None, ("e1", "b1", 12), T0 + 50_000, T0 + 75_000),
+        Truth("fire", "heat.fixed", "s-a", None, T0 + 100_000, T0 + 140_000, optional=True),
+        Truth("bottle", "camera.falling_object", "cam", None, T0, T0 + 2_000, floor=17),
+        Truth("silent", "device.offline", "s-x", None, T0 + 150_000, T0 + 200_000),
+    ]
+
+
+def _ev(rule: str, ts: int, device: str | None = None, event: str = "raised",
+        alarm_id: str | None = None, **kw: Any) -> dict[str, Any]:
+    return {"alarm_id": alarm_id or f"{rule}/{device}/{ts}", "event": event, "rule": rule,
+            "device": device, "estate": "e1", "building": "b1", "floor": kw.pop("floor", None),
+            "ts": ts, "details": kw.pop("details", {}), **kw}
+
+
+def _all_detected() -> list[dict[str, Any]]:
+    return [
+        _ev("smoke.alarm", T0 + 15_000, "s-a", floor=12),
+        _ev("smoke.fire_confirmed", T0 + 55_000, floor=12),
+        _ev("camera.falling_object", T0 + 500, "cam", details={"floor": 17}),
+        _ev("device.offline", T0 + 182_000, "s-x"),
+    ]
+
+
+def test_perfect() -> None:
+    card = score(_truth(), [Observed(e) for e in _all_detected()], silenced={"s-x"})
+    assert (card.incidents, card.detected, card.missed, card.false_alarms) == (3, 3, [], 0)
+    assert card.perfect
+    assert card.detection_latency_ms == {"p50": None, "max": None}  # no wall clock: replay
+
+
+def test_a_missing_expectation_misses_its_incident() -> None:
+    events = [e for e in _all_detected() if e["rule"] != "smoke.fire_confirmed"]
+    card = score(_truth(), [Observed(e) for e in events])
+    assert card.missed == ["fire"] and card.detected == 2
+    assert card.missing == [{"incident": "fire", "rule": "smoke.fire_confirmed",
+                             "subject": "e1/b1/12", "window_ms": [T0 + 50_000, T0 + 75_000]}]
+
+
+def test_outside_the_window_is_a_miss_and_a_false_alarm() -> None:
+    events = _all_detected()
+    events[0] = _ev("smoke.alarm", T0 + 31_000, "s-a")
+    card = score(_truth(), [Observed(e) for e in events])
+    assert card.missed == ["fire"] and card.false_alarms == 1
+    assert card.false[0]["rule"] == "smoke.alarm"
+
+
+def test_wrong_floor_is_not_a_detection() -> None:
+    events = _all_detected()
+    events[2] = _ev("camera.falling_object", T0 + 500, "cam", details={"floor": 16})
+    card = score(_truth(), [Observed(e) for e in events])
+    assert card.missed == ["bottle"] and card.false_alarms == 1
+
+
+def test_group_subject_needs_no_device_and_the_right_floor() -> None:
+    events = _all_detected()
+    events[1] = _ev("smoke.fire_confirmed", T0 + 55_000, floor=11)
+    assert score(_truth(), [Observed(e) for e in events]).missed == ["fire"]
+    events[1] = _ev("smoke.fire_confirmed", T0 + 55_000, "s-a", floor=12)
+    assert score(_truth(), [Observed(e) for e in events]).missed == ["fire"]
+
+
+def test_optional_expectations_are_neither_missed_nor_false() -> None:
+    events = [*_all_detected(), _ev("heat.fixed", T0 + 120_000, "s-a")]
+    card = score(_truth(), [Observed(e) for e in events])
+    assert card.perfect
+
+
+def test_false_alarms_count_once_per_alarm_and_only_raised() -> None:
+    stray = _ev("elevator.vibration", T0 + 90_000, "l-1", alarm_id="A1")
+    events = [*_all_detected(), stray, dict(stray, teams=["fire"]),  # same alarm, 2 teams
+              dict(stray, event="cleared", ts=T0 + 130_000),
+              dict(stray, event="escalated", ts=T0 + 400_000)]
+    card = score(_truth(), [Observed(e) for e in events])
+    assert card.false_alarms == 1 and not card.perfect
+
+
+def test_offline_of_a_silenced_device_is_expected_whenever_it_comes() -> None:
+    events = [*_all_detected(), _ev("device.offline", T0 + 400_000, "s-x", alarm_id="late")]
+    assert score(_truth(), [Observed(e) for e in events], silenced={"s-x"}).false_alarms == 0
+    assert score(_truth(), [Observed(e) for e in events]).false_alarms == 1
+
+
+def test_alarms_after_the_data_are_ignored() -> None:
+    events = [*_all_detected(), _ev("device.offline", T0 + 300_000, "pump")]
+    assert score(_truth(), [Observed(e) for e in events], until_ms=T0 + 240_000).perfect
+    assert not score(_truth(), [Observed(e) for e in events]).perfect
+
+
+def test_latency_from_the_publishers_schedule() -> None:
+    speed, wall0 = 4.0, 1_000_000.0  # wall ms at data T0
+
+    def wall_of(ts: int) -> float:
+        return wall0 + (ts - T0) / speed
+
+    arrivals = [wall_of(e["ts"]) + lag for e, lag in zip(_all_detected(), (30, 50, 20, 400),
+                                                          strict=True)]
+    card = score(_truth(), [Observed(e, r) for e, r in zip(_all_detected(), arrivals,
+                                                             strict=True)],
+                 wall_of=wall_of)
+    assert card.detection_latency_ms == {"p50": 40.0, "max": 400.0}
+    assert card.contract()["detection_latency_ms"] == card.detection_latency_ms
+    assert list(card.contract())[:7] == ["incidents", "detected", "missed", "false_alarms",
+                                         "detection_latency_ms", "stored", "lost"]
