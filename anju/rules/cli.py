@@ -23,7 +23,7 @@ def _emit_json(obj: dict[str, Any]) -> None:
     sys.stdout.write(orjson.dumps(obj).decode() + "\n")
 
 
-def _fail(exc: Exception, code: int = 2) -> typer.Exit:
+def _fail(exc: Exception | str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(code)
 

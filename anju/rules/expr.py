@@ -147,9 +147,9 @@ class Expr:
                 v = math.isnan(self._s(node.left, e))
                 return v if isinstance(node.ops[0], ast.Is) else not v
             left = self._s(node.left, e)
-            for op, comp in zip(node.ops, node.comparators, strict=True):
+            for cmp_op, comp in zip(node.ops, node.comparators, strict=True):
                 right = self._s(comp, e)
-                if not _CMP_PY[type(op)](left, right):
+                if not _CMP_PY[type(cmp_op)](left, right):
                     return False
                 left = right
             return True
@@ -223,7 +223,7 @@ def _window_of(node: ast.Call) -> Window:
     field = node.args[0]
     secs = node.args[1]
     assert isinstance(field, ast.Name) and isinstance(secs, ast.Constant)
-    return Window(node.func.id, field.id, float(secs.value))
+    return Window(node.func.id, field.id, float(secs.value))  # type: ignore[arg-type]
 
 
 def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
@@ -294,7 +294,7 @@ def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
             operands = [node.left, *node.comparators]
             enum_f = next((enum_fields[o.id] for o in operands
                            if isinstance(o, ast.Name) and o.id in enum_fields), None)
-            new_ops = []
+            new_ops: list[ast.expr] = []
             for o in operands:
                 if isinstance(o, ast.Constant) and isinstance(o.value, str):
                     if enum_f is None or o.value not in enum_f.choices:
@@ -316,20 +316,22 @@ def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
                 if len(node.args) != 2 or not isinstance(node.args[0], ast.Name) \
                         or node.args[0].id not in col_fields:
                     raise fail(f"{fname}(field, seconds) takes a field of {kind.name}", fname)
-                secs = node.args[1]
-                if isinstance(secs, ast.Name) and secs.id in params:
-                    secs = ast.Constant(float(params[secs.id]))
-                if not isinstance(secs, ast.Constant) or isinstance(secs.value, bool | str) \
-                        or not 0 < float(secs.value) <= MAX_WINDOW_S:
+                arg = node.args[1]
+                if isinstance(arg, ast.Name) and arg.id in params:
+                    arg = ast.Constant(float(params[arg.id]))
+                if not isinstance(arg, ast.Constant) or not isinstance(arg.value, int | float) \
+                        or isinstance(arg.value, bool) \
+                        or not 0 < float(arg.value) <= MAX_WINDOW_S:
                     raise fail(f"window length must be a number of seconds in (0, "
                                f"{MAX_WINDOW_S:g}]", ast.unparse(node.args[1]))
+                secs = float(arg.value)
                 f = node.args[0].id
                 fields.add(f)
                 required.add(f)
-                w = Window(fname, f, float(secs.value))
+                w = Window(fname, f, secs)
                 if w not in windows:
                     windows.append(w)
-                return ast.Call(node.func, [ast.Name(f), ast.Constant(float(secs.value))], [])
+                return ast.Call(node.func, [ast.Name(f), ast.Constant(secs)], [])
             raise fail("unknown function", fname)
         raise fail("unsupported syntax", ast.unparse(node)[:40])
 

@@ -237,7 +237,7 @@ def _compile(file: str, d: RuleDef, order: int, defs: dict[str, tuple[str, RuleD
     def expr(src: str) -> Expr:
         return parse_expr(src, KINDS[d.kind], d.params, file=file, rule=d.id)
 
-    common = {
+    common: dict[str, Any] = {
         "order": order, "id": d.id, "kind": d.kind, "type": d.type, "severity": d.severity,
         "roles": tuple(d.roles), "params": dict(d.params), "message": d.message,
         "clear_after_s": d.clear_after, "for_s": d.for_, "enrich": d.enrich,

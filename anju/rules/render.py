@@ -24,7 +24,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-class _Safe(dict):  # type: ignore[type-arg]
+class _Safe(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
 
