@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     spool_max_mb: int = Field(1024, ge=1, description="InfluxDB spool bound on disk")
     deadletter_max_mb: int = Field(64, ge=1, description="dead-letter file size before rotation")
     webhook_timeout_s: float = 10.0
-    webhook_horizon_s: float = Field(24 * 3600, description="retry a webhook this long, then give up")
+    webhook_horizon_s: float = Field(24 * 3600,
+                                     description="retry a webhook this long, then give up")
 
     @field_validator("mqtt_url")
     @classmethod
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
     @field_validator("api_addr")
     @classmethod
     def _api_addr(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
+        _host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit():
             raise ValueError(f"{v!r}: expected host:port")
         return v
@@ -139,7 +140,8 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment, a TOML file (``config_file`` or ``ANJU_CONFIG``) and overrides."""
+    """Settings from the environment, a TOML file (``config_file`` or ``ANJU_CONFIG``) and
+    overrides."""
     if config_file is not None:
         os.environ["ANJU_CONFIG"] = str(config_file)
     return Settings(**overrides)

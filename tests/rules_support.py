@@ -32,7 +32,8 @@ s3,smoke,e1,b1,5,corridor,
 s4,smoke,e1,b1,6,stair-A,
 l1,elevator,e1,b1,,car-1,"{""rated_speed_mps"": 1.5, ""top_floor"": 12, ""bottom_floor"": -1}"
 w1,water,e1,b1,-1,pump-room,
-c1,camera,e1,b1,,south,"{""mount_height_m"": 2.5, ""distance_m"": 25.0, ""tilt_deg"": 40.0, ""focal_px"": 1500.0, ""cy_px"": 1080.0}"
+c1,camera,e1,b1,,south,"{""mount_height_m"": 2.5, ""distance_m"": 25.0, ""tilt_deg"": 40.0, \
+""focal_px"": 1500.0, ""cy_px"": 1080.0}"
 """
 
 
