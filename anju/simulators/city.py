@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,15 +146,18 @@ def _estate_name(rng: np.random.Generator, used: set[str]) -> str:
 
 
 def plan_city(estates: int, seed: int, *, webhook_port: int = 9000,
-              webhook_host: str = "127.0.0.1") -> CityPlan:
+              webhook_host: str = "127.0.0.1", estate_prefix: str = "e") -> CityPlan:
     """A city of ``estates`` estates, the same for the same seed.
 
     Teams: a property company per estate, one district fire team covering every estate,
     and a street housing office (supervisor) for the estates of about half the streets.
-    Webhooks point at ``http://{webhook_host}:{webhook_port}/hooks/{team}``.
+    Webhooks point at ``http://{webhook_host}:{webhook_port}/hooks/{team}``. Estate ids
+    are ``{estate_prefix}001``…: another prefix keeps two cities apart on one broker.
     """
     if estates < 1:
         raise ValueError("a city needs at least one estate")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", estate_prefix):
+        raise ValueError(f"estate prefix {estate_prefix!r} is not [A-Za-z0-9_-]{{1,40}}")
     rng = np.random.default_rng([seed, 0xC17])
     width = max(3, len(str(estates)))
     names: set[str] = set()
@@ -161,7 +165,7 @@ def plan_city(estates: int, seed: int, *, webhook_port: int = 9000,
     streets = [_STREETS[i] + "街道" for i in range(n_streets)]
     plans: list[EstatePlan] = []
     for ei in range(estates):
-        eid = f"e{ei + 1:0{width}d}"
+        eid = f"{estate_prefix}{ei + 1:0{width}d}"
         era = rng.choice(["walkup", "slab", "tower"], p=[0.25, 0.4, 0.35])
         n_b = int(rng.integers(4, 21))
         buildings = []

@@ -37,6 +37,7 @@ def site_cmd(
     webhook_port: Annotated[int, typer.Option("--webhook-port", min=1, max=65535,
                                               help="port of the teams' webhooks")] = 9000,
     webhook_host: Annotated[str, typer.Option("--webhook-host")] = "127.0.0.1",
+    prefix: Annotated[str, typer.Option("--prefix", help="estate ids are PREFIX001…")] = "e",
     json: JsonOpt = False,
 ) -> None:
     """Generate a city as a site directory: site.yaml, devices.csv, gateways.csv."""
@@ -46,7 +47,7 @@ def site_cmd(
 
     try:
         write_site(plan_city(estates, seed, webhook_port=webhook_port,
-                             webhook_host=webhook_host), out)
+                             webhook_host=webhook_host, estate_prefix=prefix), out)
         summary = load_site(out).summary() | {"site": str(out)}
     except (AnjuError, ValueError, OSError) as exc:
         raise _fail(exc) from None
