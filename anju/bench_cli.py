@@ -34,3 +34,37 @@ def bench_rules(
     typer.echo(f"reference:  {res['baseline_readings_per_s']:,} readings/s "
                f"(on {res['baseline_readings']:,} readings)")
     typer.echo(f"speedup:    {res['speedup']}×   transitions agree: {res['agree_on_baseline']}")
+
+
+@app.command("ingest")
+def bench_ingest(
+    messages: Annotated[int, typer.Option(help="messages queued for the drain phase")] = 50_000,
+    seconds: Annotated[float, typer.Option(help="length of the live (80 %) phase")] = 5.0,
+    gateway: Annotated[bool, typer.Option(
+        "--gateway", help="gateway batches: 100 readings per message")] = False,
+    publishers: Annotated[int, typer.Option(help="publisher processes")] = 2,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="a few seconds in all, for the test suite")] = False,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The live pipeline (everything on) against a bare MQTT subscriber, same broker, same run."""
+    from anju.ingest.bench import run_bench
+
+    if quick:
+        messages, seconds = min(messages, 200 if gateway else 3000), min(seconds, 1.5)
+    res = run_bench(messages=messages, seconds=seconds, gateway=gateway, publishers=publishers,
+                    progress=lambda m: typer.echo(m, err=True))
+    extra = res.pop("extra")
+    if json:
+        typer.echo(f"extra: {orjson.dumps(extra).decode()}", err=True)
+        sys.stdout.write(orjson.dumps(res).decode() + "\n")
+        return
+    lat = res["alarm_latency_ms"]
+    typer.echo(f"published {res['published']:,} readings, stored {res['stored']:,}, "
+               f"lost {res['lost']:,}")
+    typer.echo(f"pipeline: {res['msgs_per_s']:,.0f} msg/s, {res['readings_per_s']:,.0f} "
+               f"readings/s; bare subscriber: {res['ceiling_msgs_per_s']:,.0f} msg/s; "
+               f"ratio {res['ratio']}")
+    typer.echo(f"alarm latency (publish → webhook) at 80 %: p50 {lat['p50']} ms, "
+               f"p99 {lat['p99']} ms ({extra['alarms_received']}/{extra['alarms_injected']})")
+    typer.echo(f"peak RSS {extra['rss_mb_peak']} MB")

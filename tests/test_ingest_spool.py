@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from anju.ingest.metrics import ingest_metrics
@@ -87,7 +86,7 @@ def test_drop_while_a_read_is_outstanding(tmp_path: Path) -> None:
     sp.open()
     for k in range(3):
         sp.append([_chunk(k * 4, 4)])
-    lines, pos, n = sp.read(4)
+    _lines, pos, n = sp.read(4)
     for k in range(3, 30):
         sp.append([_chunk(k * 4, 4)])  # drops the segments just read
     sp.commit(pos, n)
@@ -97,7 +96,6 @@ def test_drop_while_a_read_is_outstanding(tmp_path: Path) -> None:
     sp.close()
 
 
-@pytest.mark.asyncio
 async def test_async_facade(tmp_path: Path) -> None:
     sp = AsyncSpool(Spool(tmp_path, 1 << 20))
     await sp.open()

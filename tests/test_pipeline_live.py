@@ -67,8 +67,8 @@ def _publish(services: LocalServices, items: list[tuple[str, dict[str, object]]]
         c.disconnect()
 
 
-async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _until(cond: Callable[[], bool], within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
@@ -76,8 +76,7 @@ async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 async def _connected(p: Pipeline) -> None:
-    await _until(lambda: p.consumer.connected and p.consumer.connections > 0)
-    await asyncio.sleep(0.2)  # the SUBSCRIBE round trip
+    await _until(lambda: p.consumer.subscribed)
 
 
 async def test_smoke_reading_lands_in_influxdb(services: LocalServices, influx_db: str,
@@ -161,7 +160,7 @@ async def test_influxdb_outage_spools_then_replays(services: LocalServices, infl
             await _until(lambda: p.acks.pending == 0)
         finally:
             services.influx.start()
-        await _until(lambda: p.storage.mode == "direct", timeout=20)
+        await _until(lambda: p.storage.mode == "direct", within_s=20)
         stats = p.stats()
     assert stats["replayed"] >= 300
     assert services.influx.count("water", influx_db) == 400

@@ -1,0 +1,405 @@
+"""``anju bench ingest`` (CONTRACT.md §7): the live path's throughput against a bare MQTT
+subscriber on the same broker, in the same run, and alarm latency under load.
+
+1. Its own Mosquitto and InfluxDB (:mod:`anju.services`), a generated site (smoke,
+   elevator and water devices; ``device.offline`` switched off in its ``site.yaml``: the
+   bench's data time runs far behind its wall clock, and offline storms are not what it
+   measures), a loopback webhook receiver.
+2. Both the bare subscriber (paho, QoS 1, its own process) and the pipeline get a
+   persistent session; publisher processes (paho, QoS 1) then queue ``messages`` messages
+   on the broker for both. The ceiling is how fast the bare subscriber drains its queue;
+   ``msgs_per_s`` how fast the pipeline, with everything on (decode, InfluxDB, rules,
+   alarms, API), drains the same queue into InfluxDB and acknowledges it. Draining a
+   backlog measures what each consumer can take, not how fast the publishers can write.
+3. Live: publishers at 80 % of the pipeline's measured rate for ``seconds``, with
+   ``heat.fixed`` readings (temp_c ≥ 57) injected now and then; latency is from each one's
+   PUBLISH to its signed webhook arriving at the receiver.
+4. ``stored`` counts the points in InfluxDB; ``lost`` = published readings − stored (every
+   reading has its own device and time, so a duplicate cannot hide a loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["run_bench"]
+
+_KIND_MIX = (("smoke", 14), ("elevator", 3), ("water", 3))  # devices per building
+_SECRET_ENV = "ANJU_BENCH_SECRET"
+_MAX_OUTSTANDING = 20_000  # paho refuses more than 65 535 unacknowledged QoS 1 publishes
+
+
+# -- the site ----------------------------------------------------------------------------
+def _write_site(root: Path, estates: int, buildings: int, hook: str) -> dict[str, Any]:
+    """site.yaml + devices.csv; returns the publishing plan's raw material."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["estates:"]
+    rows = ["device,kind,estate,building,floor,zone,params"]
+    lift = '"{""rated_speed_mps"": 1.75, ""top_floor"": 18, ""bottom_floor"": -1}"'
+    groups = []
+    for e in range(estates):
+        eid = f"be{e}"
+        lines += [f"  - id: {eid}", "    buildings:"]
+        for b in range(buildings):
+            bid = f"b{b}"
+            lines.append(f"      - {{id: {bid}, floors: 18, floor_height_m: 3.0}}")
+            devs = []
+            for kind, count in _KIND_MIX:
+                for i in range(count):
+                    dev = f"{kind[0]}-{e}-{b}-{i}"
+                    floor = "" if kind == "elevator" else str(i % 18 + 1)
+                    rows.append(f"{dev},{kind},{eid},{bid},{floor},z{i % 4},"
+                                f"{lift if kind == 'elevator' else ''}")
+                    devs.append((dev, kind))
+            groups.append({"estate": eid, "building": bid, "devices": devs})
+    lines += [
+        "teams:",
+        f"  - {{id: property-bench, role: property, estates: ['*'], webhook: '{hook}',",
+        f"     secret_env: {_SECRET_ENV}}}",
+        "rules:",
+        "  device.offline: {enabled: false}",
+    ]
+    (root / "site.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "devices.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return {"groups": groups}
+
+
+def _reading(kind: str, k: int, alarm: bool) -> dict[str, Any]:
+    """A normal reading of ``kind`` (no rule fires on it), or a heat.fixed one."""
+    if kind == "smoke":
+        return {"smoke_db_m": 0.01 + (k % 7) / 1000, "temp_c": 60.0 if alarm else
+                21.0 + (k % 11) / 10, "battery_pct": 90.0}
+    if kind == "elevator":
+        return {"floor": k % 18 + 1, "speed_mps": 0.0, "door_open": False,
+                "in_door_zone": True, "occupied": False, "power_ok": True}
+    return {"level_pct": 60.0 + (k % 5), "pressure_mpa": 0.3, "flow_m3h": 10.0,
+            "pump_running": True}
+
+
+# -- processes (spawned) -----------------------------------------------------------------
+def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gateway: bool,
+               messages: int, rate: float, base_ts: int, counters: dict[str, int],
+               alarm_every: int) -> dict[str, Any]:
+    """Publishes ``messages`` messages round-robin over its streams (a device's topic, or a
+    building's batch topic with 100 readings), paced at ``rate`` msg/s when > 0."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    acked = [0]
+    cv = threading.Condition()
+
+    def on_publish(*_a: Any) -> None:
+        with cv:
+            acked[0] += 1
+            cv.notify_all()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.on_publish = on_publish
+    c.connect(host, port, keepalive=60)
+    c.loop_start()
+    streams: list[tuple[str, list[tuple[str, str]]]] = []
+    for g in groups:
+        if gateway:
+            streams.append((f"anju/{g['estate']}/{g['building']}/batch/gw-{g['building']}",
+                            g["devices"]))
+        else:
+            streams += [(f"anju/{g['estate']}/{g['building']}/{kind}/{dev}", [(dev, kind)])
+                        for dev, kind in g["devices"]]
+    alarmed: set[str] = set()
+    alarms: list[tuple[str, int, float]] = []
+    readings = 0
+    start = time.monotonic()
+    per_msg = 100 if gateway else 1
+    try:
+        for j in range(messages):
+            topic, devs = streams[j % len(streams)]
+            want_alarm = alarm_every > 0 and j % alarm_every == alarm_every // 2
+            items = []
+            for r in range(per_msg):
+                dev, kind = devs[(j // len(streams) * per_msg + r) % len(devs)]
+                k = counters.get(dev, 0)
+                counters[dev] = k + 1
+                alarm = want_alarm and kind == "smoke" and dev not in alarmed
+                if alarm:
+                    alarmed.add(dev)
+                    want_alarm = False
+                item = {"ts": base_ts + k, **_reading(kind, k, alarm)}
+                if gateway:
+                    item["device"] = dev
+                items.append(item)
+                if alarm:
+                    alarms.append((dev, base_ts + k, -1.0))
+            payload = orjson.dumps(items if gateway else items[0])
+            with cv:
+                while j - acked[0] >= _MAX_OUTSTANDING:
+                    cv.wait(0.1)
+            info = c.publish(topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
+            if alarms and alarms[-1][2] < 0:
+                dev, ts, _ = alarms[-1]
+                alarms[-1] = (dev, ts, time.monotonic())
+            readings += len(items)
+            if rate > 0 and j % 20 == 19:
+                delay = start + (j + 1) / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        elapsed = time.monotonic() - start
+        with cv:
+            deadline = time.monotonic() + 120
+            while acked[0] < messages and time.monotonic() < deadline:
+                cv.wait(0.2)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return {"messages": messages, "readings": readings, "alarms": alarms,
+            "seconds": elapsed, "counters": counters, "acked": acked[0]}
+
+
+def _ceiling(host: str, port: int, cid: str, mode: str, expected: int,
+             timeout_s: float) -> float:
+    """The bare subscriber: paho, MQTT 5 persistent session, QoS 1, acknowledging each
+    message as paho does by default. ``prepare`` creates the session; ``drain`` returns
+    messages per second from CONNECT to the last expected message."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    got = [0]
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 65535
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    subscribed = [False]
+
+    def on_message(*_a: Any) -> None:
+        got[0] += 1
+
+    def on_connect(client: Any, *_a: Any) -> None:
+        if mode == "prepare":
+            client.subscribe("anju/#", qos=1)
+
+    c.on_message = on_message
+    c.on_connect = on_connect
+    c.on_subscribe = lambda *_a: subscribed.__setitem__(0, True)
+    t0 = time.perf_counter()
+    c.connect(host, port, keepalive=60, clean_start=False, properties=props)
+    deadline = time.monotonic() + timeout_s
+    try:
+        if mode == "prepare":
+            while not subscribed[0] and time.monotonic() < deadline:
+                c.loop(0.05)
+            return 0.0
+        while got[0] < expected and time.monotonic() < deadline:
+            c.loop(0.05)
+        return got[0] / (time.perf_counter() - t0)
+    finally:
+        c.disconnect()
+        c.loop(0.05)
+
+
+# -- the run -----------------------------------------------------------------------------
+def run_bench(*, messages: int = 50_000, seconds: float = 5.0, gateway: bool = False,
+              publishers: int = 2, estates: int = 10, buildings: int = 10,
+              alarms_per_s: float = 10.0,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Runs the benchmark; returns the contract's keys plus an ``extra`` dict."""
+    say = progress or (lambda _m: None)
+    with tempfile.TemporaryDirectory(prefix="anju-bench-") as tmp:
+        return asyncio.run(_run(Path(tmp), messages=messages, seconds=seconds,
+                                gateway=gateway, publishers=publishers, estates=estates,
+                                buildings=buildings, alarms_per_s=alarms_per_s, say=say))
+
+
+async def _run(tmp: Path, *, messages: int, seconds: float, gateway: bool, publishers: int,
+               estates: int, buildings: int, alarms_per_s: float,
+               say: Callable[[str], None]) -> dict[str, Any]:
+    from prometheus_client import CollectorRegistry
+
+    from anju.alarms.receiver import WebhookReceiver
+    from anju.config import Settings
+    from anju.devices.registry import load_site
+    from anju.ingest.pipeline import Pipeline
+    from anju.services import LocalServices, free_port
+
+    secret = os.urandom(16).hex()
+    os.environ[_SECRET_ENV] = secret
+    ctx = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(publishers + 1, mp_context=ctx)
+    loop = asyncio.get_running_loop()
+
+    def in_pool(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        return asyncio.wrap_future(pool.submit(fn, *args), loop=loop)
+
+    try:
+        with LocalServices(tmp / "services") as svc:
+            host, port = svc.mosquitto.host, svc.mosquitto.port
+            svc.influx.create_database("bench")
+            async with WebhookReceiver({"property": secret.encode()}) as rx:
+                plan = _write_site(tmp / "site", estates, buildings, rx.url("property"))
+                site = load_site(tmp / "site")
+                opts: dict[str, Any] = {
+                    "mqtt_url": svc.mosquitto.url, "influx_url": svc.influx.url,
+                    "influx_db": "bench", "state_dir": tmp / "state",
+                    "api_addr": f"127.0.0.1:{free_port()}", "mqtt_client_id": "anju-bench"}
+                settings = Settings(**opts)
+                groups = plan["groups"]
+                shares = [groups[p::publishers] for p in range(publishers)]
+                counters: list[dict[str, int]] = [{} for _ in range(publishers)]
+                base_ts = int(time.time() * 1000) - 60_000
+
+                say("sessions: the pipeline's and the bare subscriber's")
+                async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+                    await _poll(lambda: p.consumer.subscribed, 30)
+                await in_pool(_ceiling, host, port, "anju-bench-ceiling", "prepare", 0, 10.0)
+
+                shape = "gateway, 100 readings each" if gateway else "one reading each"
+                say(f"queueing {messages:,} messages ({shape}) from {publishers} publisher "
+                    "processes")
+                res = await asyncio.gather(*(
+                    in_pool(_publisher, host, port, f"anju-bench-pub-{i}", shares[i], gateway,
+                            n, 0.0, base_ts, counters[i], 0)
+                    for i, n in enumerate(_split(messages, publishers))))
+                counters = [r["counters"] for r in res]
+                published = sum(r["readings"] for r in res)
+
+                say("ceiling: a bare paho subscriber drains its queue")
+                ceiling = await in_pool(_ceiling, host, port, "anju-bench-ceiling", "drain",
+                                        messages, 300.0)
+
+                say("pipeline: drains the same queue into InfluxDB, rules and alarms on")
+                registry = CollectorRegistry()
+                rss0 = _rss_mb()
+                total = messages  # messages published so far
+                async with Pipeline(settings, site, registry=registry) as p:
+                    t0 = time.perf_counter()
+                    await _until_done(p, total, 300)
+                    drain_s = time.perf_counter() - t0
+                    msgs_per_s = messages / drain_s
+                    readings_per_s = published / drain_s
+                    rss_drain = _rss_mb()
+
+                    # Sustained: publishers flat out while the pipeline consumes, on the
+                    # same cores: what this box carries end to end.
+                    n_sus = max(publishers, messages // 2)
+                    say(f"sustained: {n_sus:,} messages published flat out, pipeline on")
+                    t0 = time.perf_counter()
+                    res1 = await asyncio.gather(*(
+                        in_pool(_publisher, host, port, f"anju-bench-sus-{i}", shares[i],
+                                gateway, n, 0.0, _next_ts(base_ts, counters), counters[i], 0)
+                        for i, n in enumerate(_split(n_sus, publishers))))
+                    counters = [r["counters"] for r in res1]
+                    published += sum(r["readings"] for r in res1)
+                    total += n_sus
+                    await _until_done(p, total, 300)
+                    sustained = n_sus / (time.perf_counter() - t0)
+
+                    rate = 0.8 * sustained
+                    every = max(1, int(rate / max(alarms_per_s, 0.1)))
+                    say(f"live: {rate:,.0f} msg/s (80 % of sustained) for {seconds:g} s, "
+                        f"heat.fixed every {every} messages")
+                    n_live = max(publishers, int(rate * seconds))
+                    base2 = _next_ts(base_ts, counters)
+                    live_pub = asyncio.gather(*(
+                        in_pool(_publisher, host, port, f"anju-bench-live-{i}", shares[i],
+                                gateway, n, rate / publishers, base2, counters[i], every)
+                        for i, n in enumerate(_split(n_live, publishers))))
+                    max_buffered = max_unacked = 0
+                    while not live_pub.done():
+                        max_buffered = max(max_buffered, p.consumer.buffered)
+                        max_unacked = max(max_unacked, p.acks.pending)
+                        await asyncio.wait([live_pub], timeout=0.05)
+                    res2 = live_pub.result()
+                    published += sum(r["readings"] for r in res2)
+                    total += n_live
+                    injected = {(d, ts): t for r in res2 for d, ts, t in r["alarms"]}
+                    await _until_done(p, total, 60)
+                    await _poll(lambda: len(_latencies(rx, injected)) >= len(injected), 30)
+                    live_stats = p.stats()
+                stored = sum(svc.influx.count(k, "bench") for k, _ in _KIND_MIX)
+                lat = sorted(_latencies(rx, injected).values())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return {
+        "published": published,
+        "stored": stored,
+        "lost": published - stored,
+        "msgs_per_s": round(msgs_per_s, 1),
+        "readings_per_s": round(readings_per_s, 1),
+        "ceiling_msgs_per_s": round(ceiling, 1),
+        "ratio": round(msgs_per_s / ceiling, 3) if ceiling else 0.0,
+        "alarm_latency_ms": {"p50": _pct(lat, 50), "p99": _pct(lat, 99)},
+        "extra": {
+            "messages": messages, "gateway": gateway, "publishers": publishers,
+            "devices": len(site.devices), "drain_s": round(drain_s, 2),
+            "alarms_injected": len(injected), "alarms_received": len(lat),
+            "sustained_msgs_per_s": round(sustained, 1), "live_msgs_per_s": round(rate, 1),
+            "live_published_msgs_per_s": round(sum(
+                r["messages"] / max(r["seconds"], 1e-9) for r in res2), 1),
+            "live_max_buffered": max_buffered, "live_max_unacked_batches": max_unacked,
+            "rss_mb_before": rss0,
+            "rss_mb_peak": rss_drain, "pipeline": live_stats,
+        },
+    }
+
+
+def _split(n: int, parts: int) -> list[int]:
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def _next_ts(base_ts: int, counters: list[dict[str, int]]) -> int:
+    """A base time after every reading so far: (device, ts) stays unique."""
+    return base_ts + max((max(c.values(), default=0) for c in counters), default=0) + 1
+
+
+async def _until_done(p: Any, messages: int, within_s: float) -> None:
+    """Until the pipeline has taken ``messages`` messages and acknowledged them all (so
+    their readings are stored or spooled)."""
+    await _poll(lambda: p.decoder.messages >= messages and p.acks.pending == 0 and
+                p.consumer.buffered == 0, within_s)
+
+
+async def _poll(cond: Callable[[], bool], within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while not cond() and time.monotonic() < deadline:  # noqa: ASYNC110 - polling others' state
+        await asyncio.sleep(0.02)
+
+
+def _latencies(rx: Any, injected: dict[tuple[str, int], float]) -> dict[tuple[str, int], float]:
+    out: dict[tuple[str, int], float] = {}
+    for att in rx.accepted.get("property", []):
+        ev = orjson.loads(att.body)
+        if ev.get("rule") != "heat.fixed" or ev.get("event") != "raised":
+            continue
+        key = (ev.get("device"), ev.get("ts"))
+        if key in injected and key not in out:
+            out[key] = (att.at - injected[key]) * 1000
+    return out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    k = min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))
+    return round(values[k], 1)
+
+
+def _rss_mb() -> float:
+    """Peak resident set of this process so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
