@@ -48,8 +48,13 @@ _DB = "anju"
 
 
 class DataClock:
-    """Wall time mapped to the scenario's data time through the publisher's schedule,
-    held at the start before it and at the end after it (ms)."""
+    """The pipeline's clock during the demo: the scenario's data time (ms).
+
+    Wall time is mapped through the publisher's schedule, held at the start before it
+    and at the end after it, and never ahead of what the publisher has actually sent
+    (``published_ms``, from its progress reports): a publisher slowed by a busy machine
+    must not make every device look offline.
+    """
 
     def __init__(self, data_start_ms: int, wall_start_s: float, speed: float,
                  data_end_ms: int) -> None:
@@ -57,10 +62,12 @@ class DataClock:
         self.wall_start_s = wall_start_s
         self.speed = speed
         self.data_end_ms = data_end_ms
+        self.published_ms = data_start_ms
 
     def __call__(self) -> int:
         elapsed = max(0.0, time.time() - self.wall_start_s)
-        return min(self.data_start_ms + int(elapsed * 1000 * self.speed), self.data_end_ms)
+        scheduled = self.data_start_ms + int(elapsed * 1000 * self.speed)
+        return min(scheduled, self.published_ms, self.data_end_ms)
 
     def wall_ms(self, data_ms: int) -> float:
         """When (wall ms) the publisher sends data time ``data_ms``."""
@@ -178,7 +185,10 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
 
     speed = sc.duration_s / seconds
     wall_start = time.time() + _STARTUP_S
-    data_start = int(wall_start * 1000)
+    # The data ends when the run does: no reading is ever ahead of the wall clock (the
+    # decoder refuses those > 10 min ahead), and at the end the dashboards' "last few
+    # minutes" hold the whole scenario.
+    data_start = int((wall_start + seconds) * 1000) - bound.duration_ms
     data_end = data_start + bound.duration_ms
     clock = DataClock(data_start, wall_start, speed, data_end)
     truth = ground_truth(bound, data_start)
@@ -301,6 +311,7 @@ async def _watch(proc: asyncio.subprocess.Process, pipeline: Any, receiver: Any,
                 state.publish_rate = (state.published - n) / (now - t)
                 last_rate = (now, state.published)
             if "data_ms" in progress:
+                clock.published_ms = max(clock.published_ms, int(progress["data_ms"]))
                 state.data_s = (int(progress["data_ms"]) - clock.data_start_ms) / 1000
             state.pipeline = pipeline.stats()
             if now - last_count > 2.0:
