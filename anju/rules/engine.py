@@ -362,38 +362,35 @@ class RuleEngine:
         nm = len(ks.members)
         local = self._local[dev]
         parts: list[tuple[np.ndarray, ...]] = []
+        # subjects with a pending run or an open alarm; a rule with none of them and no
+        # true reading has nothing to do: false readings on a quiet subject change nothing
+        # that could ever produce a transition, so its state is left as it is
+        hot = ((st.pol == 1) | st.active).reshape(len(ks.rules), nm)
+        hot_rule = hot.any(axis=1)
         # rows where a rule's fields are measured, shared by rules reading the same fields
-        subsets: dict[frozenset[str], np.ndarray | None] = {}
+        subsets: dict[frozenset[str], tuple[Any, ...]] = {}
         for ri, r in enumerate(ks.rules):
             assert r.condition is not None
             cond = r.condition.test_vector(cols)
             if cond.shape != t.shape:
                 cond = np.broadcast_to(cond, t.shape)
             need = r.condition.required
-            if need not in subsets:
+            sub_rows = subsets.get(need)
+            if sub_rows is None:
                 valid = None
                 for f in need:
                     ok = ~np.isnan(cols[f])
                     valid = ok if valid is None else valid & ok
-                subsets[need] = None if valid is None or valid.all() else np.flatnonzero(valid)
-            rows = subsets[need]
-            rt, rc, rl = t, cond, local
-            if rows is not None:
-                rt, rc, rl = t[rows], cond[rows], local[rows]
-            if not len(rt):
+                rows = None if valid is None or valid.all() else np.flatnonzero(valid)
+                rl = local if rows is None else local[rows]
+                heads = np.flatnonzero(_changes(rl))
+                counts = _shift_left(heads, len(rl)) - heads
+                sub_rows = subsets[need] = (rows, rl, heads, counts)
+            rows, rl, heads, counts = sub_rows
+            rc = cond if rows is None else cond[rows]
+            if not len(rc) or not (hot_rule[ri] or rc.any()):
                 continue
-            heads = np.flatnonzero(_changes(rl))
-            ukey = rl[heads] + ri * nm
-            busy = np.logical_or.reduceat(rc, heads) | (st.pol[ukey] == 1) | st.active[ukey]
-            counts = _shift_left(heads, len(rt)) - heads
-            # quiet devices: all readings false, nothing pending, no alarm — the common case
-            quiet = ~busy
-            if quiet.any():
-                q = ukey[quiet]
-                st.start[q] = np.where(st.pol[q] != 0, rt[heads[quiet]], st.start[q])
-                st.pol[q] = 0
-                st.dur[q] = _ms(r.clear_after_s)
-                st.last_t[q] = rt[(heads + counts - 1)[quiet]]
+            busy = np.logical_or.reduceat(rc, heads) | hot[ri, rl[heads]]
             if not busy.any():
                 continue
             sel = np.flatnonzero(np.repeat(busy, counts))
@@ -402,7 +399,7 @@ class RuleEngine:
             c = rc[sel]
             outs = np.full((len(sel), ks.width), np.nan)
             outs[:, :len(r.outputs)] = self._outputs(r, sub, len(sel))
-            parts.append((rl[sel] + ri * nm, rt[sel], c, self._durations(r, c, sub), outs))
+            parts.append((rl[sel] + ri * nm, t[src], c, self._durations(r, c, sub), outs))
         if not parts:
             return []
         key, tt, cc, dd, oo = (np.concatenate(x) for x in zip(*parts, strict=True))
