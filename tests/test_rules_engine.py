@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,9 @@ def _run(engine: Any, site: Any, stream: list[Any]) -> list[tuple[Any, ...]]:
     return [key(x) for x in out]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# ANJU_HYPOTHESIS_EXAMPLES=5000 for a deeper search than the suite's
+@settings(max_examples=int(os.environ.get("ANJU_HYPOTHESIS_EXAMPLES", "300")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(stream=STREAM)
 def test_vectorised_engine_matches_reference(site: Any, stream: list[Any]) -> None:
     rules = load_rules(site)
