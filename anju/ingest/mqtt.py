@@ -3,13 +3,17 @@
 Why a thin wrapper over paho-mqtt rather than aiomqtt (DESIGN.md names aiomqtt): aiomqtt
 2.5 has no manual acknowledgement (its paho client acknowledges every QoS 1 message as soon
 as it is parsed, before we have stored it), its incoming queue either grows without bound
-or *discards* messages when bounded, and it costs a task and a future per message (19k
+or *discards* messages when bounded, and it pays a task and a future per message (19k
 against paho's 28k msg/s for QoS 1 here, DESIGN.md). Reaching into ``client._client`` for
-``manual_ack_set`` would fix only the first. So paho runs its network loop on a thread of
-ours, with ``manual_ack_set(True)``; received messages go into a buffer the event loop
-drains in batches (one wake-up per batch, not per message); acknowledgements come back to
-that thread, which alone touches the socket (paho's ``ack`` writes directly when no paho
-thread runs, so calling it from the event loop would race the reader).
+``manual_ack_set`` would fix only the first. So this module drives paho itself, the way
+aiomqtt does — paho's socket callbacks register its socket with the event loop, which calls
+``loop_read``/``loop_write``, and ``loop_misc`` once a second — with three differences:
+``manual_ack_set(True)``; a readable socket is read until it has no complete message left
+(aiomqtt reads one packet per event-loop turn); and acknowledgements go out as one write.
+
+Why not paho's own network thread: the first version ran it so, and two threads competing
+for the GIL cost more than the thread gave: every ``recv`` released the GIL and waited to
+get it back from the decoding thread (profiled: a third of the consumer's time).
 
 - **At least once**: MQTT 5 with a stable client id, ``clean_start=False`` and a session
   expiry, so what is published while we are away is queued by the broker; PUBACK is sent
@@ -19,8 +23,9 @@ thread runs, so calling it from the event loop would race the reader).
   in flight to us, whatever its ``max_inflight_messages`` for 3.1.1 clients (20 by
   default, which would stall a consumer that acknowledges a whole batch at once).
 - **Back-pressure**: when the buffer holds more than ``max_buffered`` messages or
-  ``max_buffered_bytes``, the thread stops reading the socket; TCP flow control then makes
-  the broker queue for us. Nothing is ever discarded.
+  ``max_buffered_bytes``, the socket is taken off the event loop until the batcher has
+  taken half of it; TCP flow control then makes the broker queue for us. Nothing is ever
+  discarded.
 - **Reconnection**: capped exponential backoff with full jitter (AWS Architecture Blog,
   "Exponential Backoff and Jitter"); acknowledgements of messages received on an earlier
   connection are not sent (the broker redelivers those; a packet id may be reused).
@@ -30,10 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import functools
 import logging
 import random
 import struct
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,6 +64,7 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue through a week-long outage
 RECEIVE_MAXIMUM = 65535  # MQTT 5 §3.1.2.11.3: the largest value allowed
 _SUBSCRIBE_CHUNK = 100  # topic filters per SUBSCRIBE packet
+_READ_BURST = 512  # packets read per readable event at most, then other tasks run
 
 
 @dataclass(slots=True)
@@ -111,9 +118,9 @@ class Backoff:
 class MqttConsumer:
     """Subscribes with QoS 1 and hands messages to the event loop in batches.
 
-    An async context manager: entering starts the network thread (connecting in the
+    An async context manager: entering starts the connection task (connecting in the
     background, retrying forever); :meth:`take` and :meth:`wait` give received messages;
-    :meth:`ack` acknowledges them; leaving flushes acknowledgements and disconnects,
+    :meth:`ack` acknowledges them; leaving sends what is acknowledged and disconnects,
     keeping the session.
     """
 
@@ -129,27 +136,28 @@ class MqttConsumer:
         self.keepalive_s = keepalive_s
         self.backoff = backoff or Backoff()
         self.client_id = client_id(settings)
-        # Received, not yet taken: appended by the network thread, popped by the loop.
         self._buf: collections.deque[Message] = collections.deque()
-        self._in_bytes = 0  # written by the network thread only
-        self._out_bytes = 0  # written by the event loop only
-        self._acks: collections.deque[tuple[int, list[int]]] = collections.deque()
+        self._buf_bytes = 0
         self._gen = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()
         self._sleeping = False
-        self._stop = threading.Event()
+        self._stopping = False
         self._reading = True
-        self._thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
-        # Health, written by the network thread.
+        self._sock: Any = None  # paho's socket while open
+        self._reader_on = False
+        self._lost: asyncio.Future[None] | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._task: asyncio.Task[None] | None = None
+        # health
         self.state = "starting"
         self.connected = False
+        self.subscribed = False  # every SUBSCRIBE of the current connection answered
+        self._suback_pending = 0
         self.since_ms = int(time.time() * 1000)
         self.last_error: str | None = None
         self.connections = 0
-        self.subscribed = False  # every SUBSCRIBE of the current connection answered
-        self._suback_pending = 0
         self.received = 0
         self.paused = False
 
@@ -164,31 +172,47 @@ class MqttConsumer:
     async def __aenter__(self) -> Self:
         self.validate()
         self._loop = asyncio.get_running_loop()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="anju-mqtt", daemon=True)
-        self._thread.start()
+        self._stopping = False
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._task = self._tg.create_task(self._run(), name="mqtt-consumer")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
+        await self.close(exc_type, exc, tb)
 
-    async def close(self, timeout_s: float = 5.0) -> None:
+    async def close(self, exc_type: type[BaseException] | None = None,
+                    exc: BaseException | None = None, tb: TracebackType | None = None,
+                    timeout_s: float = 2.0) -> None:
         """Sends the acknowledgements queued so far, disconnects (the session stays)."""
+        self._stopping = True
         self._reading = False
-        self._stop.set()
-        if self._thread is not None:
-            thread = self._thread
-            await asyncio.to_thread(thread.join, timeout_s)
-            self._thread = None
+        client, lost = self._client, self._lost
+        if client is not None and self.connected and lost is not None and not lost.done():
+            # DISCONNECT goes out after the PUBACKs queued before it; paho closes the
+            # socket once it is written and reports the disconnection.
+            client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(lost), timeout_s)
+        if self._task is not None:
+            self._task.cancel()
+        try:
+            if self._tg is not None:
+                await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = self._task = None
+            if client is not None:
+                self._drop_socket(client)
 
     def stop_reading(self) -> None:
         """Stops taking new messages off the socket (before a drain); acks still go out.
-        Wakes a :meth:`wait` in progress. Call from the event loop."""
+        Wakes a :meth:`wait` in progress."""
         self._reading = False
+        self._reader(False)
         self._ready.set()
 
-    # -- the event loop's side -------------------------------------------------------------
+    # -- the pipeline's side ---------------------------------------------------------------
     @property
     def buffered(self) -> int:
         return len(self._buf)
@@ -196,13 +220,13 @@ class MqttConsumer:
     def take(self, max_messages: int) -> list[Message]:
         """Up to ``max_messages`` received messages, oldest first (never waits)."""
         buf = self._buf
-        out = []
-        nbytes = 0
-        for _ in range(min(max_messages, len(buf))):
-            m = buf.popleft()
-            nbytes += len(m.payload)
-            out.append(m)
-        self._out_bytes += nbytes
+        n = min(max_messages, len(buf))
+        out = [buf.popleft() for _ in range(n)]
+        self._buf_bytes -= sum(len(m.payload) for m in out)
+        if self.paused and len(buf) <= self.max_buffered // 2 and \
+                self._buf_bytes <= self.max_buffered_bytes // 2:
+            self.paused = False
+            self._reader(True)
         return out
 
     async def wait(self, timeout_s: float | None = None) -> bool:
@@ -210,11 +234,6 @@ class MqttConsumer:
         if self._buf:
             return True
         self._sleeping = True
-        # Checked after raising the flag: a message appended before it was raised is seen
-        # here, one appended after finds the flag and wakes us.
-        if self._buf:
-            self._sleeping = False
-            return True
         try:
             await asyncio.wait_for(self._ready.wait(), timeout_s)
         except TimeoutError:
@@ -225,13 +244,14 @@ class MqttConsumer:
         return bool(self._buf)
 
     def ack(self, messages: Iterable[Message]) -> None:
-        """Acknowledges messages to the broker (sent by the network thread, in this order)."""
-        by_gen: dict[int, list[int]] = {}
-        for m in messages:
-            if m.qos > 0:
-                by_gen.setdefault(m.gen, []).append(m.mid)
-        for gen, mids in by_gen.items():
-            self._acks.append((gen, mids))
+        """Acknowledges messages to the broker (in this order)."""
+        client = self._client
+        if client is None or not self.connected:
+            return  # the broker redelivers them on the next connection
+        gen = self._gen
+        mids = [m.mid for m in messages if m.qos > 0 and m.gen == gen]
+        if mids:
+            _send_pubacks(client, mids)
 
     def health(self) -> dict[str, Any]:
         """The broker connection's state, for /healthz."""
@@ -247,7 +267,7 @@ class MqttConsumer:
             "last_error": self.last_error,
         }
 
-    # -- the network thread ----------------------------------------------------------------
+    # -- the connection --------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                         protocol=mqtt.MQTTv5, reconnect_on_failure=False)
@@ -261,12 +281,21 @@ class MqttConsumer:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
         return c
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         connected = state == "connected"
         if state != self.state:
             self.since_ms = int(time.time() * 1000)
+            if state == "down":
+                log.warning("MQTT: %s", error or self.last_error or "disconnected")
+            elif connected:
+                log.info("MQTT: connected to %s:%s as %s", self.settings.mqtt["hostname"],
+                         self.settings.mqtt["port"], self.client_id)
         self.state = state
         self.connected = connected
         if not connected:
@@ -275,76 +304,139 @@ class MqttConsumer:
             self.last_error = error
         self.metrics.mqtt_connected.set(1 if connected else 0)
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         opts = self.settings.mqtt
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = RECEIVE_MAXIMUM
-        while not self._stop.is_set():
+        while not self._stopping:
             client = self._client = self._make_client()
+            lost = self._lost = loop.create_future()
             self._set_state("connecting")
+            connect = functools.partial(client.connect, opts["hostname"], opts["port"],
+                                        keepalive=self.keepalive_s, clean_start=False,
+                                        properties=props)
             try:
-                client.connect(opts["hostname"], opts["port"], keepalive=self.keepalive_s,
-                               clean_start=False, properties=props)
+                # Name resolution, TCP and TLS handshakes block: on a thread. paho calls
+                # our socket callbacks from there; they hop to the loop.
+                await loop.run_in_executor(None, connect)
             except (OSError, ValueError) as exc:
-                self._set_state("down", f"connect to {opts['hostname']}:{opts['port']}: {exc}")
-                self._sleep_backoff()
+                self._drop_socket(client)
+                self._set_state("down", f"connect to {opts['hostname']}:{opts['port']}: "
+                                f"{exc}")
+                await asyncio.sleep(self.backoff.next())
                 continue
             try:
-                self._serve(client)
+                while not lost.done():
+                    await asyncio.wait([lost], timeout=1.0)
+                    if not lost.done() and client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+                        self._mark_lost("keepalive: no answer from the broker")
             finally:
                 self._gen += 1  # acks of this connection are void from here on
-                self._set_state("down" if not self._stop.is_set() else "stopped")
-                try:
-                    client.disconnect()  # MQTT DISCONNECT: the session stays (expiry set)
-                except Exception:  # already gone; closing is all we want
-                    pass
-                # paho keeps the socket until the next connect; close it so none leaks.
-                sock = client.socket()
-                if sock is not None:
-                    sock.close()
-            if not self._stop.is_set():
-                self._sleep_backoff()
+                self._drop_socket(client)
+                self._set_state("stopped" if self._stopping else "down")
+            if not self._stopping:
+                await asyncio.sleep(self.backoff.next())
 
-    def _serve(self, client: mqtt.Client) -> None:
-        """Runs one connection until it drops or we stop."""
-        gen = self._gen
-        while True:
-            self._flush_acks(client, gen)
-            if self._stop.is_set():
-                self._flush_acks(client, gen)
-                return
-            behind = (len(self._buf) >= self.max_buffered
-                      or self._in_bytes - self._out_bytes >= self.max_buffered_bytes)
-            if behind or not self._reading:
-                if behind and not self.paused:
-                    self.metrics.intake_paused.inc()
-                self.paused = True
-                self._stop.wait(0.01)
-                continue
-            self.paused = False
-            rc = client.loop(timeout=0.05)
+    def _drop_socket(self, client: mqtt.Client) -> None:
+        self._reader(False)
+        sock = self._sock
+        if sock is not None and self._loop is not None:
+            self._loop.remove_writer(sock)
+        self._sock = None
+        raw = client.socket()
+        if raw is not None:
+            raw.close()
+
+    def _mark_lost(self, why: str) -> None:
+        if not self._stopping:
+            self.last_error = why
+        lost = self._lost
+        if lost is not None and not lost.done():
+            lost.set_result(None)
+
+    def _in_loop(self, fn: Any, *args: Any) -> None:
+        """Runs ``fn`` on the event loop: now if we are on it, else soon (from connect's
+        thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _reader(self, on: bool) -> None:
+        loop, sock = self._loop, self._sock
+        if loop is None or sock is None or on == self._reader_on:
+            return
+        if on:
+            if self._reading and not self.paused:
+                loop.add_reader(sock, self._on_readable)
+                self._reader_on = True
+        else:
+            loop.remove_reader(sock)
+            self._reader_on = False
+
+    def _on_readable(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        for _ in range(_READ_BURST):
+            before = self.received
+            rc = client.loop_read()
             if rc != mqtt.MQTT_ERR_SUCCESS:
-                if not self.last_error or self.connected:
-                    self.last_error = f"connection lost: {mqtt.error_string(rc)}"
+                self._mark_lost(f"connection lost: {mqtt.error_string(rc)}")
                 return
+            if self.received == before:
+                break  # no complete message left (or a control packet): wait for more
+        if len(self._buf) >= self.max_buffered or self._buf_bytes >= self.max_buffered_bytes:
+            if not self.paused:
+                self.metrics.intake_paused.inc()
+            self.paused = True
+            self._reader(False)
 
-    def _flush_acks(self, client: mqtt.Client, gen: int) -> None:
-        acks = self._acks
-        while acks:
-            g, mids = acks.popleft()
-            if g != gen:
-                continue  # received on an earlier connection: the broker redelivers it
-            _send_pubacks(client, mids)
+    def _on_writable(self) -> None:
+        client = self._client
+        if client is not None and client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+            self._mark_lost("connection lost while writing")
 
-    def _sleep_backoff(self) -> None:
-        self._stop.wait(self.backoff.next())
+    # paho callbacks ----------------------------------------------------------------------
+    def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        def opened() -> None:
+            self._sock = sock
+            self._reader_on = False
+            self._reader(True)
+        self._in_loop(opened)
 
-    # paho callbacks (network thread) -------------------------------------------------------
+    def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        def closed() -> None:
+            if self._sock is sock:
+                self._reader(False)
+                if self._loop is not None:
+                    self._loop.remove_writer(sock)
+                self._sock = None
+        self._in_loop(closed)
+
+    def _on_register_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        def register() -> None:
+            if self._loop is not None and self._sock is sock:
+                self._loop.add_writer(sock, self._on_writable)
+        self._in_loop(register)
+
+    def _on_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._in_loop(lambda: self._loop.remove_writer(sock) if self._loop else None)
+
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any,
                     reason: ReasonCode, _props: Properties | None) -> None:
         if reason.is_failure:
             self._set_state("refused", f"broker refused the connection: {reason}")
+            self._mark_lost(f"broker refused the connection: {reason}")
             return
         self.connections += 1
         if self.connections > 1:
@@ -368,20 +460,17 @@ class MqttConsumer:
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason: ReasonCode, _props: Properties | None) -> None:
-        if not self._stop.is_set():
-            self.last_error = f"disconnected: {reason}"
+        self._in_loop(self._mark_lost, f"disconnected: {reason}")
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     msg: mqtt.MQTTMessage) -> None:
         payload = cast(bytes, msg.payload)  # a slice of the packet: bytes
         self._buf.append(Message(msg.topic, payload, msg.mid, msg.qos, self._gen))
-        self._in_bytes += len(payload)
+        self._buf_bytes += len(payload)
         self.received += 1
         if self._sleeping:
             self._sleeping = False
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._ready.set)
+            self._ready.set()
 
 
 _PUBACK = struct.Struct("!BBH")
