@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
+import resource
 import selectors
 import ssl
 import time
@@ -134,6 +135,11 @@ class Publisher:
         """Opens the connections (one per name with credentials, else one) and waits for
         every CONNACK; raises ServiceError naming a refused one."""
         wanted = list(dict.fromkeys(names)) if self.credentials is not None else [""]
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and len(wanted) > soft - 64:
+            raise ConfigError(f"{len(wanted)} connections need more open files than this "
+                              f"process may have ({soft}): publish --via gateway, spread "
+                              f"them over --processes, or raise `ulimit -n`")
         for name in wanted:
             if name not in self.clients:
                 self._client(name)

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from anju.devices.registry import Site
-from anju.errors import ConfigError
+from anju.errors import ConfigError, ServiceError
 from anju.simulators.scenario import BoundScenario, Scenario, bind, load_scenario
 from anju.simulators.traffic import Traffic, record
 
@@ -230,7 +230,7 @@ def _run_shards(opts: RunOptions, r: Resolved, *, progress: bool,
             if p.stdout is not None:
                 p.stdout.close()
     if any(codes) or len(done) < n:
-        raise ConfigError(f"publisher shards exited with {codes}")
+        raise ServiceError("publisher", f"shards exited with {codes}")
     out = _sum(list(done.values())) | {"processes": n, "start_ms": r.start_ms,
                                         "duration_s": r.duration_s, "seed": r.seed}
     out.pop("event", None)
