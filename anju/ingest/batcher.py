@@ -19,7 +19,8 @@ from anju.ingest.mqtt import Message, MqttConsumer
 
 __all__ = ["Batcher"]
 
-_TAKE = 256  # messages taken from the consumer at a time (a gateway message holds ~100)
+_TAKE = 16  # messages decoded at a time (a gateway message holds ~100 readings)
+_SLICE_S = 0.002  # decode at most this long before letting other tasks run
 
 
 class Batcher:
@@ -48,14 +49,21 @@ class Batcher:
         msgs: list[Message] = []
         readings = 0
         cpu = 0.0
+        sliced = time.perf_counter()
         while True:
             room = min(_TAKE, self.max_messages - len(msgs))
             taken = consumer.take(room)
             if taken:
                 t0 = time.perf_counter()
                 readings += self._decode(taken)
-                cpu += time.perf_counter() - t0
+                t1 = time.perf_counter()
+                cpu += t1 - t0
                 msgs += taken
+                if t1 - sliced > _SLICE_S:
+                    # A batch of gateway messages takes tens of ms to decode: in slices,
+                    # so alarms, webhooks and writes in flight are not held up behind it.
+                    await asyncio.sleep(0)
+                    sliced = time.perf_counter()
             if readings >= self.batch_max or len(msgs) >= self.max_messages:
                 break
             if consumer.buffered:

@@ -369,10 +369,11 @@ def _next_ts(base_ts: int, counters: list[dict[str, int]]) -> int:
 
 
 async def _until_done(p: Any, messages: int, within_s: float) -> None:
-    """Until the pipeline has taken ``messages`` messages and acknowledged them all (so
-    their readings are stored or spooled)."""
+    """Until the pipeline has taken ``messages`` messages, acknowledged them all and has
+    nothing left in its spool: everything is in InfluxDB."""
     await _poll(lambda: p.decoder.messages >= messages and p.acks.pending == 0 and
-                p.consumer.buffered == 0, within_s)
+                p.consumer.buffered == 0 and p.storage.spool_points == 0 and
+                p.storage.mode == "direct", within_s)
 
 
 async def _poll(cond: Callable[[], bool], within_s: float) -> None:

@@ -180,19 +180,20 @@ class LineEncoder:
             empty += e.empty
         return Encoded(lines, empty)
 
-    def encode_kind(self, kb: KindBatch) -> Encoded:
-        """Line protocol for the readings of one kind."""
-        n = len(kb)
+    def encode_kind(self, kb: KindBatch, start: int = 0, stop: int | None = None) -> Encoded:
+        """Line protocol for the readings of one kind (rows ``start:stop`` of it)."""
+        device, ts, values = kb.device[start:stop], kb.ts[start:stop], kb.values[start:stop]
+        n = len(ts)
         cols = self._columns[kb.kind.name]
         if n == 0 or not cols:
             return Encoded([], n)
-        vals = kb.values[:, [c.pos for c in cols]]
+        vals = values[:, [c.pos for c in cols]]
         present = ~np.isnan(vals)
         # One bit per stored column: rows with the same bits share one format.
         mask = present.astype(np.int64) @ (np.int64(1) << np.arange(len(cols), dtype=np.int64))
         formatted = [_format_column(c, vals[:, k]) for k, c in enumerate(cols)]
-        prefix = self._prefix[kb.device]
-        ts = [" " + t for t in map(str, kb.ts.tolist())]
+        prefix = self._prefix[device]
+        ts_text = [" " + t for t in map(str, ts.tolist())]
         groups = np.unique(mask)
         lines: list[str] = []
         empty = 0
@@ -213,7 +214,7 @@ class LineEncoder:
                     col = formatted[k]
                     parts.append(col if rows is None else [col[r] for r in rows.tolist()])
                     sep = ","
-            parts.append(ts if rows is None else [ts[r] for r in rows.tolist()])
+            parts.append(ts_text if rows is None else [ts_text[r] for r in rows.tolist()])
             # repeat() columns are endless: the shortest (finite) column ends the zip.
             lines += map("".join, zip(*parts, strict=False))
         return Encoded(lines, empty)
