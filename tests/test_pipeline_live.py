@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry
 
 from anju.alarms.receiver import WebhookReceiver
@@ -47,11 +49,29 @@ def _site(root: Path, estate: str, hook: str = "http://127.0.0.1:9/hooks/propert
     return load_site(root)
 
 
-def _settings(services: LocalServices, db: str, state: Path, **kw: object) -> Settings:
+def _purge(services: LocalServices, cid: str) -> None:
+    """Ends a persistent session, so the broker stops queueing for it."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c.connect(services.mosquitto.host, services.mosquitto.port, clean_start=True,
+              properties=props)
+    c.loop(1)
+    c.disconnect()
+
+
+@pytest.fixture
+def cid(services: LocalServices) -> Iterator[str]:
+    name = f"anju-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    if services.mosquitto.running:
+        _purge(services, name)
+
+
+def _settings(services: LocalServices, db: str, state: Path, cid: str) -> Settings:
     return Settings(mqtt_url=services.mosquitto.url, influx_url=services.influx.url,
                     influx_db=db, state_dir=state, api_addr=f"127.0.0.1:{free_port()}",
-                    mqtt_client_id=f"anju-test-{uuid.uuid4().hex[:8]}", batch_linger_ms=20,
-                    tick_s=0.2, **kw)  # type: ignore[arg-type]
+                    mqtt_client_id=cid, batch_linger_ms=20, tick_s=0.2)
 
 
 def _publish(services: LocalServices, items: list[tuple[str, dict[str, object]]]) -> None:
@@ -80,11 +100,11 @@ async def _connected(p: Pipeline) -> None:
 
 
 async def test_smoke_reading_lands_in_influxdb(services: LocalServices, influx_db: str,
-                                               topic_prefix: str, tmp_path: Path,
+                                               topic_prefix: str, tmp_path: Path, cid: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANJU_TEST_SECRET", "x")
     site = _site(tmp_path / "site", topic_prefix)
-    settings = _settings(services, influx_db, tmp_path / "state")
+    settings = _settings(services, influx_db, tmp_path / "state", cid)
     ts = int(time.time() * 1000) - 1000
     async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
         await _connected(p)
@@ -109,12 +129,12 @@ async def test_smoke_reading_lands_in_influxdb(services: LocalServices, influx_d
 
 
 async def test_alarm_reaches_webhook_and_alarms_measurement(
-        services: LocalServices, influx_db: str, topic_prefix: str, tmp_path: Path,
+        services: LocalServices, influx_db: str, topic_prefix: str, tmp_path: Path, cid: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANJU_TEST_SECRET", SECRET.decode())
     async with WebhookReceiver({"property": SECRET}) as rx:
         site = _site(tmp_path / "site", topic_prefix, hook=rx.url("property"))
-        settings = _settings(services, influx_db, tmp_path / "state")
+        settings = _settings(services, influx_db, tmp_path / "state", cid)
         now = int(time.time() * 1000)
         async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
             await _connected(p)
@@ -134,10 +154,11 @@ async def test_alarm_reaches_webhook_and_alarms_measurement(
 
 async def test_influxdb_outage_spools_then_replays(services: LocalServices, influx_db: str,
                                                    topic_prefix: str, tmp_path: Path,
+                                                   cid: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANJU_TEST_SECRET", "x")
     site = _site(tmp_path / "site", topic_prefix)
-    settings = _settings(services, influx_db, tmp_path / "state")
+    settings = _settings(services, influx_db, tmp_path / "state", cid)
     t0 = int(time.time() * 1000) - 60_000
     topic = f"anju/{topic_prefix}/b1/water/pump-1"
 

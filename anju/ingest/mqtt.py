@@ -393,13 +393,16 @@ class MqttConsumer:
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 self._mark_lost(f"connection lost: {mqtt.error_string(rc)}")
                 return
+            if len(self._buf) >= self.max_buffered or \
+                    self._buf_bytes >= self.max_buffered_bytes:
+                # Behind: stop reading until the batcher has taken half (see take()).
+                if not self.paused:
+                    self.metrics.intake_paused.inc()
+                self.paused = True
+                self._reader(False)
+                return
             if self.received == before:
-                break  # no complete message left (or a control packet): wait for more
-        if len(self._buf) >= self.max_buffered or self._buf_bytes >= self.max_buffered_bytes:
-            if not self.paused:
-                self.metrics.intake_paused.inc()
-            self.paused = True
-            self._reader(False)
+                return  # no complete message left (or a control packet): wait for more
 
     def _on_writable(self) -> None:
         client = self._client

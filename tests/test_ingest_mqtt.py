@@ -1,0 +1,183 @@
+"""The MQTT consumer: partition topics, backoff, acknowledgement order; against the real
+Mosquitto: redelivery of what was not acknowledged across a broker restart, reconnection
+with /healthz state, and intake that pauses rather than grows."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from prometheus_client import CollectorRegistry
+
+from anju.config import Settings
+from anju.devices.registry import Site, load_site
+from anju.ingest.metrics import ingest_metrics
+from anju.ingest.mqtt import AckSequencer, Backoff, Message, MqttConsumer, client_id, topics_for
+from anju.services import LocalServices
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    root: Path = tmp_path_factory.mktemp("site")
+    (root / "site.yaml").write_text("estates:\n" + "".join(
+        f"  - id: e{i}\n    buildings:\n      - {{id: b1, floors: 5}}\n" for i in range(5)))
+    (root / "devices.csv").write_text("device,kind,estate,building,floor,zone,params\n"
+                                      "s-1,smoke,e0,b1,1,,\n")
+    return load_site(root)
+
+
+def test_partition_topics_and_client_ids(site: Site) -> None:
+    one = Settings(partition="0/1")
+    assert topics_for(one, site) == ["anju/#"] and client_id(one) == "anju-pipeline"
+    assert topics_for(Settings(partition="1/2"), site) == ["anju/e1/#", "anju/e3/#"]
+    assert topics_for(Settings(partition="0/2"), site) == ["anju/e0/#", "anju/e2/#",
+                                                           "anju/e4/#"]
+    assert client_id(Settings(partition="1/2")) == "anju-pipeline-p1of2"
+    assert topics_for(Settings(partition="4/7"), site) == ["anju/e4/#"]
+    assert topics_for(Settings(partition="5/7"), site) == []
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    b = Backoff(base_s=0.5, cap_s=4.0, rng=random.Random(1))
+    delays = [b.next() for _ in range(40)]
+    assert all(0 <= d <= 4.0 for d in delays)
+    assert max(delays[:2]) <= 1.0  # 0.5, 1.0 ceilings first
+    assert len({round(d, 6) for d in delays}) == len(delays)  # jitter: no two alike
+    b.reset()
+    assert b.next() <= 0.5
+
+
+class _FakeConsumer:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, messages: list[Message]) -> None:
+        self.acked += [m.mid for m in messages]
+
+
+def test_acks_go_out_in_received_order() -> None:
+    fake = _FakeConsumer()
+    seq = AckSequencer(fake)  # type: ignore[arg-type]
+    batches = [[Message("t", b"", mid, 1, 0) for mid in range(k * 3, k * 3 + 3)]
+               for k in range(4)]
+    tickets = [seq.issue(b) for b in batches]
+    seq.done(tickets[2])
+    seq.done(tickets[1])
+    assert fake.acked == [] and seq.pending == 4
+    seq.done(tickets[0])
+    assert fake.acked == list(range(9)) and seq.pending == 1
+    seq.done(tickets[0])  # twice: ignored
+    seq.done(tickets[3])
+    assert fake.acked == list(range(12)) and seq.pending == 0
+
+
+# -- against the real broker ---------------------------------------------------------------
+
+def _publish(services: LocalServices, topic: str, payloads: list[bytes]) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    c.connect(services.mosquitto.host, services.mosquitto.port)
+    c.loop_start()
+    try:
+        for info in [c.publish(topic, p, qos=1) for p in payloads]:
+            info.wait_for_publish(10)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def _purge(services: LocalServices, cid: str) -> None:
+    """Ends a persistent session, so the broker stops queueing for it."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c.connect(services.mosquitto.host, services.mosquitto.port, clean_start=True,
+              properties=props)
+    c.loop(1)
+    c.disconnect()
+
+
+@pytest.fixture
+def cid(services: LocalServices) -> Iterator[str]:
+    name = f"anju-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    if services.mosquitto.running:
+        _purge(services, name)
+
+
+async def _until(cond: Callable[[], bool], within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def _drain(c: MqttConsumer, n: int, within_s: float = 10.0) -> list[Message]:
+    got: list[Message] = []
+    deadline = time.monotonic() + within_s
+    while len(got) < n and time.monotonic() < deadline:
+        await c.wait(0.2)
+        got += c.take(1000)
+    return got
+
+
+@pytest.fixture
+async def consumer(services: LocalServices, cid: str,
+                   topic_prefix: str) -> AsyncIterator[MqttConsumer]:
+    s = Settings(mqtt_url=services.mosquitto.url, mqtt_client_id=cid)
+    async with MqttConsumer(s, [f"anju/{topic_prefix}/#"],
+                            backoff=Backoff(0.05, 0.2)) as c:
+        await _until(lambda: c.subscribed)
+        yield c
+
+
+@pytest.mark.integration
+async def test_unacknowledged_messages_come_back_after_a_broker_restart(
+        services: LocalServices, consumer: MqttConsumer, topic_prefix: str) -> None:
+    topic = f"anju/{topic_prefix}/b1/smoke/s-1"
+    await asyncio.to_thread(_publish, services, topic, [b"%d" % i for i in range(10)])
+    got = await _drain(consumer, 10)
+    assert [m.payload for m in got] == [b"%d" % i for i in range(10)]
+    consumer.ack(got[:6])
+    await asyncio.sleep(0.2)  # the PUBACKs reach the broker
+    services.mosquitto.stop()  # a clean stop saves sessions to the persistence file
+    try:
+        await _until(lambda: not consumer.connected)
+        assert consumer.health()["ok"] is False and consumer.health()["state"] == "down"
+        consumer.ack(got[6:])  # acks of the old connection are not sent on the next
+    finally:
+        services.mosquitto.start()
+    await _until(lambda: consumer.subscribed, 15)
+    assert consumer.health()["reconnects"] == 1
+    again = await _drain(consumer, 4)
+    assert sorted(m.payload for m in again) == [b"6", b"7", b"8", b"9"]
+    consumer.ack(again)
+    await asyncio.to_thread(_publish, services, topic, [b"new"])
+    assert [m.payload for m in await _drain(consumer, 1)] == [b"new"]
+
+
+@pytest.mark.integration
+async def test_intake_pauses_instead_of_growing(services: LocalServices, cid: str,
+                                                topic_prefix: str) -> None:
+    reg = CollectorRegistry()
+    s = Settings(mqtt_url=services.mosquitto.url, mqtt_client_id=cid)
+    async with MqttConsumer(s, [f"anju/{topic_prefix}/#"], max_buffered=10,
+                            metrics=ingest_metrics(reg)) as c:
+        await _until(lambda: c.subscribed)
+        await asyncio.to_thread(_publish, services, f"anju/{topic_prefix}/b/smoke/d",
+                                [b"x" * 100] * 100)
+        await _until(lambda: c.paused)
+        await asyncio.sleep(0.2)
+        assert c.buffered == 10
+        assert reg.get_sample_value("anju_intake_paused_total") == 1
+        got = await _drain(c, 100)
+        assert len(got) == 100
+        c.ack(got)
