@@ -141,7 +141,10 @@ async def _demo(seconds: float, scenario_ref: str, root: Path, quiet: bool) -> d
     services = LocalServices(root / "services")
     await asyncio.to_thread(services.start)
     try:
+        # A --workdir used before keeps its data: start from nothing, or the counts lie.
+        await asyncio.to_thread(services.influx.drop_database, _DB)
         await asyncio.to_thread(services.influx.create_database, _DB)
+        await asyncio.to_thread(shutil.rmtree, root / "state", True)
         return await _with_services(sc, scenario_path, seconds, root, services, console, quiet)
     finally:
         await asyncio.to_thread(services.stop)
