@@ -117,6 +117,8 @@ async def test_smoke_reading_lands_in_influxdb(services: LocalServices, influx_d
         await _until(lambda: p.stats()["stored"] >= 2)
         stats = p.stats()
     assert stats["readings"] == 2 and stats["rejected"] == {"unknown_device": 1}
+    letters = (tmp_path / "state" / "deadletters.jsonl").read_text().splitlines()
+    assert len(letters) == 1 and orjson.loads(letters[0])["reason"] == "unknown_device"
     res = services.influx.query("SELECT * FROM smoke", db=influx_db, epoch="ms")
     series = res["results"][0]["series"][0]
     rows = [dict(zip(series["columns"], v, strict=True)) for v in series["values"]]

@@ -6,7 +6,7 @@
                                                                                  ▼
             alarms: AlarmManager (SQLite, on a thread) ─► WebhookDispatcher.wake
                                                       └─► alarm_lines ─► Storage (`alarms`)
-    HTTP API (health, metrics, alarms) on api_addr
+    HTTP API (health, metrics, alarms) on api_addr;  rejected readings ─► DeadLetters file
 
 Storage and rules are separate branches after decoding: each has its own bounded queue and
 task, and storage never blocks (it spools when InfluxDB is behind), so a slow InfluxDB
@@ -39,6 +39,7 @@ from anju.alarms import (
 )
 from anju.config import Settings
 from anju.devices.batch import Batch
+from anju.devices.deadletter import DEFAULT_NAME, DeadLetters
 from anju.devices.decode import Decoder, Rejection
 from anju.devices.registry import Site
 from anju.errors import ConfigError
@@ -91,6 +92,7 @@ class Pipeline:
         self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
+        self.dead_letters: DeadLetters | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -121,8 +123,6 @@ class Pipeline:
             raise
         self.manager = AlarmManager(self.site, self.store, registry=self.registry)
         self.engine = RuleEngine(self.site, self._rules, estates=self.estates)
-        # TODO(deadletter): write each Rejection to anju.devices.deadletter.DeadLetters
-        # once it exists; until then rejections are counted (metrics, stats) only.
         self.decoder = Decoder(self.site, on_reject=self._on_reject, estates=self.estates)
         self.encoder = LineEncoder(self.site)
         self.batcher = Batcher(self.consumer, self.decoder, batch_max=self.settings.batch_max,
@@ -136,6 +136,10 @@ class Pipeline:
         await stack.__aenter__()
         try:
             stack.callback(self.store.close)
+            # Opens its file and starts its writer thread: only now, after validate().
+            self.dead_letters = DeadLetters(self.settings.state_dir / DEFAULT_NAME,
+                                            self.settings.deadletter_max_mb << 20)
+            stack.push_async_callback(self.dead_letters.aclose)
             await stack.enter_async_context(self.storage)
             await stack.enter_async_context(self.dispatcher)
             if self._api_enabled:
@@ -252,6 +256,8 @@ class Pipeline:
     def _on_reject(self, rej: Rejection) -> None:
         self.rejected[rej.reason] += 1
         self.metrics.rejected.labels(rej.reason).inc()
+        if self.dead_letters is not None:
+            self.dead_letters.write(rej)  # buffered in memory; its thread writes the file
 
     async def _batch_loop(self) -> None:
         while True:
