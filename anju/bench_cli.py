@@ -18,13 +18,18 @@ def bench_rules(
     batch_size: Annotated[int, typer.Option(help="readings per batch")] = 10_000,
     baseline_readings: Annotated[int, typer.Option(
         help="readings given to the scalar reference engine")] = 100_000,
+    traffic: Annotated[str, typer.Option(
+        help="city: a simulated city's normal traffic; stress: random readings whose "
+             "conditions flip all the time")] = "city",
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Vectorised rule engine vs the scalar reference engine on the same readings."""
     from anju.rules.bench import run_bench
 
+    if traffic not in ("city", "stress"):
+        raise typer.BadParameter("city or stress", param_hint="--traffic")
     res = run_bench(readings=readings, devices=devices, batch_size=batch_size,
-                    baseline_readings=baseline_readings,
+                    baseline_readings=baseline_readings, traffic=traffic,
                     progress=None if json else (lambda m: typer.echo(m, err=True)))
     if json:
         sys.stdout.write(orjson.dumps(res).decode() + "\n")

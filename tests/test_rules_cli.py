@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
 if not EXAMPLES.exists():  # a clone outside the workspace: the copy kept with the tests
@@ -95,12 +96,13 @@ def test_check_lists_the_catalogue() -> None:
     assert s["rules"] == 26 and "smoke.fire_confirmed" in s["by_id"]
 
 
-def test_bench_rules_smoke() -> None:
-    res = anju("bench", "rules", "--readings", "30000", "--devices", "2000",
-               "--batch-size", "5000", "--baseline-readings", "5000", "--json")
+@pytest.mark.parametrize("traffic", ["city", "stress"])
+def test_bench_rules_smoke(traffic: str) -> None:
+    res = anju("bench", "rules", "--readings", "30000", "--devices", "2000", "--traffic",
+               traffic, "--batch-size", "5000", "--baseline-readings", "5000", "--json")
     assert res.returncode == 0, res.stderr
     s = orjson.loads(res.stdout.strip().splitlines()[-1])
     assert set(s) >= {"readings", "rules", "readings_per_s", "baseline_readings_per_s", "speedup"}
-    assert s["readings"] >= 30000 and s["rules"] == 26
+    assert s["readings"] >= 30000 and s["rules"] == 26 and s["devices"] >= 2000
     assert s["speedup"] == round(s["readings_per_s"] / s["baseline_readings_per_s"], 2)
     assert s["agree_on_baseline"] is True
