@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from anju.devices.batch import Batch, BatchBuilder
 from anju.devices.decode import Decoder
@@ -28,7 +29,8 @@ class Batcher:
 
     def __init__(self, consumer: MqttConsumer, decoder: Decoder, *, batch_max: int,
                  linger_ms: int, metrics: IngestMetrics | None = None,
-                 max_messages: int | None = None) -> None:
+                 max_messages: int | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
         self.consumer = consumer
         self.decoder = decoder
         self.batch_max = batch_max
@@ -36,6 +38,7 @@ class Batcher:
         # Rejected messages add no readings; bound the messages of a batch as well.
         self.max_messages = max_messages or batch_max
         self.metrics = metrics or ingest_metrics(None)
+        self.clock = clock or (lambda: int(time.time() * 1000))
         self._builder = BatchBuilder()
 
     async def next_batch(self, *, wait: bool = True) -> tuple[Batch, list[Message]]:
@@ -82,7 +85,7 @@ class Batcher:
         decode = self.decoder.decode
         builder = self._builder
         # The receiving clock of CONTRACT §2, read once per take (≤ a linger late).
-        now = int(time.time() * 1000)
+        now = self.clock()
         n = 0
         for m in msgs:
             n += decode(m.topic, m.payload, builder, now, now)

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -74,8 +75,11 @@ class Pipeline:
 
     def __init__(self, settings: Settings, site: Site, *,
                  registry: CollectorRegistry | None = None, rules: RuleSet | None = None,
-                 api: bool = True) -> None:
+                 api: bool = True, clock: Callable[[], int] | None = None) -> None:
+        """``clock`` gives "now" in ms (the wall clock by default): the engine's ticks, the
+        decoder's receiving clock (CONTRACT §2), the ``ts`` of acknowledgements."""
         self.settings = settings
+        self._clock = clock
         self.site = site
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = ingest_metrics(self.registry)
@@ -126,7 +130,8 @@ class Pipeline:
         self.decoder = Decoder(self.site, on_reject=self._on_reject, estates=self.estates)
         self.encoder = LineEncoder(self.site)
         self.batcher = Batcher(self.consumer, self.decoder, batch_max=self.settings.batch_max,
-                               linger_ms=self.settings.batch_linger_ms, metrics=self.metrics)
+                               linger_ms=self.settings.batch_linger_ms, metrics=self.metrics,
+                               clock=self._now)
         self.acks = AckSequencer(self.consumer)
 
     async def start(self) -> None:
@@ -162,7 +167,7 @@ class Pipeline:
 
     async def _start_api(self, stack: contextlib.AsyncExitStack) -> None:
         app = make_api(self.manager, self.store, self.site, health=self.health,
-                       registry=self.registry)
+                       registry=self.registry, clock_ms=self._now)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -178,6 +183,10 @@ class Pipeline:
         alarms committed and its messages acknowledged."""
         self._stopping.set()
         self.consumer.stop_reading()
+        clock = self._tasks.get("clock")
+        if clock is not None:  # no new ticks: what is committed from here on is drained
+            clock.cancel()
+            await asyncio.wait([clock])
         batches = self._tasks.get("batches")
         if batches is not None:
             await asyncio.wait([batches])  # it leaves once the consumer's buffer is empty
@@ -217,6 +226,10 @@ class Pipeline:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop(exc_type, exc, tb)
+
+    def _now(self) -> int:
+        # Looked up at each call, so a caller may also swap the module's _wall_ms.
+        return self._clock() if self._clock is not None else _wall_ms()
 
     # -- observation -----------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -313,7 +326,7 @@ class Pipeline:
             next_at += period
             if loop.time() > next_at:  # fell behind (suspended?): skip, don't burst
                 next_at = loop.time() + period
-            now = _wall_ms()
+            now = self._now()
             await self._alarm_q.put((now, self.engine.tick(now)))
 
     async def _alarm_loop(self) -> None:
