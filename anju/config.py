@@ -51,8 +51,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ANJU_", extra="ignore", toml_file=None)
 
-    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker URL, mqtt:// or mqtts://")
-    mqtt_client_id: str = Field("anju-pipeline", description="stable id: persistent session")
+    mqtt_url: str = Field(default="mqtt://127.0.0.1:1883",
+                          description="broker URL, mqtt:// or mqtts://")
+    mqtt_client_id: str = Field(default="anju-pipeline",
+                                description="stable id: persistent session")
     influx_url: str = "http://127.0.0.1:8086"
     influx_api: Literal["v1", "v2"] = "v1"
     influx_db: str = "anju"
@@ -61,13 +63,15 @@ class Settings(BaseSettings):
     state_dir: Path = Path("./.anju/state")
     api_addr: str = "127.0.0.1:8080"
     partition: str = "0/1"
-    batch_max: int = Field(5000, ge=1, description="readings per decoded batch at most")
-    batch_linger_ms: int = Field(50, ge=1, description="wait at most this long to fill a batch")
-    tick_s: float = Field(1.0, gt=0, description="rule engine clock tick")
-    spool_max_mb: int = Field(1024, ge=1, description="InfluxDB spool bound on disk")
-    deadletter_max_mb: int = Field(64, ge=1, description="dead-letter file size before rotation")
+    batch_max: int = Field(default=5000, ge=1, description="readings per decoded batch at most")
+    batch_linger_ms: int = Field(default=50, ge=1,
+                                 description="wait at most this long to fill a batch")
+    tick_s: float = Field(default=1.0, gt=0, description="rule engine clock tick")
+    spool_max_mb: int = Field(default=1024, ge=1, description="InfluxDB spool bound on disk")
+    deadletter_max_mb: int = Field(default=64, ge=1,
+                                   description="dead-letter file size before rotation")
     webhook_timeout_s: float = 10.0
-    webhook_horizon_s: float = Field(24 * 3600,
+    webhook_horizon_s: float = Field(default=24 * 3600,
                                      description="retry a webhook this long, then give up")
 
     @field_validator("mqtt_url")
