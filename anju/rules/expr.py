@@ -94,6 +94,7 @@ class Expr:
         self.windows = windows
         self.params = params  # registry params it reads
         self._compiled: Callable[[Mapping[str, Any]], Any] | None = None
+        self._compiled_py: Callable[[Mapping[str, Any]], Any] | None = None
         #: every column name it reads: fields, registry params and window keys
         self.names = fields | params | frozenset(w.key for w in windows)
 
@@ -124,41 +125,66 @@ class Expr:
     # -- scalar (the oracle) -------------------------------------------------------------
     def scalar(self, env: Mapping[str, Any]) -> Any:
         """Evaluates on one reading: ``env`` maps names (and window keys) to floats."""
-        return self._s(self.tree, env)
+        fn = self._compiled_py
+        if fn is None:
+            fn = self._compiled_py = _compile_py(self.tree)
+        return fn(env)
 
-    def _s(self, node: ast.expr, e: Mapping[str, Any]) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return e[node.id]
-        if isinstance(node, ast.BoolOp):
-            vals = [_truth(self._s(v, e)) for v in node.values]
-            return all(vals) if isinstance(node.op, ast.And) else any(vals)
-        if isinstance(node, ast.UnaryOp):
-            v = self._s(node.operand, e)
-            return (not _truth(v)) if isinstance(node.op, ast.Not) else -v
-        if isinstance(node, ast.BinOp):
-            a, b = self._s(node.left, e), self._s(node.right, e)
-            op = _ARITH[type(node.op)]
-            return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" \
-                else _div(a, b)
-        if isinstance(node, ast.Compare):
-            if isinstance(node.ops[0], ast.Is | ast.IsNot):
-                v = math.isnan(self._s(node.left, e))
-                return v if isinstance(node.ops[0], ast.Is) else not v
-            left = self._s(node.left, e)
-            for cmp_op, comp in zip(node.ops, node.comparators, strict=True):
-                right = self._s(comp, e)
-                if not _CMP_PY[type(cmp_op)](left, right):
+
+def _compile_py(node: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
+    """Compiles a validated tree once into closures over plain Python floats.
+
+    Same semantics as the numpy closures, written the obvious way: ``and``/``or`` see
+    every operand as true only when it is 1 (or True), comparisons with NaN are false,
+    ``x / 0`` is ±inf or NaN as IEEE says.
+    """
+    if isinstance(node, ast.Constant):
+        value = node.value
+        return lambda e: value
+    if isinstance(node, ast.Name):
+        name = node.id
+        return lambda e: e[name]
+    if isinstance(node, ast.BoolOp):
+        parts = [_compile_py(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda e: all([_truth(p(e)) for p in parts])
+        return lambda e: any([_truth(p(e)) for p in parts])
+    if isinstance(node, ast.UnaryOp):
+        inner = _compile_py(node.operand)
+        if isinstance(node.op, ast.Not):
+            return lambda e: not _truth(inner(e))
+        return lambda e: -inner(e)
+    if isinstance(node, ast.BinOp):
+        left, right = _compile_py(node.left), _compile_py(node.right)
+        arith = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+                 "/": _div}[_ARITH[type(node.op)]]
+        return lambda e: arith(left(e), right(e))
+    if isinstance(node, ast.Compare):
+        if isinstance(node.ops[0], ast.Is | ast.IsNot):
+            inner = _compile_py(node.left)
+            if isinstance(node.ops[0], ast.Is):
+                return lambda e: math.isnan(inner(e))
+            return lambda e: not math.isnan(inner(e))
+        operands = [_compile_py(x) for x in (node.left, *node.comparators)]
+        cmps = [_CMP_PY[type(op)] for op in node.ops]
+
+        def compare(e: Mapping[str, Any]) -> bool:
+            left = operands[0](e)
+            for cmp, operand in zip(cmps, operands[1:], strict=True):
+                right = operand(e)
+                if not cmp(left, right):
                     return False
                 left = right
             return True
-        if isinstance(node, ast.Call):
-            assert isinstance(node.func, ast.Name)
-            if node.func.id == "abs":
-                return abs(self._s(node.args[0], e))
-            return e[_window_of(node).key]
-        raise AssertionError(ast.dump(node))
+        return compare
+    if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)
+        if node.func.id == "abs":
+            inner = _compile_py(node.args[0])
+            return lambda e: abs(inner(e))
+        key = _window_of(node).key
+        return lambda e: e[key]
+    raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
 
 
 def _compile_np(node: ast.expr) -> Callable[[Mapping[str, Any]], Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -94,7 +95,7 @@ class CompiledRule:
     within_s: float = 120.0
     heartbeats: float = 3.0
 
-    @property
+    @cached_property
     def windows(self) -> tuple[Window, ...]:
         out: list[Window] = []
         for e in (self.condition, self.value, *(x for x, _ in self.for_when),
@@ -103,7 +104,7 @@ class CompiledRule:
                 out.extend(w for w in e.windows if w not in out)
         return tuple(out)
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
         """Every column the rule reads (fields, registry params, window keys)."""
         out: frozenset[str] = frozenset()
@@ -113,7 +114,7 @@ class CompiledRule:
                 out |= e.names
         return out
 
-    @property
+    @cached_property
     def outputs(self) -> tuple[Expr | None, ...]:
         """The value then each detail: what a transition reports about its reading."""
         return (self.value, *(e for _, e in self.details))

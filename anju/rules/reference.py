@@ -120,6 +120,9 @@ class ReferenceEngine:
         self.last_clear: dict[tuple[str, int], int] = {}
         self.start_ms: int | None = None
         self.late = 0
+        self._rules_of = {k: rules.by_kind(k) for k in KINDS}
+        self._offline_rules = rules.of_type("offline")
+        self._group_rules = rules.of_type("group")
         self._order = {r.id: r.order for r in rules.rules}
 
     # -- public ----------------------------------------------------------------------------
@@ -162,7 +165,7 @@ class ReferenceEngine:
         for p in KINDS[kind].params:
             col = self.site.devices.params.get(p.name)
             env[p.name] = float(col[dev]) if col is not None else math.nan
-        for r in self.rules.by_kind(kind):
+        for r in self._rules_of[kind]:
             if r.type == "event" and self._valid(r, env) and r.condition is not None \
                     and r.condition.test_scalar(env):
                 out.append(self._event(r, dev, t, env, extra))
@@ -170,11 +173,11 @@ class ReferenceEngine:
             self.late += 1
             return out
         st.newest = t
-        for r in self.rules.of_type("offline"):
+        for r in self._offline_rules:
             out.extend(self._offline_reading(r, dev, t))
         st.last_seen = t
         # windows: push the reading once per windowed field, then compute each feature
-        state_rules = [r for r in self.rules.by_kind(kind) if r.type == "state"]
+        state_rules = [r for r in self._rules_of[kind] if r.type == "state"]
         windows = {w.key: w for r in state_rules for w in r.windows}
         for fname in {w.field for w in windows.values()}:
             if not math.isnan(env[fname]):
@@ -183,8 +186,8 @@ class ReferenceEngine:
             ring = st.rings.get(w.field)
             env[key] = math.nan if math.isnan(env[w.field]) or not ring \
                 else _window(ring, t, w.func, w.seconds)
-        for r in self.rules.by_kind(kind):
-            if r.type == "state" and self._valid(r, env):
+        for r in state_rules:
+            if self._valid(r, env):
                 out.extend(self._state(r, dev, t, env))
         return out
 
@@ -285,7 +288,7 @@ class ReferenceEngine:
 
     # -- groups ------------------------------------------------------------------------------
     def _finish(self, out: list[Transition]) -> list[Transition]:
-        for g in self.rules.of_type("group"):
+        for g in self._group_rules:
             out.extend(self._group(g, out))
         out.sort(key=lambda t: (t.ts, self._order.get(t.rule, 0), t.subject,
                                 0 if t.event == "raised" else 1))
