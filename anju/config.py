@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from anju.errors import ConfigError
+
 __all__ = ["Partition", "Settings", "load_settings"]
 
 
@@ -114,7 +116,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml = os.environ.get("ANJU_CONFIG")
+        toml = settings_cls.model_config.get("toml_file") or os.environ.get("ANJU_CONFIG")
         if toml:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
@@ -146,6 +148,13 @@ class Settings(BaseSettings):
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from the environment, a TOML file (``config_file`` or ``ANJU_CONFIG``) and
     overrides."""
-    if config_file is not None:
-        os.environ["ANJU_CONFIG"] = str(config_file)
-    return Settings(**overrides)
+    if config_file is None:
+        return Settings(**overrides)
+    path = Path(config_file)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such settings file")
+
+    class _FromFile(Settings):  # the file for this call only, not for the whole process
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
+
+    return _FromFile(**overrides)
