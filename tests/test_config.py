@@ -73,5 +73,5 @@ def test_a_settings_file_is_not_left_behind_for_others(tmp_path: Path,
 def test_a_missing_settings_file_is_a_clear_error(tmp_path: Path) -> None:
     from anju.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="nope.toml"):
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
         load_settings(tmp_path / "nope.toml")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
@@ -14,7 +15,8 @@ from pydantic import SecretStr
 
 from anju.config import Settings
 from anju.errors import ConfigError, SinkRejected, SinkUnavailable
-from anju.ingest.influx import Action, InfluxWriter, classify, retry_after_s
+from anju.httputil import parse_retry_after
+from anju.ingest.influx import Action, InfluxWriter, classify
 from anju.ingest.metrics import ingest_metrics
 from anju.services import free_port
 
@@ -30,9 +32,10 @@ def test_status_table(status: int, action: Action) -> None:
 
 
 def test_retry_after() -> None:
-    assert retry_after_s("7") == 7.0
-    assert retry_after_s("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
-    assert retry_after_s("soon") is None and retry_after_s(None) is None
+    assert parse_retry_after("7") == 7.0
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now) == 10.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
 @dataclass

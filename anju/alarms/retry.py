@@ -14,11 +14,11 @@ past the horizon       dead-lettered (counted)
 
 from __future__ import annotations
 
-import email.utils
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
+
+from anju.httputil import parse_retry_after
 
 __all__ = ["Backoff", "Verdict", "classify_status", "parse_retry_after"]
 
@@ -32,23 +32,6 @@ def classify_status(status: int) -> Verdict:
     if 400 <= status < 500 and status not in (408, 429):
         return "dead"
     return "retry"
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3: delay-seconds or an
-    HTTP-date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ credentials are wrong, retrying soon cannot help). A 404 (v1 "database not found
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import re
 import time
@@ -24,9 +23,10 @@ import aiohttp
 
 from anju.config import Settings
 from anju.errors import ConfigError, SinkRejected, SinkUnavailable
+from anju.httputil import parse_retry_after
 from anju.ingest.metrics import IngestMetrics, ingest_metrics
 
-__all__ = ["Action", "InfluxWriter", "WriteResult", "classify", "retry_after_s"]
+__all__ = ["Action", "InfluxWriter", "WriteResult", "classify"]
 
 
 class Action(enum.Enum):
@@ -50,20 +50,6 @@ def classify(status: int) -> Action:
     if 400 <= status < 500:
         return Action.DROP
     return Action.RETRY  # 1xx/3xx: not an answer we understand; keep the data
-
-
-def retry_after_s(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +146,7 @@ class InfluxWriter:
                                          headers=self.headers) as resp:
                 status = resp.status
                 body = await resp.read() if status >= 300 else b""
-                retry_after = retry_after_s(resp.headers.get("Retry-After"))
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.metrics.write_seconds.labels("error").observe(time.perf_counter() - t0)
             raise SinkUnavailable(f"InfluxDB write failed: {type(exc).__name__}: {exc}") from exc
