@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import secrets
 import shutil
@@ -87,23 +86,6 @@ def _env(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-@contextlib.contextmanager
-def _pipeline_clock(clock: Callable[[], int]) -> Iterator[None]:
-    """Makes the pipeline tick in data time when it cannot be given a clock.
-
-    The pipeline reads the wall clock through ``anju.ingest.pipeline._wall_ms``; until it
-    takes an injected clock, the demo swaps that function for the run's duration.
-    """
-    import anju.ingest.pipeline as pipeline_module
-
-    saved = pipeline_module._wall_ms
-    pipeline_module._wall_ms = clock
-    try:
-        yield
-    finally:
-        pipeline_module._wall_ms = saved
 
 
 def _grafana_dir() -> Path | None:
@@ -215,35 +197,31 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
         return score(truth, observed(), silenced=bound.silenced(), wall_of=clock.wall_ms,
                      until_ms=data_end)
 
-    takes_clock = "clock" in inspect.signature(Pipeline).parameters
-    patch = contextlib.nullcontext() if takes_clock else _pipeline_clock(clock)
-    kwargs: dict[str, Any] = {"clock": clock} if takes_clock else {}
     log = (root / "publisher.log").open("wb")
     live = Live(render_live(state), console=console, refresh_per_second=4,
                 transient=False) if not quiet else None
     try:
-        with patch:
-            pipeline = Pipeline(settings, site, **kwargs)
-            async with pipeline:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "anju.cli", "simulate", "run",
-                    "--site", str(site.root), "--scenario", str(scenario_path),
-                    "--speed", repr(speed), "--start", str(data_start),
-                    "--wall-start", repr(wall_start), "--mqtt-url", services.mosquitto.url,
-                    "--timeout", str(seconds + 120), "--progress",
-                    stdout=asyncio.subprocess.PIPE, stderr=log)
-                if live is not None:
-                    live.start()
-                try:
-                    await _watch(proc, pipeline, receiver, services, state, progress,
-                                 card_now, live, clock, seconds)
-                finally:
-                    if proc.returncode is None and progress.get("event") != "done":
-                        proc.kill()
-                    await proc.wait()
-                state.phase = "draining the pipeline"
-                if live is not None:
-                    live.update(render_live(state))
+        pipeline = Pipeline(settings, site, clock=clock)
+        async with pipeline:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "anju.cli", "simulate", "run",
+                "--site", str(site.root), "--scenario", str(scenario_path),
+                "--speed", repr(speed), "--start", str(data_start),
+                "--wall-start", repr(wall_start), "--mqtt-url", services.mosquitto.url,
+                "--timeout", str(seconds + 120), "--progress",
+                stdout=asyncio.subprocess.PIPE, stderr=log)
+            if live is not None:
+                live.start()
+            try:
+                await _watch(proc, pipeline, receiver, services, state, progress,
+                             card_now, live, clock, seconds)
+            finally:
+                if proc.returncode is None and progress.get("event") != "done":
+                    proc.kill()
+                await proc.wait()
+            state.phase = "draining the pipeline"
+            if live is not None:
+                live.update(render_live(state))
         stats = pipeline.stats()
         state.pipeline = stats
         state.stored = await asyncio.to_thread(_stored, services)
