@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SECONDS ?= 60
+DEMO_SECONDS ?= 60
 
 .PHONY: demo test test-fast lint services bench clean distclean
 
@@ -33,7 +33,7 @@ services:
 	fi
 
 demo: $(STAMP) services
-	$(BIN)/anju demo --seconds $(SECONDS)
+	$(BIN)/anju demo --seconds $(DEMO_SECONDS)
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest -q
