@@ -24,7 +24,7 @@ services:
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing with apt-get"; \
 	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else \
 	    echo "anju needs Mosquitto and InfluxDB 1.x:$$missing is missing."; \
 	    echo "Install them, e.g. 'brew install mosquitto influxdb@1', and run make again."; \
