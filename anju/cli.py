@@ -25,6 +25,7 @@ app = typer.Typer(
     help="安居 anju — telemetry, rules and alarms for the safety sensors of residential estates.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstrings are reflowed, not broken where the source breaks
     add_completion=False,
 )
 _register_run(app)

@@ -106,3 +106,33 @@ def test_bench_rules_smoke(traffic: str) -> None:
     assert s["readings"] >= 30000 and s["rules"] == 26 and s["devices"] >= 2000
     assert s["speedup"] == round(s["readings_per_s"] / s["baseline_readings_per_s"], 2)
     assert s["agree_on_baseline"] is True
+
+
+def _site_with(tmp_path: Path, extra: str) -> Path:
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(EXAMPLES / "site", site)
+    for f in site.iterdir():
+        f.chmod(0o644)
+    with (site / "site.yaml").open("a", encoding="utf-8") as fh:
+        fh.write(extra)
+    return site
+
+
+def test_a_mistyped_override_is_refused_where_it_was_written(tmp_path: Path) -> None:
+    site = _site_with(tmp_path, "rules:\n  smoke.alarmm: {threshold: 0.2}\n")
+    lines = (site / "site.yaml").read_text(encoding="utf-8").splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "smoke.alarmm" in text)
+    for args in (("rules", "check", "--site", str(site)), ("devices", "check", "--site",
+                                                            str(site))):
+        res = anju(*args)
+        assert res.returncode == 2, args
+        assert f"site.yaml:{line}" in res.stderr and "did you mean 'smoke.alarm'" in res.stderr
+
+
+def test_a_mistyped_parameter_on_the_command_line_is_blamed_on_it() -> None:
+    res = anju("rules", "check", "--site", str(EXAMPLES / "site"), "--set",
+               "smoke.alarm.treshold=0.2")
+    assert res.returncode == 2
+    assert "--set" in res.stderr and "did you mean 'threshold'" in res.stderr

@@ -43,8 +43,16 @@ def _load(site_dir: Path) -> Any:
 
 @app.command("check")
 def check(site: SiteOpt, json: JsonOpt = False) -> None:
-    """Validate the registry: site.yaml, devices.csv, gateways.csv."""
+    """Validate the registry: site.yaml (with its rule overrides), devices.csv, gateways.csv."""
+    from anju.errors import RuleError
+    from anju.rules.model import load_rules
+
     s = _load(site)
+    try:
+        load_rules(s)  # site.yaml's rule overrides must name real rules and parameters
+    except RuleError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     summary = s.summary()
     summary["load_s"] = round(s.load_s, 4)
     if json:

@@ -171,6 +171,7 @@ class Site:
     gateways: dict[str, tuple[str, str]]  # gateway → (estate, building)
     rule_overrides: dict[str, dict[str, Any]]
     load_s: float = 0.0
+    rule_override_lines: dict[str, int] = field(default_factory=dict)  # site.yaml lines
 
     def building(self, estate: str, building: str) -> Building | None:
         e = self.estates.get(estate)
@@ -353,9 +354,18 @@ def load_site(root: str | Path) -> Site:
         devices=devices,
         gateways=gateways,
         rule_overrides=model.rules,
+        rule_override_lines=_override_lines(raw.get("rules")),
     )
     site.load_s = time.perf_counter() - t0
     return site
+
+
+def _override_lines(raw: Any) -> dict[str, int]:
+    """The site.yaml line of each rule override, for error messages."""
+    if not isinstance(raw, dict):
+        return {}
+    return {k: v["__line__"] for k, v in raw.items()
+            if k != "__line__" and isinstance(v, dict) and "__line__" in v}
 
 
 _DEVICE_COLUMNS = ("device", "kind", "estate", "building", "floor", "zone", "params")

@@ -18,6 +18,7 @@ Rule ``type``:
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass
 from functools import cached_property
@@ -175,8 +176,13 @@ def load_rules(site: Any = None, paths: list[Path] | None = None, *,
         sources += [(name, _read(name, text)) for name, text in default_rule_files()]
     for p in paths or []:
         sources.append((str(p), _read(p)))
-    ov = dict(getattr(site, "rule_overrides", None) or {})
-    ov.update(overrides or {})
+    # (where it was written, {pattern: changes}, {pattern: line}): the site's, then --set
+    override_sources: list[tuple[str, dict[str, Any], dict[str, int]]] = []
+    if site is not None and getattr(site, "rule_overrides", None):
+        override_sources.append((str(Path(site.root) / "site.yaml"), site.rule_overrides,
+                                 getattr(site, "rule_override_lines", {})))
+    if overrides:
+        override_sources.append(("--set", overrides, {}))
 
     defs: dict[str, tuple[str, RuleDef]] = {}
     for name, items in sources:
@@ -190,20 +196,29 @@ def load_rules(site: Any = None, paths: list[Path] | None = None, *,
                                 f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
             defs[d.id] = (name, d)  # a later file replaces a rule of the same id
 
-    used: set[str] = set()
+    for where, patterns, lines in override_sources:
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(rid, pattern) for rid in defs):
+                hint = difflib.get_close_matches(pattern, list(defs), n=1)
+                raise RuleError(_where(where, lines, pattern), pattern,
+                                "override names no known rule"
+                                + (f" (did you mean {hint[0]!r}?)" if hint else ""))
     compiled: list[CompiledRule] = []
     for name, d in defs.values():
         enabled = True
-        for pattern, changes in ov.items():
-            if fnmatch.fnmatchcase(d.id, pattern):
-                used.add(pattern)
-                d, enabled = _apply_override(d, changes, "site.yaml", enabled)
+        for where, patterns, lines in override_sources:
+            for pattern, changes in patterns.items():
+                if fnmatch.fnmatchcase(d.id, pattern):
+                    d, enabled = _apply_override(d, changes, _where(where, lines, pattern),
+                                                 enabled)
         if enabled:
             compiled.append(_compile(name, d, len(compiled), defs))
-    unknown = set(ov) - used
-    if unknown:
-        raise RuleError("site.yaml", sorted(unknown)[0], "override names no known rule")
     return RuleSet(compiled)
+
+
+def _where(where: str, lines: dict[str, int], pattern: str) -> str:
+    line = lines.get(pattern)
+    return f"{where}:{line}" if line else where
 
 
 def _apply_override(d: RuleDef, changes: dict[str, Any], file: str, enabled: bool
@@ -223,8 +238,10 @@ def _apply_override(d: RuleDef, changes: dict[str, Any], file: str, enabled: boo
                 raise RuleError(file, d.id, f"override {key!r} must be a number", str(value))
             params[key] = float(value)
         else:
-            raise RuleError(file, d.id, f"unknown parameter to override (known: "
-                            f"{', '.join(sorted(params)) or 'none'})", key)
+            hint = difflib.get_close_matches(key, list(params), n=1)
+            raise RuleError(file, d.id, "unknown parameter to override"
+                            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                            + f" (known: {', '.join(sorted(params)) or 'none'})", key)
     data["params"] = params
     try:
         return RuleDef.model_validate(data), enabled
