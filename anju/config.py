@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -148,13 +148,21 @@ class Settings(BaseSettings):
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from the environment, a TOML file (``config_file`` or ``ANJU_CONFIG``) and
     overrides."""
-    if config_file is None:
-        return Settings(**overrides)
-    path = Path(config_file)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such settings file")
+    cls: type[Settings] = Settings
+    where = "environment"
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such settings file")
 
-    class _FromFile(Settings):  # the file for this call only, not for the whole process
-        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
+        class _FromFile(Settings):  # the file for this call only, not the whole process
+            model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
 
-    return _FromFile(**overrides)
+        cls, where = _FromFile, f"environment or {path}"
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        # name the variable a user sets (ANJU_MQTT_URL), not pydantic's field
+        problems = "; ".join(
+            f"ANJU_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings ({where}): {problems}") from None

@@ -75,3 +75,11 @@ def test_a_missing_settings_file_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"nope\.toml"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_load_settings_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anju.errors import ConfigError
+
+    monkeypatch.setenv("ANJU_MQTT_URL", "htp://broker")
+    with pytest.raises(ConfigError, match="ANJU_MQTT_URL"):
+        load_settings()

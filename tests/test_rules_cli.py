@@ -136,3 +136,12 @@ def test_a_mistyped_parameter_on_the_command_line_is_blamed_on_it() -> None:
                "smoke.alarm.treshold=0.2")
     assert res.returncode == 2
     assert "--set" in res.stderr and "did you mean 'threshold'" in res.stderr
+
+
+def test_eval_of_a_file_that_is_no_recording_fails(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("root:x:0:0:root:/root:/bin/bash\nhello\n", encoding="utf-8")
+    res = anju("rules", "eval", "--site", str(EXAMPLES / "site"), "--input", str(junk),
+               "--output", str(tmp_path / "o.jsonl"))
+    assert res.returncode == 1
+    assert "no line is a recording record" in res.stderr and "line 1" in res.stderr

@@ -453,10 +453,13 @@ def _load_devices(path: Path, estates: dict[str, Estate]) -> DeviceTable:
                 except ValueError:
                     raise RegistryError(name, line, "floor",
                                         f"{row[p_floor]!r} is not an integer") from None
-                if not -b.basements - 10 <= floor <= b.floors + 2:
+                # room below for basement plant (a pump room at -1 with no basements
+                # declared) and above for the roof and the lift machine room
+                lo, hi = -b.basements - 10, b.floors + 2
+                if not lo <= floor <= hi:
                     raise RegistryError(name, line, "floor",
-                                        f"floor {floor} outside building {b.id!r} "
-                                        f"(1…{b.floors})")
+                                        f"floor {floor} outside building {b.id!r}: it has "
+                                        f"floors 1…{b.floors}; {lo}…{hi} are accepted")
             i = len(ids)
             raw_params = row[p_params].strip() if p_params is not None else ""
             if raw_params:

@@ -99,6 +99,14 @@ def eval_(
         dl.close()
     write_events(result.events, output)
     summary = result.summary()
+    if result.messages and not result.records:
+        # nothing in the file was a recording: say so rather than report "no alarms"
+        typer.echo(f"error: {input}: no line is a recording record "
+                   f"({{\"topic\": …, \"payload\": …}}); first: {result.bad_lines[0]}",
+                   err=True)
+        if json:
+            _emit_json(summary)
+        raise typer.Exit(1)
     if json:
         _emit_json(summary)
         return
@@ -107,6 +115,8 @@ def eval_(
                f"→ {output}")
     for reason, n in summary["rejected"].items():
         typer.echo(f"  rejected {reason}: {n}")
+    for problem in result.bad_lines:
+        typer.echo(f"    {input}: {problem}")
     for rule, n in summary["by_rule"].items():
         typer.echo(f"  raised {rule}: {n}")
 
@@ -137,6 +147,14 @@ def check(
         _emit_json({"rules": len(rows), "by_id": {r["id"]: r for r in rows}})
         return
     for r in rows:
-        cond = r["condition"] or r["type"]
-        typer.echo(f"{r['id']:32} {r['severity']:8} {','.join(r['roles']):16} {cond}")
-    typer.echo(f"{len(rows)} rules OK")
+        timing = f"for {r['for_s']:g}s, clear {r['clear_after_s']:g}s" \
+            if r["type"] == "state" else r["type"]
+        params = ", ".join(f"{k}={v:g}" for k, v in r["params"].items())
+        typer.echo(f"{r['id']:30} {r['severity']:8} {','.join(r['roles']):14} {timing}")
+        typer.echo(f"    {r['condition'] or ''}" + (f"   [{params}]" if params else ""))
+    from anju.rules.model import default_rule_files
+
+    known = len([1 for _n, text in default_rule_files() for line in text.splitlines()
+                 if line.startswith("- id:")])
+    off = f" ({known - len(rows)} of the defaults disabled)" if len(rows) < known else ""
+    typer.echo(f"{len(rows)} rules OK{off}")

@@ -37,6 +37,8 @@ class ReplayResult:
     alarms: int = 0
     raised: int = 0
     late: int = 0
+    records: int = 0  # lines that were records (topic and payload), good or bad inside
+    bad_lines: list[str] = field(default_factory=list)  # the first few, for the user
     by_rule: dict[str, int] = field(default_factory=dict)
     events: list[AlarmEvent] = field(default_factory=list)
 
@@ -122,7 +124,10 @@ def replay(site: Site, rules: RuleSet, source: IO[bytes], *,
     for n, (_lineno, topic, payload, problem) in enumerate(iter_recording(source), 1):
         if payload is None:
             decoder.reject_message(topic or "", "bad_record", problem, b"")
+            if len(result.bad_lines) < 5:
+                result.bad_lines.append(problem)
         else:
+            result.records += 1
             pending += decoder.decode(topic or "", payload, builder)
         if last_tick is None and decoder.newest_ts:
             last_tick = decoder.newest_ts
