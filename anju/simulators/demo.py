@@ -257,8 +257,10 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
         grafana = _grafana_dir()
         where = (f"{grafana}/dashboards (provisioning: {grafana}/provisioning)" if grafana
                  else "`anju dashboards build --out grafana`")
-        console.print(f"Grafana dashboards: {where}; `anju dashboards build --out DIR` "
-                      f"regenerates them. InfluxDB database: {_DB!r}.")
+        console.print(f"Grafana dashboards for operators: {where} (docs/dashboards.md). The "
+                      "demo's broker and InfluxDB are stopped now; to browse its data in "
+                      "Grafana, run the pipeline against services that stay up: "
+                      "`anju services up`, `anju run`, `anju simulate run`.")
     return out
 
 
