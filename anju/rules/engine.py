@@ -31,6 +31,10 @@ import numpy as np
 from anju.devices.batch import Batch, KindBatch
 from anju.devices.kinds import KIND_CODES, KINDS
 from anju.devices.registry import Site
+from anju.rules.arrays import changes as _changes
+from anju.rules.arrays import ends as _ends
+from anju.rules.arrays import shift as _shift
+from anju.rules.arrays import shift_left as _shift_left
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
@@ -39,7 +43,6 @@ from anju.rules.windows import Ring, window_features
 __all__ = ["NO_RUN", "EngineStats", "RuleEngine", "enrich_trajectory", "served_mask"]
 
 NO_RUN = -1
-_BIG = np.int64(1) << 42
 
 
 def served_mask(site: Site, estates: Iterable[str] | None) -> np.ndarray:
@@ -241,9 +244,7 @@ class RuleEngine:
         if not len(t):
             return out
         # newest per device: t is sorted within each device
-        last = np.empty(len(dev), bool)
-        last[:-1] = dev[1:] != dev[:-1]
-        last[-1] = True
+        last = _ends(dev)
         self.newest[dev[last]] = t[last]
         out.extend(self._offline_on_readings(dev, t))
 
@@ -548,42 +549,6 @@ class RuleEngine:
         d = int(ks.members[subject % nm])
         details = {name: _num(vals[j + 1]) for j, (name, _) in enumerate(r.details)}
         return self.render.device(r, d, event, ts, started, float(vals[0]), details)
-
-
-def _changes(a: np.ndarray) -> np.ndarray:
-    """True where a new value starts (and at 0): np.r_ is slow for such small jobs."""
-    out = np.empty(len(a), bool)
-    if len(a):
-        out[0] = True
-        np.not_equal(a[1:], a[:-1], out=out[1:])
-    return out
-
-
-def _ends(a: np.ndarray) -> np.ndarray:
-    """True at the last element of each run of equal values."""
-    out = np.empty(len(a), bool)
-    if len(a):
-        out[-1] = True
-        np.not_equal(a[1:], a[:-1], out=out[:-1])
-    return out
-
-
-def _shift(a: np.ndarray, fill: Any) -> np.ndarray:
-    """``a`` moved one place right, ``fill`` in front."""
-    out = np.empty_like(a)
-    if len(a):
-        out[0] = fill
-        out[1:] = a[:-1]
-    return out
-
-
-def _shift_left(a: np.ndarray, fill: Any) -> np.ndarray:
-    """``a`` moved one place left, ``fill`` at the end."""
-    out = np.empty_like(a)
-    if len(a):
-        out[-1] = fill
-        out[:-1] = a[1:]
-    return out
 
 
 def _num(v: float) -> float | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anju.rules.arrays import changes
 from anju.rules.expr import Window
 
 __all__ = ["RING", "Ring", "window_features"]
@@ -44,10 +45,7 @@ def _segments(dev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if len(dev) == 0:
         e = np.empty(0, np.int64)
         return e, e, e
-    change = np.empty(len(dev), bool)
-    change[0] = True
-    np.not_equal(dev[1:], dev[:-1], out=change[1:])
-    heads = np.flatnonzero(change)
+    heads = np.flatnonzero(changes(dev))
     counts = np.diff(np.append(heads, len(dev)))
     return dev[heads], heads, counts
 
