@@ -151,7 +151,9 @@ async def test_unacknowledged_messages_come_back_after_a_broker_restart(
     services.mosquitto.stop()  # a clean stop saves sessions to the persistence file
     try:
         await _until(lambda: not consumer.connected)
-        assert consumer.health()["ok"] is False and consumer.health()["state"] == "down"
+        health = consumer.health()
+        # "down" until the first reconnection attempt begins, "connecting" from then on
+        assert health["ok"] is False and health["state"] in ("down", "connecting")
         consumer.ack(got[6:])  # acks of the old connection are not sent on the next
     finally:
         services.mosquitto.start()
