@@ -260,8 +260,11 @@ class WebhookDispatcher:
             await asyncio.to_thread(self.store.mark_retry, d.delivery_id, attempts=attempts,
                                     next_attempt_ms=nxt, status=exc.status, error=str(exc))
             self._metrics.deliveries.labels(team.id, "retried").inc()
-            log.info("webhook %s: delivery %s attempt %d failed (%s); next in %.1f s",
-                     team.id, d.delivery_id, attempts, exc, (nxt - now) / 1000)
+            # the first failure of a delivery is news for whoever watches the log; the
+            # retries after it are not, until it is delivered or dead-lettered
+            log.log(logging.WARNING if attempts == 1 else logging.INFO,
+                    "webhook %s: delivery %s attempt %d failed (%s); next in %.1f s",
+                    team.id, d.delivery_id, attempts, exc, (nxt - now) / 1000)
             return
         reason = str(exc) if not exc.retryable else f"horizon passed; last: {exc}"
         await asyncio.to_thread(self.store.mark_dead, d.delivery_id, now, attempts=attempts,
