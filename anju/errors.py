@@ -54,7 +54,21 @@ class RegistryError(AnjuError):
         where = file if line is None else f"{file}:{line}"
         if field:
             where += f" [{field}]"
+        self.errors: list[RegistryError] = [self]
         super().__init__(f"{where}: {problem}")
+
+    @classmethod
+    def many(cls, errors: list[RegistryError]) -> RegistryError:
+        """One error standing for several: the first's file, line and field, every
+        problem in the message (one a line)."""
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        more = "\n".join(f"  {e}" for e in errors[1:])
+        agg = cls(first.file, first.line, first.field,
+                  f"{first.problem}\n  … and {len(errors) - 1} more:\n{more}")
+        agg.errors = list(errors)
+        return agg
 
 
 class RuleError(AnjuError):

@@ -240,3 +240,26 @@ def _timed(root: Path) -> float:
     assert len(site.devices) == 100_000 and len(site.buildings) == 1000
     assert abs(site.load_s - elapsed) < 0.05
     return elapsed
+
+
+def test_every_bad_row_is_reported_at_once(tmp_path: Path) -> None:
+    """An installer fixes a big devices.csv in one pass, not one run per mistake."""
+    from anju.devices.registry import load_site
+    from anju.errors import RegistryError
+
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "site.yaml").write_text(
+        "estates:\n  - id: e1\n    buildings:\n      - {id: b1, floors: 6}\n", encoding="utf-8")
+    (root / "devices.csv").write_text(
+        "device,kind,estate,building,floor,zone,params\n"
+        "s1,smok,e1,b1,1,,\n"
+        "s2,smoke,eX,b1,1,,\n"
+        "s3,smoke,e1,b1,1,,\n"
+        "s3,smoke,e1,b1,2,,\n", encoding="utf-8")
+    with pytest.raises(RegistryError) as err:
+        load_site(root)
+    e = err.value
+    assert (e.line, e.field) == (2, "kind")  # the first one, as before
+    assert [(x.line, x.field) for x in e.errors] == [(2, "kind"), (3, "estate"), (5, "device")]
+    assert "devices.csv:3 [estate]" in str(e) and "devices.csv:5 [device]" in str(e)

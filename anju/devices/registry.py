@@ -368,6 +368,8 @@ def _override_lines(raw: Any) -> dict[str, int]:
             if k != "__line__" and isinstance(v, dict) and "__line__" in v}
 
 
+_MAX_ERRORS = 20  # rows reported at once; past that the file is likely not a registry
+
 _DEVICE_COLUMNS = ("device", "kind", "estate", "building", "floor", "zone", "params")
 _REQUIRED_COLUMNS = ("device", "kind", "estate", "building")
 
@@ -386,6 +388,7 @@ def _load_devices(path: Path, estates: dict[str, Estate]) -> DeviceTable:
     params: dict[str, list[tuple[int, float]]] = {}
     seen_params: dict[tuple[str, str], list[tuple[str, float]]] = {}
     kind_needs_params = {k: any(p.required for p in spec.params) for k, spec in KINDS.items()}
+    errors: list[RegistryError] = []
     with fh:
         reader = csv.reader(fh)
         try:
@@ -420,66 +423,75 @@ def _load_devices(path: Path, estates: dict[str, Estate]) -> DeviceTable:
             line, next_line = next_line, reader.line_num + 1
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-            if len(row) != width:
-                raise RegistryError(name, line, None,
-                                    f"{len(row)} columns where the header has {width}")
-            dev = row[pos["device"]]
-            if not ID_RE.fullmatch(dev):
-                raise RegistryError(name, line, "device",
-                                    f"{dev!r} is not an id of [A-Za-z0-9_-]{{1,64}}")
-            if dev in index:
-                raise RegistryError(name, line, "device",
-                                    f"duplicate device {dev!r} (first on line "
-                                    f"{lines[index[dev]]})")
-            if dev == PIPELINE_USER:
-                raise RegistryError(name, line, "device",
-                                    f"{dev!r} is reserved for the pipeline's broker user")
-            kind = row[pos["kind"]]
-            if kind not in KINDS:
-                raise RegistryError(name, line, "kind",
-                                    f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
-            e = estates.get(row[pos["estate"]])
-            if e is None:
-                raise RegistryError(name, line, "estate",
-                                    f"unknown estate {row[pos['estate']]!r} (not in site.yaml)")
-            b = e.buildings.get(row[pos["building"]])
-            if b is None:
-                raise RegistryError(name, line, "building",
-                                    f"unknown building {row[pos['building']]!r} in estate {e.id!r}")
-            floor = math.nan
-            if p_floor is not None and row[p_floor].strip():
-                try:
-                    floor = int(row[p_floor])
-                except ValueError:
-                    raise RegistryError(name, line, "floor",
-                                        f"{row[p_floor]!r} is not an integer") from None
-                # room below for basement plant (a pump room at -1 with no basements
-                # declared) and above for the roof and the lift machine room
-                lo, hi = -b.basements - 10, b.floors + 2
-                if not lo <= floor <= hi:
-                    raise RegistryError(name, line, "floor",
-                                        f"floor {floor} outside building {b.id!r}: it has "
-                                        f"floors 1…{b.floors}; {lo}…{hi} are accepted")
-            i = len(ids)
-            raw_params = row[p_params].strip() if p_params is not None else ""
-            if raw_params:
-                # Devices of one model share their params text: validate each text once.
-                parsed = seen_params.get((kind, raw_params))
-                if parsed is None:
-                    parsed = _parse_params(name, line, kind, raw_params)
-                    seen_params[(kind, raw_params)] = parsed
-                for key, value in parsed:
-                    params.setdefault(key, []).append((i, value))
-            elif kind_needs_params[kind]:
-                _parse_params(name, line, kind, raw_params)  # raises: what is missing
-            index[dev] = i
-            ids.append(dev)
-            kinds.append(KIND_CODES[kind])
-            est.append(e.index)
-            bld.append(b.index)
-            floors.append(floor)
-            zones.append((row[p_zone] or None) if p_zone is not None else None)
-            lines.append(line)
+            try:
+                if len(row) != width:
+                    raise RegistryError(name, line, None,
+                                        f"{len(row)} columns where the header has {width}")
+                dev = row[pos["device"]]
+                if not ID_RE.fullmatch(dev):
+                    raise RegistryError(name, line, "device",
+                                        f"{dev!r} is not an id of [A-Za-z0-9_-]{{1,64}}")
+                if dev in index:
+                    raise RegistryError(name, line, "device",
+                                        f"duplicate device {dev!r} (first on line "
+                                        f"{lines[index[dev]]})")
+                if dev == PIPELINE_USER:
+                    raise RegistryError(name, line, "device",
+                                        f"{dev!r} is reserved for the pipeline's broker user")
+                kind = row[pos["kind"]]
+                if kind not in KINDS:
+                    raise RegistryError(name, line, "kind",
+                                        f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+                e = estates.get(row[pos["estate"]])
+                if e is None:
+                    raise RegistryError(name, line, "estate",
+                                        f"unknown estate {row[pos['estate']]!r} (not in site.yaml)")
+                b = e.buildings.get(row[pos["building"]])
+                if b is None:
+                    raise RegistryError(name, line, "building",
+                                        f"unknown building {row[pos['building']]!r} "
+                                        f"in estate {e.id!r}")
+                floor = math.nan
+                if p_floor is not None and row[p_floor].strip():
+                    try:
+                        floor = int(row[p_floor])
+                    except ValueError:
+                        raise RegistryError(name, line, "floor",
+                                            f"{row[p_floor]!r} is not an integer") from None
+                    # room below for basement plant (a pump room at -1 with no basements
+                    # declared) and above for the roof and the lift machine room
+                    lo, hi = -b.basements - 10, b.floors + 2
+                    if not lo <= floor <= hi:
+                        raise RegistryError(name, line, "floor",
+                                            f"floor {floor} outside building {b.id!r}: it has "
+                                            f"floors 1…{b.floors}; {lo}…{hi} are accepted")
+                i = len(ids)
+                raw_params = row[p_params].strip() if p_params is not None else ""
+                if raw_params:
+                    # Devices of one model share their params text: validate each text once.
+                    parsed = seen_params.get((kind, raw_params))
+                    if parsed is None:
+                        parsed = _parse_params(name, line, kind, raw_params)
+                        seen_params[(kind, raw_params)] = parsed
+                    for key, value in parsed:
+                        params.setdefault(key, []).append((i, value))
+                elif kind_needs_params[kind]:
+                    _parse_params(name, line, kind, raw_params)  # raises: what is missing
+                index[dev] = i
+                ids.append(dev)
+                kinds.append(KIND_CODES[kind])
+                est.append(e.index)
+                bld.append(b.index)
+                floors.append(floor)
+                zones.append((row[p_zone] or None) if p_zone is not None else None)
+                lines.append(line)
+            except RegistryError as exc:
+                # keep going: an installer fixes every row of a big file in one pass
+                errors.append(exc)
+                if len(errors) >= _MAX_ERRORS:
+                    break
+    if errors:
+        raise RegistryError.many(errors)
     n = len(ids)
     param_cols: dict[str, np.ndarray] = {}
     for pname, values in params.items():
