@@ -7,11 +7,11 @@ raises; a registry per pipeline (or per test) keeps several in one process apart
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from anju.metrics import PerRegistry
 
 __all__ = ["AlarmMetrics", "alarm_metrics"]
 
@@ -23,30 +23,6 @@ class AlarmMetrics:
     pending: Gauge  # labels team
     latency: Histogram  # labels team: commit of the event → 2xx from the receiver
     duplicates: Counter  # labels rule, event: transitions ignored (duplicate raise, stray clear)
-
-
-_lock = threading.Lock()
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, AlarmMetrics] = (
-    weakref.WeakKeyDictionary())
-_unregistered: AlarmMetrics | None = None
-
-
-def alarm_metrics(registry: CollectorRegistry | None) -> AlarmMetrics:
-    """The alarm metrics registered on ``registry`` (created once per registry).
-
-    ``None`` gives metrics registered nowhere (``registry=None`` in prometheus-client), for
-    replays and tests that do not look at them.
-    """
-    global _unregistered
-    with _lock:
-        if registry is None:
-            if _unregistered is None:
-                _unregistered = _make(None)
-            return _unregistered
-        m = _by_registry.get(registry)
-        if m is None:
-            m = _by_registry[registry] = _make(registry)
-        return m
 
 
 def _make(registry: CollectorRegistry | None) -> AlarmMetrics:
@@ -67,3 +43,7 @@ def _make(registry: CollectorRegistry | None) -> AlarmMetrics:
                            "Transitions that changed nothing (duplicate raise, stray clear)",
                            ["rule", "event"], registry=registry),
     )
+
+
+#: The AlarmMetrics of a registry, made once per registry (``None``: registered nowhere).
+alarm_metrics = PerRegistry(_make)

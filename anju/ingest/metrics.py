@@ -7,11 +7,11 @@ registered nowhere, for tests and tools that do not read them.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from anju.metrics import PerRegistry
 
 __all__ = ["IngestMetrics", "ingest_metrics"]
 
@@ -32,26 +32,6 @@ class IngestMetrics:
     mqtt_reconnects: Counter
     intake_paused: Counter  # times the consumer stopped reading: the pipeline was behind
     batch_seconds: Histogram  # decode time of a batch
-
-
-_lock = threading.Lock()
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, IngestMetrics] = (
-    weakref.WeakKeyDictionary())
-_unregistered: IngestMetrics | None = None
-
-
-def ingest_metrics(registry: CollectorRegistry | None) -> IngestMetrics:
-    """The ingest metrics registered on ``registry`` (created once per registry)."""
-    global _unregistered
-    with _lock:
-        if registry is None:
-            if _unregistered is None:
-                _unregistered = _make(None)
-            return _unregistered
-        m = _by_registry.get(registry)
-        if m is None:
-            m = _by_registry[registry] = _make(registry)
-        return m
 
 
 def _make(r: CollectorRegistry | None) -> IngestMetrics:
@@ -84,3 +64,7 @@ def _make(r: CollectorRegistry | None) -> IngestMetrics:
             "anju_batch_decode_seconds", "Time to decode one batch", registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)),
     )
+
+
+#: The IngestMetrics of a registry, made once per registry (``None``: registered nowhere).
+ingest_metrics = PerRegistry(_make)
