@@ -115,3 +115,31 @@ def test_latency_from_the_publishers_schedule() -> None:
     assert card.contract()["detection_latency_ms"] == card.detection_latency_ms
     assert list(card.contract())[:7] == ["incidents", "detected", "missed", "false_alarms",
                                          "detection_latency_ms", "stored", "lost"]
+
+
+def test_an_expected_clear_must_come_in_its_window() -> None:
+    truth = [Truth("lift", "elevator.ebike", "L1", None, T0, T0 + 3_000,
+                   clear_lo_ms=T0 + 44_000, clear_hi_ms=T0 + 50_000)]
+    raised = _ev("elevator.ebike", T0 + 1_000, "L1", alarm_id="a1")
+
+    def card(*clears: int) -> Any:
+        evs = [raised, *(_ev("elevator.ebike", c, "L1", event="cleared", alarm_id="a1")
+                         for c in clears)]
+        return score(truth, [Observed(e) for e in evs])
+
+    assert card(T0 + 45_000).perfect
+    never = card()
+    assert never.missed == ["lift"] and never.false_alarms == 0
+    assert never.missing[0]["cleared_window_ms"] == [T0 + 44_000, T0 + 50_000]
+    assert card(T0 + 20_000).missed == ["lift"]  # too early: the fault had not ended
+    assert card(T0 + 60_000).missed == ["lift"]  # too late
+
+
+def test_a_clear_window_before_the_raise_window_is_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from anju.simulators.scenario import Expect
+
+    with pytest.raises(ValidationError, match="cleared"):
+        Expect(rule="elevator.ebike", device="L1", within=(0, 3), cleared=(1, 2))

@@ -62,6 +62,8 @@ class Expect(BaseModel):
     device: str | None = None
     group: str | None = Field(None, description="estate/building/floor, for floor alarms")
     within: tuple[float, float] = Field(description="seconds after the incident's `at`")
+    cleared: tuple[float, float] | None = Field(
+        None, description="seconds after `at` in which the alarm must clear, when it must")
     optional: bool = False
     floor: int | None = Field(None, description="the floor the alarm must name (cameras)")
 
@@ -74,6 +76,8 @@ class Expect(BaseModel):
         lo, hi = self.within
         if not 0 <= lo <= hi:
             raise ValueError(f"within [{lo}, {hi}] must satisfy 0 ≤ lo ≤ hi")
+        if self.cleared is not None and not hi <= self.cleared[0] <= self.cleared[1]:
+            raise ValueError(f"cleared {list(self.cleared)} must come after within {[lo, hi]}")
         return self
 
 

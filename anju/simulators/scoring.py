@@ -2,7 +2,8 @@
 
 An expectation (:class:`Truth`) is met by a ``raised`` alarm event (CONTRACT §4) of its
 rule and subject whose ``ts`` falls in its window (and, for a falling object, that names
-its floor). An incident is *detected* when every required expectation of it is met. A
+its floor) and, where the expectation gives a clear window, a ``cleared`` event of that
+alarm in it. An incident is *detected* when every required expectation of it is met. A
 *false alarm* is a raised alarm that meets no expectation of any incident —
 ``device.offline`` of a device the scenario silenced is expected whenever it comes.
 The same alarm delivered to several teams counts once (by ``alarm_id``).
@@ -37,6 +38,8 @@ class Truth:
     hi_ms: int
     optional: bool = False
     floor: int | None = None
+    clear_lo_ms: int | None = None  # when the alarm must clear, if it must
+    clear_hi_ms: int | None = None
 
     @property
     def subject(self) -> str:
@@ -70,8 +73,10 @@ def ground_truth(bs: BoundScenario, start_ms: int) -> list[Truth]:
                 m = GROUP_RE.match(ex.group)
                 assert m is not None
                 group = (m.group(1), m.group(2), int(m.group(3)))
+            clear = (None, None) if ex.cleared is None else (
+                at + round(ex.cleared[0] * 1000), at + round(ex.cleared[1] * 1000))
             out.append(Truth(inc.id, ex.rule, ex.device, group, at + round(ex.within[0] * 1000),
-                             at + round(ex.within[1] * 1000), ex.optional, ex.floor))
+                             at + round(ex.within[1] * 1000), ex.optional, ex.floor, *clear))
     return out
 
 
@@ -132,8 +137,11 @@ def score(truth: list[Truth], observed: Iterable[Observed], *,
     """
     silenced = set(silenced)
     raised: dict[str, Observed] = {}
+    cleared: dict[str, int] = {}  # alarm_id → ts of its cleared event
     for ob in observed:
         ev = ob.event
+        if ev.get("event") == "cleared" and ev.get("alarm_id"):
+            cleared.setdefault(str(ev["alarm_id"]), int(ev.get("ts", 0)))
         if ev.get("event") != "raised":
             continue
         if until_ms is not None and int(ev.get("ts", 0)) > until_ms:
@@ -151,6 +159,18 @@ def score(truth: list[Truth], observed: Iterable[Observed], *,
         if not hits and not (ob.event.get("rule") == "device.offline"
                              and ob.event.get("device") in silenced):
             false.append(ob)
+    # an expectation with a clear window is met only by an alarm that cleared in it
+    for i, obs in list(met.items()):
+        t = truth[i]
+        if t.clear_lo_ms is None or t.clear_hi_ms is None:
+            continue
+        lo, hi = t.clear_lo_ms, t.clear_hi_ms
+        good = [o for o in obs
+                if lo <= cleared.get(str(o.event.get("alarm_id")), -1) <= hi]
+        if good:
+            met[i] = good
+        else:
+            del met[i]
     incidents: dict[str, list[int]] = {}
     for i, t in enumerate(truth):
         incidents.setdefault(t.incident, []).append(i)
@@ -176,6 +196,8 @@ def score(truth: list[Truth], observed: Iterable[Observed], *,
         detection_latency_ms=lat,
         missing=[{"incident": t.incident, "rule": t.rule, "subject": t.subject,
                   "window_ms": [t.lo_ms, t.hi_ms]}
+                 | ({"cleared_window_ms": [t.clear_lo_ms, t.clear_hi_ms]}
+                    if t.clear_lo_ms is not None else {})
                  for i, t in enumerate(truth) if not t.optional and i not in met],
         false=[_brief(o.event) for o in false],
     )
