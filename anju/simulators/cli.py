@@ -48,7 +48,8 @@ def site_cmd(
     try:
         write_site(plan_city(estates, seed, webhook_port=webhook_port,
                              webhook_host=webhook_host, estate_prefix=prefix), out)
-        summary = load_site(out).summary() | {"site": str(out)}
+        site = load_site(out)
+        summary = site.summary() | {"site": str(out)}
     except (AnjuError, ValueError, OSError) as exc:
         raise _fail(exc) from None
     if json:
@@ -57,6 +58,11 @@ def site_cmd(
         by = ", ".join(f"{n} {k}" for k, n in summary["by_kind"].items())
         typer.echo(f"wrote {out}: {summary['estates']} estates, {summary['buildings']} "
                    f"buildings, {summary['devices']} devices ({by})")
+        secrets = sorted({t.secret_env for t in site.teams if t.webhook and t.secret_env})
+        tokens = sorted({t.token_env for t in site.teams if t.token_env})
+        # `anju run` refuses to start without a team's webhook secret: say which ones
+        typer.echo(f"before `anju run`, set the teams' webhook secrets: {' '.join(secrets)}")
+        typer.echo(f"and, for the alarm API, their tokens: {' '.join(tokens)}")
 
 
 @app.command("run")
