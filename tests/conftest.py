@@ -15,6 +15,7 @@ import pytest
 
 from anju.errors import ServiceError
 from anju.services import LocalServices
+from tests.mqtt_support import purge_session
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,12 @@ def influx_db(services: LocalServices) -> Iterator[str]:
 def topic_prefix() -> str:
     """A unique estate id for this test's MQTT topics (matches ``[A-Za-z0-9_-]{1,64}``)."""
     return f"t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def cid(services: LocalServices) -> Iterator[str]:
+    """A unique MQTT client id; its persistent session is ended after the test."""
+    name = f"anju-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    if services.mosquitto.running:
+        purge_session(services, name)

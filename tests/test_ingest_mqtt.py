@@ -8,14 +8,12 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry
 
 from anju.config import Settings
@@ -94,23 +92,7 @@ def _publish(services: LocalServices, topic: str, payloads: list[bytes]) -> None
         c.disconnect()
 
 
-def _purge(services: LocalServices, cid: str) -> None:
-    """Ends a persistent session, so the broker stops queueing for it."""
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    c.connect(services.mosquitto.host, services.mosquitto.port, clean_start=True,
-              properties=props)
-    c.loop(1)
-    c.disconnect()
 
-
-@pytest.fixture
-def cid(services: LocalServices) -> Iterator[str]:
-    name = f"anju-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    if services.mosquitto.running:
-        _purge(services, name)
 
 
 async def _until(cond: Callable[[], bool], within_s: float = 10.0) -> None:

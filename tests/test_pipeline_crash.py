@@ -21,10 +21,9 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from anju.services import LocalServices, free_port
+from tests.mqtt_support import purge_session
 
 pytestmark = pytest.mark.integration
 
@@ -151,16 +150,7 @@ def test_sigkill_and_influx_outage_lose_nothing(services: LocalServices, influx_
         assert services.influx.count("smoke", influx_db) == n
     finally:
         rc = run.terminate()
-        _purge(services, env["ANJU_MQTT_CLIENT_ID"])
+        purge_session(services, env["ANJU_MQTT_CLIENT_ID"])
     assert rc == 0, log.read_text()[-3000:]
 
 
-def _purge(services: LocalServices, cid: str) -> None:
-    """Ends the pipeline's persistent session, so the broker stops queueing for it."""
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    c.connect(services.mosquitto.host, services.mosquitto.port, clean_start=True,
-              properties=props)
-    c.loop(1)
-    c.disconnect()

@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry
 
 from anju.alarms.receiver import WebhookReceiver
@@ -49,23 +47,7 @@ def _site(root: Path, estate: str, hook: str = "http://127.0.0.1:9/hooks/propert
     return load_site(root)
 
 
-def _purge(services: LocalServices, cid: str) -> None:
-    """Ends a persistent session, so the broker stops queueing for it."""
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    c.connect(services.mosquitto.host, services.mosquitto.port, clean_start=True,
-              properties=props)
-    c.loop(1)
-    c.disconnect()
 
-
-@pytest.fixture
-def cid(services: LocalServices) -> Iterator[str]:
-    name = f"anju-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    if services.mosquitto.running:
-        _purge(services, name)
 
 
 def _settings(services: LocalServices, db: str, state: Path, cid: str) -> Settings:
