@@ -14,21 +14,14 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from anju.cliutil import JsonOpt, SiteOpt, emit_json, fail
+
 __all__ = ["app"]
 
 app = typer.Typer(no_args_is_help=True)
 
-SiteOpt = Annotated[Path, typer.Option("--site", help="site directory (site.yaml, devices.csv)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")]
 
 
-def _emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
-
-
-def _fail(message: object, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _load(site_dir: Path) -> Any:
@@ -38,7 +31,7 @@ def _load(site_dir: Path) -> Any:
     try:
         return load_site(site_dir)
     except RegistryError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command("check")
@@ -56,7 +49,7 @@ def check(site: SiteOpt, json: JsonOpt = False) -> None:
     summary = s.summary()
     summary["load_s"] = round(s.load_s, 4)
     if json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     kinds = ", ".join(f"{k} {n}" for k, n in summary["by_kind"].items())
     typer.echo(f"{site}: OK — {summary['estates']} estates, {summary['buildings']} buildings, "
@@ -85,15 +78,15 @@ def credentials(
     if pipeline_password_env is not None:
         pipeline_password = os.environ.get(pipeline_password_env)
         if not pipeline_password:
-            raise _fail(f"--pipeline-password-env: {pipeline_password_env} is not set")
+            raise fail(f"--pipeline-password-env: {pipeline_password_env} is not set")
     try:
         report = write_credentials(s, out, rotate=rotate, pipeline_password=pipeline_password)
     except AnjuError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except OSError as exc:
-        raise _fail(f"{exc.filename or out}: {exc.strerror}", 1) from None
+        raise fail(f"{exc.filename or out}: {exc.strerror}", 1) from None
     if json:
-        _emit_json(report.summary())
+        emit_json(report.summary())
         return
     roles = ", ".join(f"{n} {r}" for r, n in report.by_role.items())
     typer.echo(f"{report.users} broker users ({roles}): {report.new} new passwords, "
@@ -110,7 +103,7 @@ def schema(kind: Annotated[str, typer.Argument(help="a device kind")]) -> None:
     from anju.devices.schema import json_schema
 
     if kind not in KINDS:
-        raise _fail(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+        raise fail(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
     sys.stdout.write(orjson.dumps(json_schema(kind), option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
@@ -126,7 +119,7 @@ def bench_decode(
 
     result = run(messages=messages, batch=batch, repeat=repeat)
     if json:
-        _emit_json(result)
+        emit_json(result)
         return
     for name in ("single", f"batch{batch}"):
         r = result[name]

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
+
+from anju.cliutil import JsonOpt, SiteOpt, emit_json, fail
 
 app = typer.Typer(no_args_is_help=True)
 
-SiteOpt = Annotated[Path, typer.Option("--site", help="site directory (site.yaml, devices.csv)")]
 RulesOpt = Annotated[list[Path] | None, typer.Option(
     "--rules", help="extra rule file(s); a rule with a default's id replaces it")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="override a threshold: RULE.PARAM=VALUE, e.g. smoke.alarm.threshold=0.2")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")]
 
 
-def _emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
-
-
-def _fail(exc: Exception | str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code)
 
 
 def _overrides(sets: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -52,7 +43,7 @@ def _load(site_dir: Path, rules: list[Path] | None, sets: list[str] | None) -> A
         site = load_site(site_dir)
         return site, load_rules(site, rules, overrides=_overrides(sets))
     except AnjuError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command("eval")
@@ -76,7 +67,7 @@ def eval_(
     try:
         fh = input.open("rb")
     except OSError as exc:
-        raise _fail(f"{input}: {exc.strerror}") from None
+        raise fail(f"{input}: {exc.strerror}") from None
     dl = None
     if deadletter is not None:
         from anju.devices.deadletter import DeadLetters
@@ -105,10 +96,10 @@ def eval_(
                    f"({{\"topic\": …, \"payload\": …}}); first: {result.bad_lines[0]}",
                    err=True)
         if json:
-            _emit_json(summary)
+            emit_json(summary)
         raise typer.Exit(1)
     if json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     typer.echo(f"{summary['messages']} messages, {summary['readings']} readings accepted, "
                f"{sum(summary['rejected'].values())} rejected, {summary['alarms']} alarm events "
@@ -138,13 +129,13 @@ def check(
         else:
             rs = load_rules(None, rules, overrides=_overrides(set_))
     except AnjuError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     rows = [{"id": r.id, "kind": r.kind, "type": r.type, "severity": r.severity,
              "roles": list(r.roles), "for_s": r.for_s, "clear_after_s": r.clear_after_s,
              "params": r.params,
              "condition": r.condition.source if r.condition else None} for r in rs.rules]
     if json:
-        _emit_json({"rules": len(rows), "by_id": {r["id"]: r for r in rows}})
+        emit_json({"rules": len(rows), "by_id": {r["id"]: r for r in rows}})
         return
     for r in rows:
         timing = f"for {r['for_s']:g}s, clear {r['clear_after_s']:g}s" \

@@ -5,28 +5,20 @@ Heavy imports happen inside the commands so that ``anju --help`` stays instant.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
 
+from anju.cliutil import JsonOpt, SiteOpt, emit_json, fail
+
 __all__ = ["app", "register_demo"]
 
 app = typer.Typer(no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")]
-SiteOpt = Annotated[Path, typer.Option("--site", help="site directory (site.yaml, devices.csv)")]
 
 
-def _emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
-
-
-def _fail(exc: object, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code)
 
 
 @app.command("site")
@@ -51,9 +43,9 @@ def site_cmd(
         site = load_site(out)
         summary = site.summary() | {"site": str(out)}
     except (AnjuError, ValueError, OSError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         by = ", ".join(f"{n} {k}" for k, n in summary["by_kind"].items())
         typer.echo(f"wrote {out}: {summary['estates']} estates, {summary['buildings']} "
@@ -107,13 +99,13 @@ def run_cmd(
     from anju.simulators.run import RunOptions, run
 
     if via not in ("device", "gateway"):
-        raise _fail(f"--via {via!r}: expected device or gateway")
+        raise fail(f"--via {via!r}: expected device or gateway")
     try:
         i, n = (int(x) for x in shard.split("/"))
         if not 0 <= i < n:
             raise ValueError
     except ValueError:
-        raise _fail(f"--shard {shard!r}: expected i/N with 0 ≤ i < N") from None
+        raise fail(f"--shard {shard!r}: expected i/N with 0 ≤ i < N") from None
     opts = RunOptions(site=site, scenario=scenario, duration_s=duration, seed=seed, start=start,
                       speed=speed, rate=rate, mqtt_url=mqtt_url, credentials=credentials,
                       via=via,  # type: ignore[arg-type]
@@ -122,11 +114,11 @@ def run_cmd(
     try:
         summary = run(opts, progress=progress)
     except AnjuError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     if json:
-        _emit_json(summary)
+        emit_json(summary)
     elif not progress:
         if record_to is not None:
             typer.echo(f"recorded {summary['messages']} messages ({summary['readings']} "
@@ -149,7 +141,7 @@ def scenarios_cmd(json: JsonOpt = False) -> None:
                      "site": sc.site.model_dump() if sc.site else None,
                      "description": sc.description})
     if json:
-        _emit_json({"scenarios": rows})
+        emit_json({"scenarios": rows})
         return
     for r in rows:
         site = r["site"]
@@ -177,12 +169,12 @@ def truth_cmd(
         bs = bind(sc, load_site(site))
         t0 = parse_start(start) if start else (sc.start_ms or DEFAULT_START_MS)
     except AnjuError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     truth = ground_truth(bs, t0)
     rows = [{"incident": t.incident, "rule": t.rule, "subject": t.subject,
              "from_ms": t.lo_ms, "to_ms": t.hi_ms, "optional": t.optional} for t in truth]
     if json:
-        _emit_json({"scenario": sc.name, "start_ms": t0, "incidents": len(sc.incidents),
+        emit_json({"scenario": sc.name, "start_ms": t0, "incidents": len(sc.incidents),
                     "expected": rows})
         return
     for t in truth:
@@ -215,11 +207,11 @@ def score_cmd(
         observed = [Observed(orjson.loads(line)) for line in events.read_bytes().splitlines()
                     if line.strip()]
     except (AnjuError, OSError, orjson.JSONDecodeError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     card = score(ground_truth(bs, t0), observed, silenced=bs.silenced(),
                  until_ms=t0 + bs.duration_ms)
     if json:
-        _emit_json(card.contract())
+        emit_json(card.contract())
     else:
         from anju.simulators.view import print_scorecard
 
@@ -251,8 +243,8 @@ def register_demo(root: typer.Typer) -> None:
             card = run_demo(seconds=seconds, scenario=scenario, workdir=workdir,
                             quiet=json)
         except AnjuError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         if json:
-            _emit_json(card)
+            emit_json(card)
