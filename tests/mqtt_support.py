@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -19,3 +23,11 @@ def purge_session(services: LocalServices, cid: str) -> None:
               properties=props)
     c.loop(1)
     c.disconnect()
+
+
+async def until(cond: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Waits for ``cond`` to hold, failing the test after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)

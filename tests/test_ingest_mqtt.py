@@ -8,7 +8,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -21,6 +21,7 @@ from anju.devices.registry import Site, load_site
 from anju.ingest.metrics import ingest_metrics
 from anju.ingest.mqtt import AckSequencer, Backoff, Message, MqttConsumer, client_id, topics_for
 from anju.services import LocalServices
+from tests.mqtt_support import until
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +96,6 @@ def _publish(services: LocalServices, topic: str, payloads: list[bytes]) -> None
 
 
 
-async def _until(cond: Callable[[], bool], within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def _drain(c: MqttConsumer, n: int, within_s: float = 10.0) -> list[Message]:
@@ -117,7 +113,7 @@ async def consumer(services: LocalServices, cid: str,
     s = Settings(mqtt_url=services.mosquitto.url, mqtt_client_id=cid)
     async with MqttConsumer(s, [f"anju/{topic_prefix}/#"],
                             backoff=Backoff(0.05, 0.2)) as c:
-        await _until(lambda: c.subscribed)
+        await until(lambda: c.subscribed)
         yield c
 
 
@@ -132,14 +128,14 @@ async def test_unacknowledged_messages_come_back_after_a_broker_restart(
     await asyncio.sleep(0.2)  # the PUBACKs reach the broker
     services.mosquitto.stop()  # a clean stop saves sessions to the persistence file
     try:
-        await _until(lambda: not consumer.connected)
+        await until(lambda: not consumer.connected)
         health = consumer.health()
         # "down" until the first reconnection attempt begins, "connecting" from then on
         assert health["ok"] is False and health["state"] in ("down", "connecting")
         consumer.ack(got[6:])  # acks of the old connection are not sent on the next
     finally:
         services.mosquitto.start()
-    await _until(lambda: consumer.subscribed, 15)
+    await until(lambda: consumer.subscribed, 15)
     assert consumer.health()["reconnects"] == 1
     again = await _drain(consumer, 4)
     assert sorted(m.payload for m in again) == [b"6", b"7", b"8", b"9"]
@@ -155,10 +151,10 @@ async def test_intake_pauses_instead_of_growing(services: LocalServices, cid: st
     s = Settings(mqtt_url=services.mosquitto.url, mqtt_client_id=cid)
     async with MqttConsumer(s, [f"anju/{topic_prefix}/#"], max_buffered=10,
                             metrics=ingest_metrics(reg)) as c:
-        await _until(lambda: c.subscribed)
+        await until(lambda: c.subscribed)
         await asyncio.to_thread(_publish, services, f"anju/{topic_prefix}/b/smoke/d",
                                 [b"x" * 100] * 100)
-        await _until(lambda: c.paused)
+        await until(lambda: c.paused)
         await asyncio.sleep(0.2)
         assert c.buffered == 10
         assert reg.get_sample_value("anju_intake_paused_total") == 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -21,6 +20,7 @@ from anju.config import Settings
 from anju.devices.registry import Site, load_site
 from anju.ingest.pipeline import Pipeline
 from anju.services import LocalServices, free_port
+from tests.mqtt_support import until
 
 pytestmark = pytest.mark.integration
 
@@ -69,16 +69,10 @@ def _publish(services: LocalServices, items: list[tuple[str, dict[str, object]]]
         c.disconnect()
 
 
-async def _until(cond: Callable[[], bool], within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 async def _connected(p: Pipeline) -> None:
-    await _until(lambda: p.consumer.subscribed)
+    await until(lambda: p.consumer.subscribed)
 
 
 async def test_smoke_reading_lands_in_influxdb(services: LocalServices, influx_db: str,
@@ -96,7 +90,7 @@ async def test_smoke_reading_lands_in_influxdb(services: LocalServices, influx_d
             (f"anju/{topic_prefix}/b1/smoke/s-2", {"ts": ts, "smoke_db_m": 0.01, "temp_c": 21}),
             (f"anju/{topic_prefix}/b1/smoke/nobody", {"ts": ts, "smoke_db_m": 0.0, "temp_c": 1}),
         ])
-        await _until(lambda: p.stats()["stored"] >= 2)
+        await until(lambda: p.stats()["stored"] >= 2)
         stats = p.stats()
     assert stats["readings"] == 2 and stats["rejected"] == {"unknown_device": 1}
     letters = (tmp_path / "state" / "deadletters.jsonl").read_text().splitlines()
@@ -126,8 +120,8 @@ async def test_alarm_reaches_webhook_and_alarms_measurement(
             await asyncio.to_thread(_publish, services, [
                 (f"anju/{topic_prefix}/b1/smoke/s-1",
                  {"ts": now, "smoke_db_m": 0.01, "temp_c": 60.0})])
-            await _until(lambda: bool(rx.accepted.get("property")))
-            await _until(lambda: p.stats()["alarms"].get("raised", 0) >= 1)
+            await until(lambda: bool(rx.accepted.get("property")))
+            await until(lambda: p.stats()["alarms"].get("raised", 0) >= 1)
         ev = rx.accepted["property"][0]
         assert ev.signature_ok
         body = ev.event()
@@ -154,18 +148,18 @@ async def test_influxdb_outage_spools_then_replays(services: LocalServices, infl
     async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
         await _connected(p)
         await asyncio.to_thread(_publish, services, batch(0, 100))
-        await _until(lambda: p.stats()["stored"] >= 100)
+        await until(lambda: p.stats()["stored"] >= 100)
         services.influx.stop()
         try:
             await asyncio.to_thread(_publish, services, batch(100, 300))
-            await _until(lambda: p.stats()["spooled"] >= 300)
+            await until(lambda: p.stats()["spooled"] >= 300)
             assert p.storage.mode == "spooling"
             assert p.health()["influxdb"]["ok"] is False
             # acknowledged while InfluxDB is down: they are on disk
-            await _until(lambda: p.acks.pending == 0)
+            await until(lambda: p.acks.pending == 0)
         finally:
             services.influx.start()
-        await _until(lambda: p.storage.mode == "direct", within_s=20)
+        await until(lambda: p.storage.mode == "direct", within_s=20)
         stats = p.stats()
     assert stats["replayed"] >= 300
     assert services.influx.count("water", influx_db) == 400
