@@ -27,6 +27,7 @@ row per event and team with a webhook, whose delivery id is fixed there.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import replace
@@ -50,6 +51,8 @@ from anju.rules.transition import Transition
 
 __all__ = ["AlarmManager"]
 
+log = logging.getLogger(__name__)
+
 
 class AlarmManager:
     """Lifecycle, de-duplication, routing and escalation over an :class:`AlarmStore`.
@@ -66,11 +69,19 @@ class AlarmManager:
         self._webhook = {t.id: bool(t.webhook) for t in site.teams}
         self._metrics = alarm_metrics(registry)
         self._lock = threading.Lock()
+        self._now: int | None = None
 
     # -- steps -----------------------------------------------------------------------------
-    def on_transitions(self, transitions: Iterable[Transition]) -> list[AlarmEvent]:
-        """Applies the rule engine's transitions; returns the events committed, in order."""
+    def on_transitions(self, transitions: Iterable[Transition], *,
+                       now_ms: int | None = None) -> list[AlarmEvent]:
+        """Applies the rule engine's transitions; returns the events committed, in order.
+
+        ``now_ms`` is the receiving clock (data time in replay): escalation deadlines run
+        from it, not from the raise's ``ts``, which is its device's clock — a device whose
+        clock runs minutes slow must not have its alarms escalated minutes early.
+        """
         with self._lock:
+            self._now = now_ms
             staged: dict[str, AlarmRecord] = {}  # alarm_id → newest record in this batch
             open_ids: dict[tuple[str, str], str | None] = {}  # (rule, subject) → open alarm
             commit = Commit()
@@ -157,9 +168,16 @@ class AlarmManager:
         key = (tr.rule, tr.subject)
         if aid in staged or self.store.get(aid) is not None:
             self._metrics.duplicates.labels(tr.rule, "raised").inc()
+            log.debug("alarm %s raised again (a redelivered reading): ignored", aid)
             return  # the same alarm again: replayed or re-sent
-        if not tr.is_event and self._open_id(key, staged, open_ids) is not None:
+        open_id = None if tr.is_event else self._open_id(key, staged, open_ids)
+        if open_id is not None:
+            # The engine and the store disagree: the engine thinks nothing is open. A new
+            # incident would be silenced, so say so loudly.
             self._metrics.duplicates.labels(tr.rule, "raised").inc()
+            log.warning("%s on %s raised while alarm %s is still open: the new raise is "
+                        "dropped (engine state out of step with the alarm store)",
+                        tr.rule, tr.subject, open_id)
             return  # at most one open alarm per (rule, subject)
         teams = [t.id for t in route(self.site, tr.estate, tr.roles)]
         base = AlarmEvent(
@@ -171,7 +189,8 @@ class AlarmManager:
         rec = AlarmRecord(
             alarm_id=aid, rule=tr.rule, subject=tr.subject, is_event=tr.is_event,
             state="raised", base=base, last=base, teams=(), seq=0, raised_ts=tr.ts,
-            next_escalation_ms=tr.ts + self.escalate_after_ms,
+            next_escalation_ms=(tr.ts if self._now is None else self._now)
+            + self.escalate_after_ms,
         )
         staged[aid] = self._append(rec, base, commit, new_teams=teams)
         if not tr.is_event:

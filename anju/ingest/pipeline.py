@@ -2,7 +2,7 @@
 
     MqttConsumer ─► batch loop (Batcher: decode) ─┬─► encode ─► Storage (InfluxDB | spool) ─► ack
                                                   └─► rules: RuleEngine.process ─┐
-    clock: every tick_s, RuleEngine.tick(wall ms) ───────────────────────────────┤
+    clock: every tick_s, RuleEngine.tick(receiving clock) ───────────────────────┤
                                                                                  ▼
             alarms: AlarmManager (SQLite, on a thread) ─► WebhookDispatcher.wake
                                                       └─► alarm_lines ─► Storage (`alarms`)
@@ -127,12 +127,26 @@ class Pipeline:
             raise
         self.manager = AlarmManager(self.site, self.store, registry=self.registry)
         self.engine = RuleEngine(self.site, self._rules, estates=self.estates)
+        self._restore_engine()
         self.decoder = Decoder(self.site, on_reject=self._on_reject, estates=self.estates)
         self.encoder = LineEncoder(self.site)
         self.batcher = Batcher(self.consumer, self.decoder, batch_max=self.settings.batch_max,
                                linger_ms=self.settings.batch_linger_ms, metrics=self.metrics,
                                clock=self._now)
         self.acks = AckSequencer(self.consumer)
+
+    def _restore_engine(self) -> None:
+        """Open alarms of the store resume as active in the engine: after a restart they
+        clear when their condition has been false for the clear delay, and a repeat incident
+        after that raises a new alarm (instead of being dropped as a duplicate)."""
+        open_alarms = [(r.rule, r.subject, r.base.started_at)
+                       for r in self.store.list_alarms(open_only=True) if not r.is_event]
+        n = self.engine.restore(open_alarms)
+        if open_alarms:
+            log.info("resumed %d of %d open alarms from the alarm store", n, len(open_alarms))
+        if n < len(open_alarms):
+            log.warning("%d open alarms name a rule or device no longer configured: they "
+                        "stay open until acknowledged", len(open_alarms) - n)
 
     async def start(self) -> None:
         """Validates, then connects and starts every task."""
@@ -256,6 +270,8 @@ class Pipeline:
             "messages": self.decoder.messages,
             "readings": self.decoder.accepted,
             "rejected": dict(self.rejected),
+            "late": self.engine.stats.late,
+            "clock_steps": self.engine.stats.clock_steps,
             "stored": st["stored"],
             "dropped": st["dropped"],
             "spooled": st["spooled"],
@@ -311,7 +327,12 @@ class Pipeline:
         while True:
             batch = await self._rules_q.get()
             try:
-                transitions = self.engine.process(batch)
+                late, steps = self.engine.stats.late, self.engine.stats.clock_steps
+                transitions = self.engine.process(batch, self._now())
+                if self.engine.stats.late > late:
+                    self.metrics.late.inc(self.engine.stats.late - late)
+                if self.engine.stats.clock_steps > steps:
+                    self.metrics.clock_steps.inc(self.engine.stats.clock_steps - steps)
                 if transitions:
                     await self._alarm_q.put((None, transitions))
             finally:
@@ -345,7 +366,8 @@ class Pipeline:
                 self._alarm_q.task_done()
 
     def _apply(self, now: int | None, transitions: list[Transition]) -> list[AlarmEvent]:
-        events = self.manager.on_transitions(transitions) if transitions else []
+        events = self.manager.on_transitions(
+            transitions, now_ms=self._now() if now is None else now) if transitions else []
         if now is not None:
             events += self.manager.tick(now)
         return events
