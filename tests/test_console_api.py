@@ -358,3 +358,36 @@ def test_a_version_1_state_file_loads(site: Site, tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     db.close()
+
+
+async def test_terminal_twin(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from anju.cli import app as root
+
+    [a1] = await server.raise_(tr("e1", "s-1"))
+    monkeypatch.setenv("MY_TOKEN", TOKENS["prop-e1"])
+    runner = CliRunner()
+
+    async def run(*args: str) -> Any:
+        res = await asyncio.to_thread(runner.invoke, root, ["alarms", *args, "--api",
+                                                            server.url, "--token-env",
+                                                            "MY_TOKEN"])
+        return res
+
+    res = await run("list", "--json")
+    assert res.exit_code == 0, res.output
+    assert [a["alarm_id"] for a in orjson.loads(res.output.splitlines()[-1])["alarms"]] == [
+        a1.alarm_id]
+    for args in (("assign", a1.alarm_id, "--to", "Zhao", "--by", "Wang"),
+                 ("comment", a1.alarm_id, "on site", "--by", "Zhao"),
+                 ("ack", a1.alarm_id, "--by", "Zhao", "--note", "done")):
+        res = await run(*args)
+        assert res.exit_code == 0, res.output
+    res = await run("show", a1.alarm_id, "--json")
+    doc = orjson.loads(res.output.splitlines()[-1])
+    assert [e["event"] for e in doc["events"]] == ["raised", "assigned", "commented",
+                                                     "acknowledged"]
+    monkeypatch.setenv("MY_TOKEN", TOKENS["prop-e2"])
+    res = await run("show", a1.alarm_id)
+    assert res.exit_code == 2 and "404" in res.output
