@@ -24,10 +24,10 @@ from pydantic import ValidationError
 from anju.alarms.errors import AlarmNotFound, AlarmStateError
 from anju.alarms.lifecycle import AlarmManager
 from anju.alarms.model import AckRequest
-from anju.alarms.store import AlarmStore
+from anju.alarms.store import AlarmQuery, AlarmStore
 from anju.devices.registry import Site, Team
 
-__all__ = ["BROKER_KEY", "OPENAPI", "make_api"]
+__all__ = ["BROKER_KEY", "COOKIE", "OPENAPI", "make_api"]
 
 BROKER_KEY = "mqtt"  # the dependency whose state decides /healthz
 
@@ -61,16 +61,31 @@ def _dep_ok(state: Any) -> bool:
     return state is True
 
 
+COOKIE = "anju_token"  # the console's HttpOnly, SameSite=Strict sign-in cookie
+
+
 def _team_of(request: web.Request) -> Team | None:
     """The team whose token the request bears; compared in constant time with every team's
-    token, so the time taken says nothing about which (if any) matched."""
+    token, so the time taken says nothing about which (if any) matched.
+
+    The token comes from ``Authorization: Bearer``; a read-only request (GET, HEAD) may
+    bear it in the console's cookie instead, because a browser's EventSource cannot set
+    headers. A request that changes anything needs the header, so a forged cross-site
+    request (CSRF) carrying the cookie changes nothing."""
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
+    if not header and request.method in ("GET", "HEAD"):
+        scheme, given = "bearer", request.cookies.get(COOKIE, "")
     if scheme.lower() != "bearer" or not given.strip():
         return None
-    given_b = given.strip().encode()
+    return _team_for_token(request.app[_SITE], given.strip())
+
+
+def _team_for_token(site: Site, given: str) -> Team | None:
+    """The team whose token is ``given``, compared in constant time with every team's."""
+    given_b = given.encode()
     found: Team | None = None
-    for team in request.app[_SITE].teams:
+    for team in site.teams:
         token = team.token()
         if token and hmac.compare_digest(token.encode(), given_b) and found is None:
             found = team
@@ -103,23 +118,36 @@ async def _list_alarms(request: web.Request) -> web.Response:
     team = _team_of(request)
     if team is None:
         return _unauthorized()
-    state = request.query.get("state", "open")
-    if state not in ("open", "all"):
-        return _error(400, "state must be 'open' or 'all'")
+    q = request.query
+    state = q.get("state", "open")
+    if state not in ("open", "cleared", "all"):
+        return _error(400, "state must be 'open', 'cleared' or 'all'")
     try:
-        limit = int(request.query.get("limit", "1000"))
+        limit = int(q.get("limit", "1000"))
+        since = int(q["since"]) if q.get("since") else None
+        until = int(q["until"]) if q.get("until") else None
     except ValueError:
-        return _error(400, "limit must be an integer")
+        return _error(400, "limit, since and until must be integers")
     if not 1 <= limit <= _MAX_LIMIT:
         return _error(400, f"limit must be within 1…{_MAX_LIMIT}")
     site = request.app[_SITE]
     visible = [e for e in site.estates if team.covers(e)]
-    wanted = request.query.get("estate")
-    estates = [e for e in visible if e == wanted] if wanted else visible
+    wanted = _many(q, "estate")
+    estates = [e for e in visible if e in wanted] if wanted else visible
+    query = AlarmQuery(state=state, estates=estates, buildings=_many(q, "building"),  # type: ignore[arg-type]
+                       kinds=_many(q, "kind"), severities=_many(q, "severity"),
+                       rules=_many(q, "rule"), since_ms=since, until_ms=until, limit=limit)
     store = request.app[_STORE]
-    recs = await asyncio.to_thread(store.list_alarms, open_only=state == "open",
-                                   estates=estates, limit=limit)
+    recs = await asyncio.to_thread(store.query_alarms, query)
     return _json({"alarms": [r.row() for r in recs]})
+
+
+def _many(query: Mapping[str, str], name: str) -> list[str] | None:
+    """A filter's values: the parameter repeated or comma-separated; None when absent."""
+    getall = getattr(query, "getall", None)
+    raw = getall(name, []) if getall is not None else [query.get(name, "")]
+    values = [v.strip() for r in raw for v in r.split(",") if v.strip()]
+    return values or None
 
 
 async def _ack(request: web.Request) -> web.Response:
@@ -168,6 +196,9 @@ def make_api(
     app.router.add_get("/alarms", _list_alarms)
     app.router.add_post("/alarms/{alarm_id}/ack", _ack)
     app.router.add_get("/openapi.json", _openapi)
+    from anju.alarms import console_api  # it builds on this module's helpers
+
+    console_api.install(app)
     return app
 
 

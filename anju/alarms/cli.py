@@ -101,3 +101,7 @@ def sign(
     ts = timestamp if timestamp is not None else int(time.time() * 1000)
     typer.echo(f"X-Anju-Timestamp: {ts}")
     typer.echo(f"X-Anju-Signature: {signature(secret.encode(), ts, data)}")
+
+
+# The console's terminal twin (list, show, ack, assign, comment) registers itself on `app`.
+from anju.alarms import remote_cli as _remote_cli  # noqa: E402,F401

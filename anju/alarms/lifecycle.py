@@ -143,6 +143,45 @@ class AlarmManager:
             self._commit(commit)
             return ev
 
+    def assign(self, alarm_id: str, team_id: str | None, to: str, by: str, note: str,
+               now_ms: int) -> AlarmEvent:
+        """Assigns an open alarm to a named person: an ``assigned`` event, told to every team
+        told so far. Raises :class:`AlarmNotFound` as :meth:`acknowledge` does, and
+        :class:`AlarmStateError` for a cleared alarm. The state does not change."""
+        with self._lock:
+            rec = self.store.get(alarm_id)
+            if rec is None or not self._visible(rec, team_id):
+                raise AlarmNotFound(alarm_id)
+            if not rec.is_open:
+                raise AlarmStateError(alarm_id, rec.state, "assigned")
+            details = {**rec.base.details,
+                       "assign": {"to": to, "by": by, "note": note, "team": team_id}}
+            return self._note(replace(rec, assignee=to), "assigned", now_ms, details)
+
+    def comment(self, alarm_id: str, team_id: str | None, by: str, text: str,
+                now_ms: int) -> AlarmEvent:
+        """Adds a comment to an alarm, open or closed (a note after the fact belongs to its
+        history too): a ``commented`` event, told to every team told so far."""
+        with self._lock:
+            rec = self.store.get(alarm_id)
+            if rec is None or not self._visible(rec, team_id):
+                raise AlarmNotFound(alarm_id)
+            details = {**rec.base.details,
+                       "comment": {"by": by, "text": text, "team": team_id}}
+            return self._note(replace(rec, comments=rec.comments + 1), "commented", now_ms,
+                              details)
+
+    def _note(self, rec: AlarmRecord, event: str, now_ms: int,
+              details: dict[str, Any]) -> AlarmEvent:
+        """Commits a note event (``assigned``, ``commented``); the record's ``last`` stays
+        its newest lifecycle event, which is what the API row shows."""
+        ev = self._event(rec.base, event, now_ms, list(rec.teams), details=details)
+        commit = Commit()
+        rec = replace(self._append(rec, ev, commit), last=rec.last)
+        commit.alarms.append(rec)
+        self._commit(commit)
+        return ev
+
     # -- reading ---------------------------------------------------------------------------
     def open_alarms(self, estates: Collection[str] | None = None) -> list[dict[str, Any]]:
         """API rows of the open alarms, newest first, optionally of some estates only."""

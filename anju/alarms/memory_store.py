@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Self
 
 from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery
-from anju.alarms.store import Commit
+from anju.alarms.store import AlarmQuery, Commit, Listener, LoggedEvent
 
 __all__ = ["MemoryAlarmStore"]
 
@@ -42,6 +42,8 @@ class MemoryAlarmStore:
         self._outbox: dict[str, _Row] = {}  # insertion order = commit order
         self._keep_outbox = keep_outbox
         self._wall_ms = wall_ms
+        self._log: list[AlarmEvent] = []  # every event in commit order; its id = index + 1
+        self._listeners: list[Listener] = []
 
     # -- alarms ----------------------------------------------------------------------------
     def get(self, alarm_id: str) -> AlarmRecord | None:
@@ -72,6 +74,7 @@ class MemoryAlarmStore:
                     self._escalating.pop(rec.alarm_id, None)
             for _seq, ev in commit.events:
                 self._events.setdefault(ev.alarm_id, []).append(ev)
+                self._log.append(ev)
             if self._keep_outbox:
                 now = self._wall_ms()
                 for d in commit.deliveries:
@@ -80,6 +83,9 @@ class MemoryAlarmStore:
                     if not d.committed_ms:
                         d = replace(d, committed_ms=now)
                     self._outbox[d.delivery_id] = _Row(d)
+        if commit.events:
+            for fn in list(self._listeners):
+                fn()
 
     def due_escalations(self, now_ms: int) -> list[AlarmRecord]:
         with self._lock:
@@ -97,6 +103,35 @@ class MemoryAlarmStore:
     def events(self, alarm_id: str) -> list[AlarmEvent]:
         with self._lock:
             return list(self._events.get(alarm_id, ()))
+
+    def query_alarms(self, query: AlarmQuery) -> list[AlarmRecord]:
+        with self._lock:
+            recs = [r for r in self._alarms.values() if query.matches(r)]
+        recs.sort(key=lambda r: (-r.base.started_at, r.alarm_id))
+        return recs[:query.limit] if query.limit is not None else recs
+
+    def events_since(self, after_id: int, *, estates: Collection[str] | None = None,
+                     limit: int = 500) -> list[LoggedEvent]:
+        out: list[LoggedEvent] = []
+        with self._lock:
+            for i in range(max(after_id, 0), len(self._log)):
+                ev = self._log[i]
+                if estates is None or ev.estate in estates:
+                    out.append(LoggedEvent(i + 1, ev, self._alarms[ev.alarm_id]))
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def last_event_id(self) -> int:
+        with self._lock:
+            return len(self._log)
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
 
     # -- outbox ----------------------------------------------------------------------------
     def _heads(self, team: str) -> list[Delivery]:
@@ -149,7 +184,8 @@ class MemoryAlarmStore:
                     out[r.delivery.team] = out.get(r.delivery.team, 0) + 1
             return out
 
-    def outbox(self, *, state: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+    def outbox(self, *, state: str | None = None, team: str | None = None,
+               alarm_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [
                 {"delivery_id": r.delivery.delivery_id, "event_id": r.delivery.event_id,
@@ -158,6 +194,7 @@ class MemoryAlarmStore:
                  "last_error": r.last_error}
                 for r in self._outbox.values()
                 if (state is None or r.state == state) and (team is None or r.delivery.team == team)
+                and (alarm_id is None or r.delivery.alarm_id == alarm_id)
             ]
 
     def requeue(self, now_ms: int, *, team: str | None = None,

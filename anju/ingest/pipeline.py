@@ -51,6 +51,7 @@ from anju.ingest.mqtt import AckSequencer, MqttConsumer, topics_for
 from anju.ingest.storage import Storage
 from anju.rules import RuleEngine, RuleSet, load_rules
 from anju.rules.transition import Transition
+from anju.web import add_console
 
 __all__ = ["Pipeline"]
 
@@ -182,6 +183,7 @@ class Pipeline:
     async def _start_api(self, stack: contextlib.AsyncExitStack) -> None:
         app = make_api(self.manager, self.store, self.site, health=self.health,
                        registry=self.registry, clock_ms=self._now)
+        add_console(app)  # the operators' console at / (anju/web)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
