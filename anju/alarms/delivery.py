@@ -78,7 +78,7 @@ def destinations(site: Site, settings: Settings, timeout_s: float) -> list[Desti
     for t in site.teams:
         if t.webhook:
             out.append(Destination(t.id, t, WebhookSender(t, timeout_s)))
-        out.extend(robot_destinations(t, settings, timeout_s))
+        out.extend(robot_destinations(site, t, settings, timeout_s))
     return out
 
 
