@@ -314,12 +314,15 @@ class WebhookDispatcher:
                        d: Delivery) -> None:
         attempts = d.attempts + 1
         if dest.limiter is not None:
-            await dest.limiter.acquire()  # the platform's rate limit: wait, never drop
+            await dest.limiter.wait()  # the platform's rate limit: wait, never drop
         try:
             status = await dest.sender.send(session, d, self._wall_ms())
         except DeliveryError as exc:
             await self._failed(dest, d, attempts, exc)
             return
+        finally:
+            if dest.limiter is not None:
+                dest.limiter.record()
         now = self._wall_ms()
         await asyncio.to_thread(self.store.mark_delivered, d.delivery_id, now, status)
         if dest.failing_since_ms is not None:

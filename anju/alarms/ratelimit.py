@@ -5,6 +5,10 @@ A robot platform counts messages in a window ("20 a minute": DingTalk blocks the
 in a minute's window (a full bucket, then the refill), so this keeps a log of the last sends
 instead (a sliding window log): at most ``count`` sends in any ``per_s`` seconds, for each
 of several limits at once (Feishu: 5 a second and 100 a minute).
+
+A send is logged when its answer has come, not when it starts: the platform counts a
+message when it arrives, which is somewhere between the two, so logging the end keeps any
+two sends ``count`` apart at least ``per_s`` apart *at the platform*, whatever the latency.
 """
 
 from __future__ import annotations
@@ -40,12 +44,13 @@ class WindowLimiter:
         return wait
 
     def record(self) -> None:
+        """Counts one send (call when its answer has come, or it failed)."""
         self._log.append(self._clock())
 
-    async def acquire(self) -> None:
-        """Waits until a send is allowed, then counts it."""
+    async def wait(self) -> None:
+        """Waits until one more send keeps every limit. One caller at a time (a
+        destination has one worker); call :meth:`record` once the send is over."""
         async with self._lock:
             while (w := self.wait_s()) > 0:
                 self.waited_s += w
                 await asyncio.sleep(w)
-            self.record()
