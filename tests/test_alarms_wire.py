@@ -73,7 +73,8 @@ def test_ids_are_stable() -> None:
 
 @pytest.mark.parametrize(("status", "verdict"), [
     (200, "delivered"), (202, "delivered"), (204, "delivered"),
-    (400, "dead"), (401, "dead"), (404, "dead"), (410, "dead"), (413, "dead"),
+    (400, "retry_slow"), (401, "retry_slow"), (403, "retry_slow"), (404, "retry_slow"),
+    (410, "retry_slow"), (413, "retry_slow"),
     (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"),
     (301, "retry"), (307, "retry"),
 ])
@@ -94,6 +95,11 @@ def test_retry_after_and_backoff() -> None:
     assert b.delay(3, retry_after_s=120) == 120
     assert b.delay(3, retry_after_s=0) == 0.1
     assert b.delay(3, retry_after_s=10**9) == b.max_retry_after_s
+    # a receiver's refusal (4xx) backs off client_factor times slower, to its own cap
+    slow = Backoff(base_s=1, cap_s=8, jitter=0.0, client_factor=4, client_cap_s=20)
+    assert [slow.delay(n, slow=True) for n in (1, 2, 3)] == [4, 8, 16]
+    assert slow.delay(4, slow=True) == 20 and slow.delay(4) == 8
+    assert slow.delay(10_000) == 8  # no overflow however long it has failed
 
 
 # -- line protocol --------------------------------------------------------------------------

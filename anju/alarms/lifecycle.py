@@ -22,7 +22,8 @@ States and events (CONTRACT.md §4)::
   ``acknowledged`` and ``cleared`` to every team told so far.
 
 Every public method is one store commit holding the alarm states, the events and one outbox
-row per event and team with a webhook, whose delivery id is fixed there.
+row per event and delivery target (a team's webhook, its chat robots), whose delivery id is
+fixed there.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from anju.alarms.model import (
 from anju.alarms.routing import escalation_targets, route
 from anju.alarms.store import AlarmStore, Commit
 from anju.devices.registry import Site
+from anju.devices.targets import destination_keys
 from anju.rules.transition import Transition
 
 __all__ = ["AlarmManager"]
@@ -66,7 +68,9 @@ class AlarmManager:
         self.site = site
         self.store = store
         self.escalate_after_ms = round(site.unacknowledged_after_s * 1000)
-        self._webhook = {t.id: bool(t.webhook) for t in site.teams}
+        # outbox keys per team: its webhook (the team id) and its robots (team/name)
+        self._targets = {t.id: destination_keys(t.id, bool(t.webhook), t.targets)
+                         for t in site.teams}
         self._metrics = alarm_metrics(registry)
         self._lock = threading.Lock()
         self._now: int | None = None
@@ -276,10 +280,10 @@ class AlarmManager:
         seq = rec.seq + 1
         commit.events.append((seq, ev))
         for team in ev.teams:
-            if self._webhook.get(team):
+            for key in self._targets.get(team, ()):
                 commit.deliveries.append(Delivery(
-                    delivery_id=delivery_id_for(rec.alarm_id, seq, team),
-                    event_id=f"{rec.alarm_id}:{seq}", alarm_id=rec.alarm_id, team=team,
+                    delivery_id=delivery_id_for(rec.alarm_id, seq, key),
+                    event_id=f"{rec.alarm_id}:{seq}", alarm_id=rec.alarm_id, team=key,
                     body=b""))  # the store keeps the body once, with the event
         teams = rec.teams
         for t in new_teams or ():

@@ -25,6 +25,7 @@ class _Row:
     last_status: int | None = None
     last_error: str | None = None
     done_ms: int | None = None
+    first_ms: int = 0  # the first commit: requeue restarts the horizon, not the age
 
 
 class MemoryAlarmStore:
@@ -82,7 +83,7 @@ class MemoryAlarmStore:
                         raise ValueError(f"duplicate delivery id {d.delivery_id}")
                     if not d.committed_ms:
                         d = replace(d, committed_ms=now)
-                    self._outbox[d.delivery_id] = _Row(d)
+                    self._outbox[d.delivery_id] = _Row(d, first_ms=d.committed_ms)
         if commit.events:
             for fn in list(self._listeners):
                 fn()
@@ -140,9 +141,10 @@ class MemoryAlarmStore:
         out = []
         for row in self._outbox.values():
             d = row.delivery
-            if row.state == "pending" and d.team == team and d.alarm_id not in seen:
-                seen.add(d.alarm_id)
-                out.append(d)
+            if row.state in ("pending", "parked") and d.team == team and d.alarm_id not in seen:
+                seen.add(d.alarm_id)  # a parked row holds its alarm's later events back
+                if row.state == "pending":
+                    out.append(d)
         return out
 
     def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
@@ -168,13 +170,13 @@ class MemoryAlarmStore:
                                    next_attempt_ms=next_attempt_ms)
             row.last_status, row.last_error = status, error
 
-    def mark_dead(self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None,
-                  error: str) -> None:
+    def mark_parked(self, delivery_id: str, now_ms: int, *, attempts: int,
+                    status: int | None, error: str) -> None:
         with self._lock:
             row = self._outbox[delivery_id]
             row.delivery = replace(row.delivery, attempts=attempts)
             row.state, row.last_status, row.last_error, row.done_ms = (
-                "dead", status, error, now_ms)
+                "parked", status, error, now_ms)
 
     def pending_counts(self) -> dict[str, int]:
         with self._lock:
@@ -182,6 +184,23 @@ class MemoryAlarmStore:
             for r in self._outbox.values():
                 if r.state == "pending":
                     out[r.delivery.team] = out.get(r.delivery.team, 0) + 1
+            return out
+
+    def undelivered(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            out: dict[str, dict[str, Any]] = {}
+            for r in self._outbox.values():
+                if r.state == "delivered":
+                    continue
+                t = out.setdefault(r.delivery.team, {"pending": 0, "parked": 0,
+                                                     "oldest_committed_ms": None,
+                                                     "last_parked_ms": None})
+                t[r.state] += 1
+                c = r.first_ms
+                if t["oldest_committed_ms"] is None or c < t["oldest_committed_ms"]:
+                    t["oldest_committed_ms"] = c
+                if r.state == "parked" and r.done_ms is not None:
+                    t["last_parked_ms"] = max(t["last_parked_ms"] or 0, r.done_ms)
             return out
 
     def outbox(self, *, state: str | None = None, team: str | None = None,
@@ -201,14 +220,18 @@ class MemoryAlarmStore:
                 delivery_ids: Collection[str] | None = None) -> int:
         with self._lock:
             n = 0
+            held: set[tuple[str, str]] = set()
             for row in self._outbox.values():
                 d = row.delivery
-                if (row.state == "dead" and (team is None or d.team == team)
+                if (row.state == "parked" and (team is None or d.team == team)
                         and (delivery_ids is None or d.delivery_id in delivery_ids)):
                     row.state, row.done_ms = "pending", None
                     row.delivery = replace(d, attempts=0, next_attempt_ms=0,
                                            committed_ms=now_ms)
+                    held.add((d.team, d.alarm_id))
                     n += 1
+                elif row.state == "pending" and (d.team, d.alarm_id) in held:
+                    row.delivery = replace(d, committed_ms=now_ms)  # its horizon restarts
             return n
 
     def prune_outbox(self, before_ms: int) -> int:

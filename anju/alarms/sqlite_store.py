@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(team, next_attempt_ms) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_alarm ON outbox(team, alarm_id, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox(team) WHERE state != 'delivered';
+-- 'dead' was the name of 'parked' before every failure became retryable (CONTRACT §4)
+UPDATE outbox SET state = 'parked' WHERE state = 'dead';
 """
 
 # Version 2: the alarm's building, kind and severity as columns, so the console's list and
@@ -318,9 +321,10 @@ class SqliteAlarmStore:
 
     # -- outbox ----------------------------------------------------------------------------
     # A pending row is at the head of its alarm when no older row of the same alarm and team
-    # is pending: only heads are handed out, so each alarm's events arrive in order.
+    # is pending or parked: only heads are handed out, so each alarm's events arrive in
+    # order, also across a parking and its requeue (never ``cleared`` before ``raised``).
     _HEAD = ("NOT EXISTS (SELECT 1 FROM outbox p WHERE p.team = o.team AND p.alarm_id = "
-             "o.alarm_id AND p.state = 'pending' AND p.id < o.id)")
+             "o.alarm_id AND p.state IN ('pending', 'parked') AND p.id < o.id)")
 
     def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
         with self._tx() as db:
@@ -351,12 +355,22 @@ class SqliteAlarmStore:
                        "last_error = ? WHERE delivery_id = ?",
                        (attempts, next_attempt_ms, status, error, delivery_id))
 
-    def mark_dead(self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None,
-                  error: str) -> None:
+    def mark_parked(self, delivery_id: str, now_ms: int, *, attempts: int,
+                    status: int | None, error: str) -> None:
         with self._tx(write=True) as db:
-            db.execute("UPDATE outbox SET state = 'dead', attempts = ?, last_status = ?, "
+            db.execute("UPDATE outbox SET state = 'parked', attempts = ?, last_status = ?, "
                        "last_error = ?, done_ms = ? WHERE delivery_id = ?",
                        (attempts, status, error, now_ms, delivery_id))
+
+    def undelivered(self) -> dict[str, dict[str, Any]]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT o.team, SUM(o.state = 'pending'), SUM(o.state = 'parked'), "
+                "MIN(e.committed_ms), MAX(CASE WHEN o.state = 'parked' THEN o.done_ms END) "
+                "FROM outbox o JOIN events e ON e.event_id = o.event_id "
+                "WHERE o.state != 'delivered' GROUP BY o.team").fetchall()
+        return {r[0]: {"pending": r[1], "parked": r[2], "oldest_committed_ms": r[3],
+                       "last_parked_ms": r[4]} for r in rows}
 
     def pending_counts(self) -> dict[str, int]:
         with self._tx() as db:
@@ -386,20 +400,26 @@ class SqliteAlarmStore:
 
     def requeue(self, now_ms: int, *, team: str | None = None,
                 delivery_ids: Collection[str] | None = None) -> int:
-        sql = ("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = 0, "
-               "committed_ms = ?, done_ms = NULL WHERE state = 'dead'")
-        args: list[Any] = [now_ms]
+        where = " WHERE state = 'parked'"
+        args: list[Any] = []
         if team is not None:
-            sql += " AND team = ?"
+            where += " AND team = ?"
             args.append(team)
         if delivery_ids is not None:
             ids = list(delivery_ids)
             if not ids:
                 return 0
-            sql += f" AND delivery_id IN ({','.join('?' * len(ids))})"
+            where += f" AND delivery_id IN ({','.join('?' * len(ids))})"
             args += ids
         with self._tx(write=True) as db:
-            return db.execute(sql, args).rowcount
+            # the later events of the same alarms waited behind the parked rows, never tried:
+            # their horizon starts again too
+            db.execute("UPDATE outbox SET committed_ms = ? WHERE state = 'pending' AND "
+                       "(team, alarm_id) IN (SELECT team, alarm_id FROM outbox" + where + ")",
+                       [now_ms, *args])
+            return db.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = 0, "
+                "committed_ms = ?, done_ms = NULL" + where, [now_ms, *args]).rowcount
 
     def prune_outbox(self, before_ms: int) -> int:
         with self._tx(write=True) as db:

@@ -171,9 +171,17 @@ class AlarmStore(Protocol):
     ) -> None:
         ...
 
-    def mark_dead(
+    def mark_parked(
         self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None, error: str,
     ) -> None:
+        """The delivery failed until its horizon: it stays in the outbox, state ``parked``,
+        and holds its alarm's later events for the team back, until :meth:`requeue`."""
+        ...
+
+    def undelivered(self) -> dict[str, dict[str, Any]]:
+        """Per team (outbox destination) with anything not delivered: ``pending`` and
+        ``parked`` counts, ``oldest_committed_ms`` (first commit of the oldest undelivered
+        event) and ``last_parked_ms``."""
         ...
 
     def pending_counts(self) -> dict[str, int]:
@@ -188,12 +196,12 @@ class AlarmStore(Protocol):
 
     def requeue(self, now_ms: int, *, team: str | None = None,
                 delivery_ids: Collection[str] | None = None) -> int:
-        """Puts dead-lettered deliveries (of a team, or these ids) back in the queue under
+        """Puts parked deliveries (of a team, or these ids) back in the queue under
         their ids, attempts reset and the horizon counted from ``now_ms``; returns how many."""
         ...
 
     def prune_outbox(self, before_ms: int) -> int:
-        """Deletes delivered rows finished before ``before_ms`` (events and dead letters
+        """Deletes delivered rows finished before ``before_ms`` (events and parked rows
         stay); returns how many."""
         ...
 
