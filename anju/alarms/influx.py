@@ -2,8 +2,9 @@
 
 Tags ``estate, building, kind, rule, severity, event`` and ``alarm_id`` (sorted by key, as
 InfluxDB recommends); fields ``alarm_id, device, floor, zone, value, message`` (absent when
-null) and ``state``; timestamp the event's ``ts`` in ms, so write with ``precision=ms``. The
-InfluxDB writer of ``anju/ingest/`` sends the bytes; this module only encodes.
+null), ``state`` and ``text``; timestamp the event's ``ts`` in ms, so write with
+``precision=ms``. The InfluxDB writer of ``anju/ingest/`` sends the bytes; this module only
+encodes.
 
 Two additions to CONTRACT §6 (docs/contract-notes.md), both for the dashboards:
 
@@ -16,6 +17,8 @@ Two additions to CONTRACT §6 (docs/contract-notes.md), both for the dashboards:
   ``acknowledged``, ``closed`` (cleared; and an event alarm's acknowledgement, which closes
   it in the same commit). Dashboards count open alarms from the last state of each alarm
   instead of subtracting events.
+- ``text`` is the device (when there is one) and the message, ``"s-0001: …"``: a column
+  that is never null, for Grafana's annotations.
 
 Escaping follows the line-protocol reference: in tag keys and values commas, equals signs
 and spaces take a backslash; string field values are double-quoted with ``"`` and ``\\``
@@ -70,6 +73,9 @@ def _line(ev: AlarmEvent, state: str) -> str:
         fields.append(f"value={float(ev.value)!r}")
     fields.append(f"message={escape_field_string(ev.message)}")
     fields.append(f"state={escape_field_string(state)}")
+    # Never null, for Grafana annotations (a row with a null column is dropped there).
+    text = f"{ev.device}: {ev.message}" if ev.device else ev.message
+    fields.append(f"text={escape_field_string(text)}")
     return f"{MEASUREMENT}{tags} {','.join(fields)} {int(ev.ts)}"
 
 
