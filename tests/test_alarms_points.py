@@ -160,3 +160,82 @@ async def test_acknowledgements_through_the_api_are_alarms_points(
     assert got == sorted([(heat, "raised", "open"), (heat, "acknowledged", "acknowledged"),
                           (cam, "raised", "open"), (cam, "acknowledged", "closed"),
                           (cam, "cleared", "closed")])
+
+
+async def _panel_counts(services: LocalServices, db: str) -> dict[str, dict[str, int]]:
+    """The open-alarm targets of the alarms dashboard and of the overview, variables on All,
+    each over its own relative range (as Grafana runs them): severity → count."""
+    from anju.dashboards.build import build_dashboards
+    from anju.dashboards.check import run_queries
+    from anju.dashboards.macros import ALL, TimeRange, iter_influx_queries, variable_names
+
+    boards = {b.uid: b.data for b in build_dashboards()}
+    out: dict[str, dict[str, int]] = {}
+    for uid in ("anju-alarms", "anju-overview"):
+        d = boards[uid]
+        queries = [q for q in iter_influx_queries(d) if 'max("state_rank")' in q.query
+                   and 'GROUP BY "severity"' in q.query]
+        outcomes = await run_queries(services.influx.url, db, queries,
+                                     time_range=TimeRange("6h"),
+                                     variables={n: list(ALL) for n in variable_names(d)})
+        for o in outcomes:
+            assert o.ok, o.error
+            state = "acknowledged" if '"rank" = 1' in o.influxql else "raised"
+            counts = out.setdefault(f"{uid} {state}", {})
+            for s in o.body["results"][0].get("series") or []:
+                counts[s["tags"]["severity"]] = s["values"][0][1]
+    assert len(out) == 4
+    return out
+
+
+async def test_open_alarm_panels_agree_with_the_api(
+        services: LocalServices, influx_db: str, topic_prefix: str, tmp_path: Path, cid: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After raises, escalations, acknowledgements and clears of every kind — a state alarm
+    left open, one acknowledged, one acknowledged then cleared, one cleared unacknowledged,
+    a camera alarm acknowledged (closed) and one left open — the open-alarm panels count
+    exactly what ``GET /alarms?state=open`` lists, by severity and acknowledgement."""
+    monkeypatch.setenv("ANJU_TEST_TOKEN", TOKEN)
+    site = site_for(tmp_path / "site", topic_prefix, escalate_s=0.5)
+    settings = settings_for(services, influx_db, tmp_path / "state", cid)
+    t = int(time.time() * 1000) - 5_000
+    base = f"anju/{topic_prefix}/b1"
+
+    def smoke(dev: str, ts: int, temp: float, db_m: float = 0.01) -> tuple[str, dict[str, object]]:
+        return (f"{base}/smoke/{dev}", {"ts": ts, "smoke_db_m": db_m, "temp_c": temp})
+
+    async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+        await until(lambda: p.consumer.subscribed)
+        await asyncio.to_thread(publish, services, [
+            smoke("s-1", t, 70.0, 0.3),  # heat.fixed (critical) + smoke.alarm (major)
+            smoke("s-2", t, 70.0), smoke("s-3", t, 70.0),
+            (f"{base}/camera/c-1", {"ts": t, "event": "obstructed", "confidence": 0.7}),
+            (f"{base}/camera/c-1", {"ts": t + 1, "event": "obstructed", "confidence": 0.8}),
+        ])
+        await until(lambda: p.stats()["alarms"].get("raised", 0) >= 6)
+        # unacknowledged alarms escalate after 0.5 s (the fire team is a target of critical)
+        await until(lambda: p.stats()["alarms"].get("escalated", 0) >= 1)
+        alarms = (await api_call(p, "GET", "/alarms?state=open"))["alarms"]
+        cams = sorted(a["alarm_id"] for a in alarms if a["rule"] == "camera.obstructed")
+        for aid in (alarm_of(alarms, "heat.fixed", "s-2")["alarm_id"],
+                    alarm_of(alarms, "heat.fixed", "s-3")["alarm_id"], cams[0]):
+            await api_call(p, "POST", f"/alarms/{aid}/ack", {"by": "Wang"})
+        await asyncio.to_thread(publish, services, [
+            smoke("s-3", t + 2_000, 20.0),  # acknowledged, then cleared
+            smoke("s-1", t + 2_000, 70.0, 0.01),  # smoke.alarm cleared unacknowledged
+        ])
+        await until(lambda: p.stats()["alarms"].get("cleared", 0) >= 3)
+        api_rows = (await api_call(p, "GET", "/alarms?state=open"))["alarms"]
+        total = sum(p.stats()["alarms"].values())
+        await until(lambda: len(_points(services, influx_db)) == total)
+        counts = await _panel_counts(services, influx_db)
+    expected: dict[str, dict[str, int]] = {"raised": {}, "acknowledged": {}}
+    for row in api_rows:
+        by = expected[row["state"]]
+        by[row["severity"]] = by.get(row["severity"], 0) + 1
+    # the scenario has both kinds of open alarm, and closed ones the panels must not count
+    assert expected == {"raised": {"critical": 1, "minor": 1},
+                        "acknowledged": {"critical": 1}}
+    for uid in ("anju-alarms", "anju-overview"):
+        assert counts[f"{uid} raised"] == expected["raised"], uid
+        assert counts[f"{uid} acknowledged"] == expected["acknowledged"], uid

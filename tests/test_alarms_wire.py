@@ -103,11 +103,12 @@ def test_alarm_lines_exact() -> None:
     assert lines == (
         'alarms,alarm_id=3f2a9c0d1e4b5a6f7c8d,building=b01,estate=e001,event=raised,kind=smoke,'
         'rule=smoke.alarm,severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",device="s-0001",'
-        'floor=12i,zone="stair-A",value=0.31,message="烟雾 0.31 dB/m",state="open",'
+        'floor=12i,zone="stair-A",value=0.31,message="烟雾 0.31 dB/m",state="open",state_rank=0i,'
         'text="s-0001: 烟雾 0.31 dB/m" 1763800000000\n'
         'alarms,alarm_id=3f2a9c0d1e4b5a6f7c8d,building=b01,estate=e001,event=cleared,'
         'kind=smoke,rule=smoke.alarm,severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",value=0.0,'
-        'message="烟雾 0.31 dB/m",state="closed",text="烟雾 0.31 dB/m" 1763800060000\n'
+        'message="烟雾 0.31 dB/m",state="closed",state_rank=2i,'
+        'text="烟雾 0.31 dB/m" 1763800060000\n'
     ).encode()
 
 

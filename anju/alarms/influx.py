@@ -2,7 +2,7 @@
 
 Tags ``estate, building, kind, rule, severity, event`` and ``alarm_id`` (sorted by key, as
 InfluxDB recommends); fields ``alarm_id, device, floor, zone, value, message`` (absent when
-null), ``state`` and ``text``; timestamp the event's ``ts`` in ms, so write with
+null), ``state``, ``state_rank`` and ``text``; timestamp the event's ``ts`` in ms, so write with
 ``precision=ms``. The InfluxDB writer of ``anju/ingest/`` sends the bytes; this module only
 encodes.
 
@@ -15,8 +15,9 @@ Two additions to CONTRACT §6 (docs/contract-notes.md), both for the dashboards:
   twice (a replay, a retry) stays idempotent. It also lets a query take ``last()`` per alarm.
 - ``state`` is the alarm's state once the event is committed: ``open`` (raised, escalated),
   ``acknowledged``, ``closed`` (cleared; and an event alarm's acknowledgement, which closes
-  it in the same commit). Dashboards count open alarms from the last state of each alarm
-  instead of subtracting events.
+  it in the same commit); ``state_rank`` is the same as 0, 1, 2. The lifecycle only moves
+  forward, so dashboards count open alarms from the highest rank of each alarm (robust to
+  event times on different clocks) instead of subtracting events.
 - ``text`` is the device (when there is one) and the message, ``"s-0001: …"``: a column
   that is never null, for Grafana's annotations.
 
@@ -41,6 +42,10 @@ __all__ = ["alarm_lines", "escape_field_string", "escape_tag", "event_states"]
 
 MEASUREMENT = "alarms"
 _TAGS = ("alarm_id", "building", "estate", "event", "kind", "rule", "severity")  # sorted
+# The lifecycle only moves forward (open → acknowledged → closed), so an alarm's state is
+# its highest rank whatever the order of the points' times: acknowledgements and escalations
+# carry the receiving clock, clears the device's, which may run behind.
+_RANK = {"open": 0, "acknowledged": 1, "closed": 2}
 _STATE = {"raised": "open", "escalated": "open", "acknowledged": "acknowledged",
           "cleared": "closed"}
 
@@ -73,6 +78,7 @@ def _line(ev: AlarmEvent, state: str) -> str:
         fields.append(f"value={float(ev.value)!r}")
     fields.append(f"message={escape_field_string(ev.message)}")
     fields.append(f"state={escape_field_string(state)}")
+    fields.append(f"state_rank={_RANK[state]}i")
     # Never null, for Grafana annotations (a row with a null column is dropped there).
     text = f"{ev.device}: {ev.message}" if ev.device else ev.message
     fields.append(f"text={escape_field_string(text)}")

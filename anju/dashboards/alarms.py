@@ -2,10 +2,10 @@
 
 Alarms are points of the ``alarms`` measurement (CONTRACT §6, docs/contract-notes.md): tags
 estate, building, kind, rule, severity, event, alarm_id; fields alarm_id, device, floor,
-zone, value, message, state, text. Each point's ``state`` is the alarm's state after the
-event (``open``, ``acknowledged``, ``closed``), so an alarm is open when the ``last()``
-state of its ``alarm_id`` is ``open`` or ``acknowledged``: counted from state, never by
-subtracting events (which goes negative when a raise is older than the window, and counts
+zone, value, message, state, state_rank, text. Each point's ``state`` is the alarm's state
+after the event (``open``, ``acknowledged``, ``closed``; ``state_rank`` 0, 1, 2), so an
+alarm is open when the highest rank of its ``alarm_id`` is 0 or 1: counted from state,
+never by subtracting events (which goes negative when a raise is older than the window, and counts
 a closed camera alarm twice once its acknowledgement is stored).
 """
 
@@ -38,18 +38,26 @@ OPEN_WINDOW = "30d"
 _FILTER_VARS = ("estate", "building", "kind", "severity", "rule")
 
 OpenState = Literal["open", "acknowledged"]
+_RANKS = {"open": 0, "acknowledged": 1}  # state_rank of the alarms points (anju.alarms.influx)
 
 
 def open_alarms_query(where: str, group_by: tuple[str, ...], state: OpenState = "open",
                       name: str = "open") -> str:
-    """InfluxQL: alarms matching ``where`` whose last state is ``state`` (``open``: not yet
-    acknowledged; ``acknowledged``: acknowledged, not yet cleared), grouped by tags."""
+    """InfluxQL: alarms matching ``where`` whose state is ``state`` (``open``: not yet
+    acknowledged; ``acknowledged``: acknowledged, not yet cleared), grouped by tags.
+
+    An alarm's state is the highest ``state_rank`` of its points (0 open, 1 acknowledged,
+    2 closed): the lifecycle only moves forward, and unlike ``last()`` the maximum does not
+    depend on the points' times, which come from two clocks (the device's for clears, the
+    receiving clock for acknowledgements and escalations).
+    """
     g = ", ".join(ident(t) for t in group_by)
+    rank = _RANKS[state]
     return (
-        f"SELECT count(\"state\") AS {ident(name)} FROM "
-        f"(SELECT last(\"state\") AS \"state\" FROM \"alarms\" WHERE {where} "
+        f"SELECT count(\"rank\") AS {ident(name)} FROM "
+        f"(SELECT max(\"state_rank\") AS \"rank\" FROM \"alarms\" WHERE {where} "
         f"GROUP BY \"alarm_id\", {g}) "
-        f"WHERE \"state\" = '{state}' GROUP BY {g}"
+        f"WHERE \"rank\" = {rank} GROUP BY {g}"
     )
 
 
