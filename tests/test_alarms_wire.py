@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from anju.alarms import AlarmEvent, Backoff, alarm_lines, event_body, signature, verify
-from anju.alarms.influx import escape_field_string, escape_tag
+from anju.alarms.influx import escape_field_string, escape_tag, event_states
 from anju.alarms.model import alarm_id_for, delivery_id_for
 from anju.alarms.retry import classify_status, parse_retry_after
 from anju.services import LocalServices
@@ -107,13 +107,33 @@ def test_alarm_lines_exact() -> None:
     lines = alarm_lines([event(), event(event="cleared", ts=1763800060000, value=0.0,
                                         device=None, floor=None, zone=None)])
     assert lines == (
-        'alarms,building=b01,estate=e001,event=raised,kind=smoke,rule=smoke.alarm,'
-        'severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",device="s-0001",floor=12i,'
-        'zone="stair-A",value=0.31,message="烟雾 0.31 dB/m" 1763800000000\n'
-        'alarms,building=b01,estate=e001,event=cleared,kind=smoke,rule=smoke.alarm,'
-        'severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",value=0.0,'
-        'message="烟雾 0.31 dB/m" 1763800060000\n'
+        'alarms,alarm_id=3f2a9c0d1e4b5a6f7c8d,building=b01,estate=e001,event=raised,kind=smoke,'
+        'rule=smoke.alarm,severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",device="s-0001",'
+        'floor=12i,zone="stair-A",value=0.31,message="烟雾 0.31 dB/m",state="open",state_rank=0i,'
+        'text="s-0001: 烟雾 0.31 dB/m" 1763800000000\n'
+        'alarms,alarm_id=3f2a9c0d1e4b5a6f7c8d,building=b01,estate=e001,event=cleared,'
+        'kind=smoke,rule=smoke.alarm,severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",value=0.0,'
+        'message="烟雾 0.31 dB/m",state="closed",state_rank=2i,'
+        'text="烟雾 0.31 dB/m" 1763800060000\n'
     ).encode()
+
+
+def test_alarm_points_state_is_the_state_after_the_commit() -> None:
+    """raised/escalated → open; acknowledged → acknowledged, unless the same commit closes
+    the alarm (an event alarm's acknowledgement and clear, same alarm and ts) → closed."""
+    t = 1763800000000
+    assert event_states([event(), event(event="escalated", ts=t + 1),
+                         event(event="acknowledged", ts=t + 2),
+                         event(event="cleared", ts=t + 3)]) == [
+        "open", "open", "acknowledged", "closed"]
+    cam = {"alarm_id": "c" * 20, "rule": "camera.obstructed", "kind": "camera"}
+    assert event_states([event(event="acknowledged", ts=t, **cam),
+                         event(event="cleared", ts=t, **cam)]) == ["closed", "closed"]
+    # a clear of another alarm, or of this one at another time, closes nothing else
+    assert event_states([event(event="acknowledged", ts=t),
+                         event(event="cleared", ts=t, **cam),
+                         event(event="cleared", ts=t + 1)]) == [
+        "acknowledged", "closed", "closed"]
 
 
 def test_alarm_lines_escaping() -> None:

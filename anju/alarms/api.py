@@ -5,15 +5,19 @@
 team's token from its ``token_env``; the team sees and acknowledges only alarms of its
 estates (401 without a valid token, 404 for an alarm outside them).
 
-Store and manager calls touch SQLite, so they run in ``asyncio.to_thread``.
+Store and manager calls touch SQLite, so they run in ``asyncio.to_thread``. The events an
+acknowledgement commits (the ``acknowledged``, and the ``cleared`` that closes an event
+alarm) go to ``on_events`` once committed: the live pipeline stores them in InfluxDB the way
+it stores the rules' events (CONTRACT §6: every lifecycle event is an ``alarms`` point).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -23,7 +27,7 @@ from pydantic import ValidationError
 
 from anju.alarms.errors import AlarmNotFound, AlarmStateError
 from anju.alarms.lifecycle import AlarmManager
-from anju.alarms.model import AckRequest
+from anju.alarms.model import AckRequest, AlarmEvent
 from anju.alarms.store import AlarmQuery, AlarmStore
 from anju.devices.registry import Site, Team
 
@@ -31,7 +35,10 @@ __all__ = ["BROKER_KEY", "COOKIE", "OPENAPI", "make_api"]
 
 BROKER_KEY = "mqtt"  # the dependency whose state decides /healthz
 
+log = logging.getLogger(__name__)
+
 HealthFn = Callable[[], Mapping[str, Any]]
+EventsFn = Callable[[list[AlarmEvent]], Awaitable[None]]
 
 _MANAGER: web.AppKey[AlarmManager] = web.AppKey("manager", AlarmManager)
 _STORE: web.AppKey[AlarmStore] = web.AppKey("store", AlarmStore)
@@ -39,6 +46,7 @@ _SITE: web.AppKey[Site] = web.AppKey("site", Site)
 _HEALTH: web.AppKey[HealthFn] = web.AppKey("health")
 _REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 _CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+_ON_EVENTS: web.AppKey[EventsFn | None] = web.AppKey("on_events")
 
 _MAX_LIMIT = 10_000
 
@@ -169,7 +177,24 @@ async def _ack(request: web.Request) -> web.Response:
         return _error(404, f"no alarm {alarm_id!r} in your estates")
     except AlarmStateError as exc:
         return _error(409, str(exc))
+    on_events = request.app[_ON_EVENTS]
+    if on_events is not None:
+        committed = await asyncio.to_thread(_committed_with, request.app[_STORE], event)
+        try:
+            await on_events(committed)
+        except Exception:  # the acknowledgement is committed: answer it, report the rest
+            log.exception("acknowledgement of %s: its events were not passed on", alarm_id)
     return _json(event.model_dump(mode="json"))
+
+
+def _committed_with(store: AlarmStore, ack: AlarmEvent) -> list[AlarmEvent]:
+    """``ack`` and the events of its alarm after it: the ``cleared`` that closes an event
+    alarm in the same commit (a clear of a state alarm that the rules committed since is
+    passed on again, which rewrites the same point)."""
+    events = store.events(ack.alarm_id)
+    at = max((i for i, ev in enumerate(events)
+              if ev.event == "acknowledged" and ev.ts == ack.ts), default=None)
+    return [ack] if at is None else events[at:]
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -180,10 +205,12 @@ def make_api(
     manager: AlarmManager, store: AlarmStore, site: Site, *,
     health: HealthFn, registry: CollectorRegistry,
     clock_ms: Callable[[], int] | None = None,
+    on_events: EventsFn | None = None,
 ) -> web.Application:
     """The API application. ``health`` returns each dependency's state (``BROKER_KEY``
     decides the status code); ``registry`` is what ``/metrics`` exposes; ``clock_ms`` gives
-    the ``ts`` of acknowledgements (the wall clock by default)."""
+    the ``ts`` of acknowledgements (the wall clock by default); ``on_events`` receives the
+    events each acknowledgement committed, in order."""
     app = web.Application(client_max_size=64 * 1024)
     app[_MANAGER] = manager
     app[_STORE] = store
@@ -191,6 +218,7 @@ def make_api(
     app[_HEALTH] = health
     app[_REGISTRY] = registry
     app[_CLOCK] = clock_ms or (lambda: int(time.time() * 1000))
+    app[_ON_EVENTS] = on_events
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/alarms", _list_alarms)

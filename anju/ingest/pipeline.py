@@ -182,7 +182,8 @@ class Pipeline:
 
     async def _start_api(self, stack: contextlib.AsyncExitStack) -> None:
         app = make_api(self.manager, self.store, self.site, health=self.health,
-                       registry=self.registry, clock_ms=self._now)
+                       registry=self.registry, clock_ms=self._now,
+                       on_events=self._committed_events)
         add_console(app)  # the operators' console at / (anju/web)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -366,6 +367,16 @@ class Pipeline:
                     await self.storage.submit([ln for ln in text.split("\n") if ln])
             finally:
                 self._alarm_q.task_done()
+
+    async def _committed_events(self, events: list[AlarmEvent]) -> None:
+        """Events an acknowledgement committed through the API: the same path as the rules'
+        events in ``_alarm_loop`` (wake the webhooks, store the ``alarms`` points)."""
+        if events:
+            self.dispatcher.wake()
+            for ev in events:
+                self.alarm_events[ev.event] += 1
+            text = alarm_lines(events).decode()
+            await self.storage.submit([ln for ln in text.split("\n") if ln])
 
     def _apply(self, now: int | None, transitions: list[Transition]) -> list[AlarmEvent]:
         events = self.manager.on_transitions(
