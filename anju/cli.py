@@ -10,6 +10,7 @@ import typer
 
 from anju.alarms.cli import register as _register_alarms
 from anju.bench_cli import app as bench_app
+from anju.cliutil import quiet_flag_types
 from anju.dashboards.cli import app as dashboards_app
 from anju.devices.cli import app as devices_app
 from anju.ingest.cli import register as _register_run
@@ -19,6 +20,8 @@ from anju.simulators.cli import app as simulate_app
 from anju.simulators.cli import register_demo as _register_demo
 
 __all__ = ["app", "main"]
+
+quiet_flag_types()
 
 app = typer.Typer(
     name="anju",

@@ -136,7 +136,7 @@ async def test_healthz_follows_the_broker(api: Any) -> None:
     assert body["dependencies"]["influxdb"] == {"ok": False, "spool": 3}
     env.broker = {"ok": False, "error": "connection refused"}
     r = await client.get("/healthz")
-    assert r.status == 503 and (await r.json())["status"] == "unavailable"
+    assert r.status == 503 and (await r.json())["status"] == "down"
 
 
 async def test_metrics_and_openapi(api: Any) -> None:

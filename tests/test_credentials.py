@@ -145,3 +145,40 @@ def test_a_tampered_password_is_rehashed(site: Site, tmp_path: Path) -> None:
     write_credentials(site, out)
     hashes = dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
     assert verify_password("chosen-by-hand", hashes[old["username"]])
+
+
+def test_group_readable_broker_files(site: Site, tmp_path: Path) -> None:
+    """With the broker's group, what the broker reads is 0640 in that group and the
+    directory lets the group in; the plaintext passwords stay the owner's."""
+    import grp
+    import os
+
+    from anju.devices.broker import BrokerConfig
+
+    group = grp.getgrgid(os.getgid()).gr_name  # a group that surely exists
+    out = tmp_path / "creds"
+    out.mkdir(mode=0o700)  # as an earlier version left it
+    report = write_credentials(site, out, group=group, broker=BrokerConfig(
+        listen="127.0.0.1:1884", persistence_dir=tmp_path / "nowhere"))
+    assert report.files == ("passwd", "acl", "credentials.csv", "mosquitto.conf")
+    for name in ("passwd", "acl", "mosquitto.conf"):
+        st = (out / name).stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, os.getgid()), name
+    assert stat.S_IMODE((out / "credentials.csv").stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert any("persistence directory" in w for w in report.warnings)
+    conf = (out / "mosquitto.conf").read_text().splitlines()
+    assert "listener 1884 127.0.0.1" in conf and "allow_anonymous false" in conf
+    assert f"persistence_location {tmp_path / 'nowhere'}/" in conf
+
+
+def test_parse_listen() -> None:
+    from anju.devices.broker import parse_listen
+    from anju.errors import AnjuError
+
+    assert parse_listen("1883") == (None, 1883)
+    assert parse_listen("127.0.0.1:1884") == ("127.0.0.1", 1884)
+    assert parse_listen("[::1]:1884") == ("::1", 1884)
+    for bad in ("", "x", "0", "70000", ":1883", "h:p"):
+        with pytest.raises(AnjuError):
+            parse_listen(bad)

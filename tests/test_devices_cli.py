@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anju.cli import app
+from anju.devices.credentials import group_id
 from anju.devices.sample import write_site
 
 
@@ -66,8 +67,13 @@ def test_credentials(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert summary["users"] == 1 + 16 + 4 and summary["new"] == 21
     assert summary["by_role"] == {"pipeline": 1, "device": 16, "gateway": 4}
-    for name in ("passwd", "acl", "credentials.csv"):
-        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600
+    # the broker's group (Debian's mosquitto) may read what the broker reads, not the rest
+    readable = 0o640 if summary["group"] == "mosquitto" else 0o600
+    assert summary["group"] == ("mosquitto" if group_id("mosquitto") is not None else None)
+    for name in ("passwd", "acl", "mosquitto.conf"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == readable, name
+    assert stat.S_IMODE((out / "credentials.csv").stat().st_mode) == 0o600
+    assert "allow_anonymous false" in (out / "mosquitto.conf").read_text()
     assert "anju-pipeline,pipe-secret,pipeline" in (out / "credentials.csv").read_text()
     assert "pipe-secret" not in r.output  # no secrets printed
     # rerun: nothing new; --rotate: all new
@@ -101,3 +107,12 @@ def test_bench_decode_json() -> None:
     out = json.loads(r.output.strip().splitlines()[-1])
     assert out["single"]["messages"] == 400 and out["batch10"]["readings"] == 400
     assert out["single"]["us_per_reading"] > 0 and out["pydantic_us_per_reading"] > 0
+
+
+def test_credentials_unknown_group_and_bad_listen(site: Path, tmp_path: Path) -> None:
+    base = ["devices", "credentials", "--site", str(site), "--out", str(tmp_path / "c")]
+    r = CliRunner().invoke(app, [*base, "--group", "t-anju-no-such-group"])
+    assert r.exit_code == 2 and "no such group" in r.output
+    r = CliRunner().invoke(app, [*base, "--listen", "host:99999"])
+    assert r.exit_code == 2 and "--listen" in r.output
+    assert not (tmp_path / "c").exists()

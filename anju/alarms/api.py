@@ -112,8 +112,12 @@ async def _healthz(request: web.Request) -> web.Response:
     except Exception as exc:  # a broken probe is itself an unhealthy state
         deps = {"health": {"ok": False, "error": type(exc).__name__}}
     ok = _dep_ok(deps.get(BROKER_KEY))
-    return _json({"status": "ok" if ok else "unavailable", "dependencies": deps},
-                 200 if ok else 503)
+    # CONTRACT §6: 503 only without the broker; ``status`` (ok | degraded | down) also
+    # counts storage, deliveries and rules when the health function composes one
+    status = deps.pop("status", None) if ok else "down"
+    if status not in ("ok", "degraded", "down"):
+        status = "ok" if ok else "down"
+    return _json({"status": status, "dependencies": deps}, 200 if ok else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -129,8 +129,10 @@ class SqliteAlarmStore:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise AlarmStoreError(
-                    f"{target}: schema version {version} is newer than this anju's "
-                    f"{SCHEMA_VERSION}")
+                    f"{target}: alarm store schema {version} was written by a newer anju; "
+                    f"this one reads up to schema {SCHEMA_VERSION}. Run the newer anju, or "
+                    "`anju alarms restore` a backup made by this version "
+                    "(docs/operations.md, Upgrade)")
             self._db.executescript(_SCHEMA)
             self._migrate()
         except sqlite3.Error as exc:

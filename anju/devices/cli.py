@@ -60,17 +60,33 @@ def check(site: SiteOpt, json: JsonOpt = False) -> None:
 @app.command("credentials")
 def credentials(
     site: SiteOpt,
-    out: Annotated[Path, typer.Option("--out", help="directory for passwd, acl, credentials.csv")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="directory for passwd, acl, credentials.csv and mosquitto.conf")],
     pipeline_password_env: Annotated[str | None, typer.Option(
         "--pipeline-password-env", metavar="VAR",
         help="take anju-pipeline's password from this environment variable")] = None,
     rotate: Annotated[bool, typer.Option(
         "--rotate", help="new passwords for everyone (default: keep those in credentials.csv)"
     )] = False,
+    group: Annotated[str | None, typer.Option(
+        "--group", metavar="NAME",
+        help="the broker's group: may read passwd, acl and mosquitto.conf (mode 0640) "
+             "[default: mosquitto, when that group exists; else every file is 0600]")] = None,
+    listen: Annotated[str, typer.Option(
+        "--listen", metavar="[HOST:]PORT", help="the broker's listener")] = "1883",
+    persistence_dir: Annotated[Path, typer.Option(
+        "--persistence-dir", metavar="DIR",
+        help="the broker's persistence_location (writable by its user)")] = Path(
+            "/var/lib/mosquitto"),
+    log_dest: Annotated[str, typer.Option(
+        "--log-dest", metavar="DEST", help="the broker's log_dest (e.g. 'stderr', 'syslog')"
+    )] = "file /var/log/mosquitto/mosquitto.log",
     json: JsonOpt = False,
 ) -> None:
-    """Write a Mosquitto password file, an ACL file and credentials.csv (mode 0600)."""
-    from anju.devices.credentials import write_credentials
+    """Write a Mosquitto password file, ACL file and complete mosquitto.conf, readable by
+    the broker's group, and credentials.csv (plaintext passwords, mode 0600)."""
+    from anju.devices.broker import BrokerConfig, parse_listen
+    from anju.devices.credentials import group_id, write_credentials
     from anju.errors import AnjuError
 
     s = _load(site)
@@ -79,21 +95,34 @@ def credentials(
         pipeline_password = os.environ.get(pipeline_password_env)
         if not pipeline_password:
             raise fail(f"--pipeline-password-env: {pipeline_password_env} is not set")
+    if group is None and group_id("mosquitto") is not None:
+        group = "mosquitto"
     try:
-        report = write_credentials(s, out, rotate=rotate, pipeline_password=pipeline_password)
+        parse_listen(listen)
+        broker = BrokerConfig(listen=listen, persistence_dir=persistence_dir,
+                              log_dest=log_dest)
+        report = write_credentials(s, out, rotate=rotate, pipeline_password=pipeline_password,
+                                   group=group, broker=broker)
     except AnjuError as exc:
         raise fail(exc) from None
     except OSError as exc:
         raise fail(f"{exc.filename or out}: {exc.strerror}", 1) from None
+    for w in report.warnings:
+        typer.echo(f"warning: {w}", err=True)
     if json:
         emit_json(report.summary())
         return
     roles = ", ".join(f"{n} {r}" for r, n in report.by_role.items())
     typer.echo(f"{report.users} broker users ({roles}): {report.new} new passwords, "
                f"{report.kept} kept, {report.removed} removed")
-    typer.echo(f"wrote {out}/passwd, {out}/acl, {out}/credentials.csv (mode 0600)")
-    typer.echo("mosquitto.conf: allow_anonymous false / password_file "
-               f"{out.resolve()}/passwd / acl_file {out.resolve()}/acl")
+    if report.group is not None:
+        typer.echo(f"wrote {out}/passwd, acl, mosquitto.conf (mode 0640, group "
+                   f"{report.group}) and credentials.csv (mode 0600)")
+    else:
+        typer.echo(f"wrote {out}/passwd, acl, mosquitto.conf and credentials.csv (mode 0600: "
+                   "no group mosquitto here; give the broker's with --group)")
+    typer.echo(f"run the broker on it: mosquitto -c {out.resolve()}/mosquitto.conf "
+               "(docs/operations.md)")
 
 
 @app.command("schema")

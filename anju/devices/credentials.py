@@ -1,5 +1,6 @@
 """Broker credentials from the registry (CONTRACT §7): a Mosquitto password file, an
-ACL file and ``credentials.csv``.
+ACL file and ``credentials.csv``, and (with ``broker``) a complete ``mosquitto.conf`` that
+uses them.
 
 Who may do what on the broker:
 
@@ -12,23 +13,30 @@ Who may do what on the broker:
 Passwords are 32 characters of ``secrets.token_urlsafe`` (192 bits), safe in an
 ``mqtt://user:pass@host`` URL and in CSV. Rerunning keeps the passwords already in
 ``credentials.csv`` (deployed devices must not be locked out) unless ``rotate``; users no
-longer in the registry are dropped. Every file is written atomically with mode 0600.
+longer in the registry are dropped. Every file is written atomically, mode 0600 from
+creation; with a ``group`` (the broker's: Debian's Mosquitto 2 starts as root and drops to
+user ``mosquitto`` *before* it opens the password and ACL files), ``passwd``, ``acl`` and
+``mosquitto.conf`` are 0640 and owned by that group, and the directory lets the group in.
+``credentials.csv`` holds plaintext passwords and stays 0600 whatever the group.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import grp
 import hashlib
 import hmac
 import io
 import os
 import secrets
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from anju.devices.broker import BrokerConfig
 from anju.devices.kinds import KINDS
 from anju.devices.registry import PIPELINE_USER, Site
 from anju.errors import AnjuError
@@ -38,6 +46,7 @@ __all__ = [
     "Principal",
     "Role",
     "WriteReport",
+    "group_id",
     "hash_password",
     "principals",
     "render_acl",
@@ -134,10 +143,23 @@ class WriteReport:
     new: int  # users given a fresh password (new users, or all with rotate)
     kept: int  # users whose password was kept from credentials.csv
     removed: int  # users of the previous credentials.csv no longer in the registry
+    group: str | None = None  # the group that may read passwd, acl and mosquitto.conf
+    files: tuple[str, ...] = ("passwd", "acl", "credentials.csv")
+    warnings: tuple[str, ...] = ()  # e.g. a parent directory the broker cannot enter
 
     def summary(self) -> dict[str, object]:
         return {"out": str(self.out), "users": self.users, "by_role": self.by_role,
-                "new": self.new, "kept": self.kept, "removed": self.removed}
+                "new": self.new, "kept": self.kept, "removed": self.removed,
+                "group": self.group, "files": list(self.files),
+                "warnings": list(self.warnings)}
+
+
+def group_id(name: str) -> int | None:
+    """The id of group ``name``, or None when the system has no such group."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
 
 
 def _new_password() -> str:
@@ -170,8 +192,9 @@ def _read_existing(out: Path) -> tuple[dict[str, str], dict[str, str]]:
     return passwords, hashes
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Writes ``path`` atomically, mode 0600 from creation (never briefly world-readable)."""
+def _write_private(path: Path, text: str, gid: int | None = None) -> None:
+    """Writes ``path`` atomically, mode 0600 from creation (never briefly world-readable);
+    with ``gid``, owned by that group and 0640 before it takes the name."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -179,22 +202,58 @@ def _write_private(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)  # in case the umask or the filesystem widened it
+            if gid is not None:
+                os.fchown(fh.fileno(), -1, gid)
+            # explicit, in case the umask or the filesystem widened it
+            os.fchmod(fh.fileno(), 0o640 if gid is not None else 0o600)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def _open_to_group(out: Path, gid: int) -> None:
+    """Lets group ``gid`` list and enter ``out`` (adds bits, never removes any)."""
+    st = out.stat()
+    if st.st_mode & 0o005 == 0o005:
+        return  # anyone may enter already (e.g. an existing /etc/mosquitto/anju, 0755)
+    if st.st_gid != gid:
+        os.chown(out, -1, gid)
+    os.chmod(out, stat.S_IMODE(st.st_mode) | 0o050)
+
+
+def _unreachable(path: Path, gid: int | None) -> list[str]:
+    """Ancestors of ``path`` that members of ``gid`` (or others) cannot enter."""
+    bad = []
+    for d in path.resolve().parents:
+        st = d.stat()
+        if st.st_mode & 0o001 or (gid is not None and st.st_gid == gid and st.st_mode & 0o010):
+            continue
+        bad.append(f"{d} (mode {stat.S_IMODE(st.st_mode):04o}) cannot be entered by the "
+                   "broker's user: it will fail to open passwd")
+    return bad
+
+
 def write_credentials(site: Site, out: Path, *, rotate: bool = False,
-                      pipeline_password: str | None = None) -> WriteReport:
-    """Writes ``passwd``, ``acl`` and ``credentials.csv`` for ``site`` into ``out``.
+                      pipeline_password: str | None = None, group: str | None = None,
+                      broker: BrokerConfig | None = None) -> WriteReport:
+    """Writes ``passwd``, ``acl`` and ``credentials.csv`` for ``site`` into ``out``, and
+    ``mosquitto.conf`` when ``broker`` is given.
 
     ``pipeline_password`` fixes the pipeline's password (e.g. the one already in
-    ANJU_MQTT_URL); otherwise it is kept or generated like every other.
+    ANJU_MQTT_URL); otherwise it is kept or generated like every other. ``group`` (the
+    broker's group, which must exist) may read passwd, acl and mosquitto.conf.
     """
     out = Path(out)
+    gid = None
+    if group is not None:
+        gid = group_id(group)
+        if gid is None:
+            raise AnjuError(f"--group {group}: no such group on this system (is the broker "
+                            "installed? Debian's mosquitto package creates group mosquitto)")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if gid is not None:
+        _open_to_group(out, gid)
     old_passwords, old_hashes = ({}, {}) if rotate else _read_existing(out)
     users = principals(site)
     rows = io.StringIO()
@@ -223,7 +282,16 @@ def write_credentials(site: Site, out: Path, *, rotate: bool = False,
     current = {p.username for p in users}
     removed = sum(1 for u in old_passwords if u not in current)
     source = str(site.root)
-    _write_private(out / "passwd", "".join(passwd))
-    _write_private(out / "acl", render_acl(users, source))
-    _write_private(out / "credentials.csv", rows.getvalue())
-    return WriteReport(out, len(users), by_role, new, kept, removed)
+    _write_private(out / "passwd", "".join(passwd), gid)
+    _write_private(out / "acl", render_acl(users, source), gid)
+    _write_private(out / "credentials.csv", rows.getvalue())  # plaintext: owner only
+    files = ["passwd", "acl", "credentials.csv"]
+    warnings = _unreachable(out, gid) if gid is not None else []
+    if broker is not None:
+        _write_private(out / "mosquitto.conf", broker.render(out, source), gid)
+        files.append("mosquitto.conf")
+        if not Path(broker.persistence_dir).is_dir():
+            warnings.append(f"persistence directory {broker.persistence_dir} does not exist: "
+                            "create it, owned by the broker's user")
+    return WriteReport(out, len(users), by_role, new, kept, removed, group, tuple(files),
+                       tuple(warnings))

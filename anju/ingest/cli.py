@@ -20,8 +20,9 @@ __all__ = ["register"]
 
 def register(root: typer.Typer) -> None:
     """Adds ``anju run`` to the root app."""
+    from anju.config import settings_help  # loaded by the other commands already
 
-    @root.command("run")
+    @root.command("run", epilog=settings_help())
     def run(
         site: Annotated[Path, typer.Option("--site", help="site directory (site.yaml, "
                                            "devices.csv)")],
@@ -30,7 +31,8 @@ def register(root: typer.Typer) -> None:
         partition: Annotated[str | None, typer.Option(
             "--partition", help="i/N: serve the estates whose index ≡ i (mod N); "
                                 "default ANJU_PARTITION or 0/1")] = None,
-        log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+        log_level: Annotated[str, typer.Option(
+            "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
     ) -> None:
         """Run ingest, storage, rules, alarms and the HTTP API until SIGINT or SIGTERM,
         then drain and exit 0."""

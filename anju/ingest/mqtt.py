@@ -65,6 +65,10 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue through a week-lo
 RECEIVE_MAXIMUM = 65535  # MQTT 5 §3.1.2.11.3: the largest value allowed
 _SUBSCRIBE_CHUNK = 100  # topic filters per SUBSCRIBE packet
 _READ_BURST = 512  # packets read per readable event at most, then other tasks run
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 §3.14.2.1: DISCONNECT reason "Session taken over"
+_STABLE_S = 60.0  # a connection this old is healthy: failures are news (WARNING) again
+_QUICK_DROP_S = 5.0  # a drop this soon after CONNACK, repeated, looks like a takeover
+_QUICK_DROPS = 3
 
 
 @dataclass(slots=True)
@@ -160,6 +164,13 @@ class MqttConsumer:
         self.connections = 0
         self.received = 0
         self.paused = False
+        self.refused: dict[str, Any] | None = None  # the broker's CONNACK reason, if refused
+        self.takeovers = 0  # disconnections because another client took our session
+        self.last_takeover_ms: int | None = None
+        self.quick_drops = 0  # consecutive drops right after connecting (MQTT 3.1.1 brokers)
+        self._connected_at: float | None = None
+        self._taken_over = False  # the current connection ended in a takeover
+        self._warned: set[str] = set()  # failure kinds logged at WARNING since last stable
 
     # -- lifecycle -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -265,7 +276,25 @@ class MqttConsumer:
             "buffered": len(self._buf),
             "paused": self.paused,
             "last_error": self.last_error,
+            "refused": self.refused,
+            "takeovers": self.takeovers,
+            "last_takeover_ms": self.last_takeover_ms,
+            "quick_drops": self.quick_drops,
+            "taken_over": self.taken_over,
         }
+
+    @property
+    def taken_over(self) -> bool:
+        """Another client with our client id is taking the session: a DISCONNECT 0x8E
+        within the last minute, or the current connection is one more short one after
+        repeated drops right after connecting."""
+        now = time.monotonic()
+        if self.last_takeover_ms is not None and \
+                time.time() * 1000 - self.last_takeover_ms < _STABLE_S * 1000:
+            return True
+        if self.quick_drops < _QUICK_DROPS:
+            return False
+        return self._connected_at is None or now - self._connected_at < _QUICK_DROP_S
 
     # -- the connection --------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -287,12 +316,19 @@ class MqttConsumer:
         c.on_socket_unregister_write = self._on_unregister_write
         return c
 
+    def _report(self, kind: str, message: str) -> None:
+        """The first failure of each kind is a WARNING; its repeats (a reconnection loop)
+        are INFO, until a connection has been stable again."""
+        level = logging.INFO if kind in self._warned else logging.WARNING
+        self._warned.add(kind)
+        log.log(level, "MQTT: %s", message)
+
     def _set_state(self, state: str, error: str | None = None) -> None:
         connected = state == "connected"
         if state != self.state:
             self.since_ms = int(time.time() * 1000)
-            if state == "down":
-                log.warning("MQTT: %s", error or self.last_error or "disconnected")
+            if state in ("down", "refused", "taken_over"):
+                self._report(state, error or self.last_error or "disconnected")
             elif connected:
                 log.info("MQTT: connected to %s:%s as %s", self.settings.mqtt["hostname"],
                          self.settings.mqtt["port"], self.client_id)
@@ -335,9 +371,41 @@ class MqttConsumer:
             finally:
                 self._gen += 1  # acks of this connection are void from here on
                 self._drop_socket(client)
-                self._set_state("stopped" if self._stopping else "down")
+                self._set_state(self._ended())
             if not self._stopping:
                 await asyncio.sleep(self.backoff.next())
+
+    def _ended(self) -> str:
+        """The state a connection leaves us in: why it ended, as far as we can tell."""
+        if self._stopping:
+            return "stopped"
+        if self.refused is not None:
+            return "refused"
+        lasted = None if self._connected_at is None else time.monotonic() - self._connected_at
+        self._connected_at = None
+        if lasted is not None and lasted >= _STABLE_S:
+            self._warned.clear()
+        if self._taken_over:
+            self._taken_over = False
+            self.quick_drops = 0
+            self.last_error = (f"session taken over by another client with the same client id "
+                               f"{self.client_id!r} (a second pipeline? give each its own "
+                               "ANJU_MQTT_CLIENT_ID or partition)")
+            return "taken_over"
+        if lasted is not None and lasted < _QUICK_DROP_S:
+            self.quick_drops += 1
+            if self.quick_drops >= _QUICK_DROPS:
+                # Mosquitto 2.0 closes the old connection without a DISCONNECT 0x8E (that
+                # needs 2.1); two clients with one id then drop each other in a loop.
+                self.last_error = (f"session taken over: disconnected right after "
+                                   f"connecting {self.quick_drops} times in a row, as when "
+                                   "another client uses the same client id "
+                                   f"{self.client_id!r} (a second pipeline? give each its "
+                                   "own ANJU_MQTT_CLIENT_ID or partition)")
+                return "taken_over"
+        elif lasted is not None:
+            self.quick_drops = 0
+        return "down"
 
     def _drop_socket(self, client: mqtt.Client) -> None:
         self._reader(False)
@@ -350,9 +418,10 @@ class MqttConsumer:
             raw.close()
 
     def _mark_lost(self, why: str) -> None:
-        if not self._stopping:
-            self.last_error = why
         lost = self._lost
+        if self._stopping or (lost is not None and lost.done()):
+            return  # the first reason stands (a refusal, a takeover), not its aftermath
+        self.last_error = why
         if lost is not None and not lost.done():
             lost.set_result(None)
 
@@ -438,9 +507,17 @@ class MqttConsumer:
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any,
                     reason: ReasonCode, _props: Properties | None) -> None:
         if reason.is_failure:
-            self._set_state("refused", f"broker refused the connection: {reason}")
-            self._mark_lost(f"broker refused the connection: {reason}")
+            # e.g. 0x86 bad user name or password, 0x87 not authorised (Mosquitto 2.0
+            # answers a wrong password so), 0x85 client id not valid, 0x8A banned
+            self.refused = {"code": int(reason.value), "reason": str(reason)}
+            why = (f"broker refused the connection: {reason} (0x{int(reason.value):02X}) "
+                   f"for user {self.settings.mqtt['username']!r}")
+            self._mark_lost(why)
+            self._set_state("refused", why)
             return
+        self.refused = None
+        self._connected_at = time.monotonic()
+        self._taken_over = False
         self.connections += 1
         if self.connections > 1:
             self.metrics.mqtt_reconnects.inc()
@@ -463,7 +540,13 @@ class MqttConsumer:
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason: ReasonCode, _props: Properties | None) -> None:
-        self._in_loop(self._mark_lost, f"disconnected: {reason}")
+        def lost() -> None:
+            if int(reason.value) == SESSION_TAKEN_OVER and not self._stopping:
+                self._taken_over = True
+                self.takeovers += 1
+                self.last_takeover_ms = int(time.time() * 1000)
+            self._mark_lost(f"disconnected: {reason}")
+        self._in_loop(lost)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     msg: mqtt.MQTTMessage) -> None:

@@ -45,6 +45,7 @@ from anju.devices.decode import Decoder, Rejection
 from anju.devices.registry import Site
 from anju.errors import ConfigError
 from anju.ingest.batcher import Batcher
+from anju.ingest.health import HealthReport, dead_letters_by_team
 from anju.ingest.lineproto import LineEncoder
 from anju.ingest.metrics import ingest_metrics
 from anju.ingest.mqtt import AckSequencer, MqttConsumer, topics_for
@@ -98,6 +99,7 @@ class Pipeline:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self.dead_letters: DeadLetters | None = None
+        self._health = HealthReport()
 
     # -- lifecycle -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -250,15 +252,17 @@ class Pipeline:
 
     # -- observation -----------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        """Each dependency's state; ``mqtt`` decides /healthz."""
-        return {
-            "mqtt": self.consumer.health(),
-            "influxdb": self.storage.health(),
-            "pipeline": {"ok": self.started, "batches_unacked": self.acks.pending,
-                         "queues": {"store": self._store_q.qsize(),
-                                    "rules": self._rules_q.qsize(),
-                                    "alarms": self._alarm_q.qsize()} if self.started else {}},
-        }
+        """``status`` (ok | degraded | down) and each dependency's state with a reason
+        (anju.ingest.health); ``mqtt`` decides /healthz's status code."""
+        deliveries = getattr(self.dispatcher, "health", None)  # the dispatcher's, if it has one
+        return self._health.compose(
+            mqtt=self.consumer.health(), influxdb=self.storage.health(),
+            deliveries=deliveries() if callable(deliveries) else None,
+            dead_by_team=dead_letters_by_team(self.registry), late=self.engine.stats.late,
+            pipeline={"ok": self.started, "batches_unacked": self.acks.pending,
+                      "queues": {"store": self._store_q.qsize(),
+                                 "rules": self._rules_q.qsize(),
+                                 "alarms": self._alarm_q.qsize()} if self.started else {}})
 
     def stats(self) -> dict[str, Any]:
         """Counters since start, for the demo and the benchmark."""

@@ -80,6 +80,7 @@ class Storage:
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.mode = "direct"
+        self.mode_since_ms = int(time.time() * 1000)  # for /healthz: how long spooling lasts
         self.influx_ok: bool | None = None  # None: not tried yet
         self.last_error: str | None = None
         self.last_ok_ms: int | None = None
@@ -160,6 +161,7 @@ class Storage:
             "last_error": self.last_error,
             "spool_points": self.spool_points,
             "spool_bytes": self.spool.bytes,
+            "mode_since_ms": self.mode_since_ms,
         }
 
     def stats(self) -> dict[str, int]:
@@ -172,6 +174,7 @@ class Storage:
         if mode != self.mode:
             log.warning("InfluxDB storage: %s → %s (%s)", self.mode, mode, why)
             self.mode = mode
+            self.mode_since_ms = int(time.time() * 1000)
 
     def _ok(self, n: int, dropped: int) -> None:
         self.influx_ok = True

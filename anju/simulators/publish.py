@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from anju.config import redact_url
 from anju.errors import ConfigError, ServiceError
 from anju.simulators.traffic import Message
 
@@ -72,7 +73,7 @@ class Publisher:
                  client_prefix: str | None = None, qos: int = 1) -> None:
         parts = urlsplit(mqtt_url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ConfigError(f"{mqtt_url!r}: expected mqtt://[user:pass@]host[:port]")
+            raise ConfigError(f"{redact_url(mqtt_url)!r}: expected mqtt://[user:pass@]host[:port]")
         self.host = parts.hostname
         self.tls = parts.scheme == "mqtts"
         self.port = parts.port or (8883 if self.tls else 1883)
