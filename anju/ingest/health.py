@@ -36,7 +36,7 @@ def dead_letters_by_team(registry: CollectorRegistry) -> dict[str, int]:
         if metric.name != "anju_webhook_deliveries":
             continue
         for s in metric.samples:
-            if s.name.endswith("_total") and s.labels.get("outcome") == "dead":
+            if s.name.endswith("_total") and s.labels.get("outcome") in ("parked", "dead"):
                 team = s.labels.get("team", "?")
                 out[team] = out.get(team, 0) + int(s.value)
     return out
@@ -82,7 +82,13 @@ def _deliveries(d: Mapping[str, Any] | None,
     """From the dispatcher's own health (per team: undelivered, parked, failing), or else
     from the dead-letter counter."""
     teams: dict[str, dict[str, int]] = {}
-    if d is not None:
+    if d is not None and isinstance(d.get("destinations"), Mapping):
+        # WebhookDispatcher.health(): per destination (a team's webhook, or team/robot)
+        for key, v in d["destinations"].items():
+            teams[str(key)] = {"pending": int(v.get("pending") or 0),
+                               "parked": int(v.get("parked") or 0),
+                               "failing": int(bool(v.get("failing_since_ms")))}
+    elif d is not None:
         raw = d.get("teams", d)
         for team, v in raw.items() if isinstance(raw, Mapping) else ():
             if isinstance(v, Mapping):
