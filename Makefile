@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_SECONDS ?= 60
 
-.PHONY: demo test test-fast lint services bench clean distclean
+.PHONY: demo test test-fast lint services browser bench clean distclean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,10 +32,23 @@ services:
 	  fi; \
 	fi
 
+# Debian's chromium for the console's browser tests (driven by Playwright's Python client
+# with executable_path; `playwright install` is never run) when it is missing.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium with apt-get"; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "chromium is missing: the console's browser tests will be skipped."; \
+	  fi; \
+	fi
+
 demo: $(STAMP) services
 	$(BIN)/anju demo --seconds $(DEMO_SECONDS)
 
-test: $(STAMP) services
+test: $(STAMP) services browser
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -148,9 +148,17 @@ class Settings(BaseSettings):
                                    description="dead-letter file size before rotation")
     webhook_timeout_s: float = Field(default=10.0, gt=0,
                                      description="one webhook request's timeout")
-    webhook_horizon_s: float = Field(default=24 * 3600,
-                                     description="retry a webhook this long, then park it "
-                                                 "for `anju alarms requeue`")
+    webhook_horizon_s: float = Field(
+        default=24 * 3600, gt=0,
+        description="retry a delivery this long, then park it for `anju alarms requeue`")
+    # -- deliveries (docs/alarms.md): backoff, and the console link in chat messages --------
+    webhook_backoff_base_s: float = Field(default=1.0, gt=0, description="first retry delay")
+    webhook_backoff_cap_s: float = Field(default=300.0, gt=0,
+                                         description="longest retry delay (5xx, timeouts)")
+    webhook_backoff_refused_cap_s: float = Field(
+        default=900.0, gt=0, description="longest retry delay after a refusal (401, 403, …)")
+    console_url: str = Field(default="http://127.0.0.1:8080",
+                             description="operators' console, linked from chat messages")
 
     @field_validator("mqtt_url")
     @classmethod

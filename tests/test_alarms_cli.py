@@ -1,4 +1,4 @@
-"""``anju alarms``: outbox summary, requeue of dead letters, signing a body."""
+"""``anju alarms``: outbox summary, requeue of parked deliveries, signing a body."""
 
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ def test_outbox_requeue_and_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         store.commit(Commit(events=[(1, ev)], deliveries=[
             Delivery("d-1", "a" * 20 + ":1", "a" * 20, "fire", b""),
             Delivery("d-2", "a" * 20 + ":1", "a" * 20, "prop", b"")]))
-        store.mark_dead("d-1", 5, attempts=1, status=410, error="HTTP 410")
+        store.mark_parked("d-1", 5, attempts=1, status=410, error="HTTP 410")
         store.mark_delivered("d-2", 5, 200)
 
     r = runner.invoke(app, ["alarms", "outbox", "--state-dir", str(state), "--json"])
     assert r.exit_code == 0, r.output
     out = orjson.loads(r.output.strip().splitlines()[-1])
-    assert out["teams"] == {"fire": {"dead": 1}, "prop": {"delivered": 1}}
-    assert out["dead"][0]["delivery_id"] == "d-1" and out["dead"][0]["last_status"] == 410
+    assert out["teams"] == {"fire": {"parked": 1}, "prop": {"delivered": 1}}
+    assert out["parked"][0]["delivery_id"] == "d-1" and out["parked"][0]["last_status"] == 410
 
     monkeypatch.setenv("ANJU_STATE_DIR", str(state))
     r = runner.invoke(app, ["alarms", "requeue", "--team", "fire", "--json"])

@@ -1,5 +1,6 @@
 """Webhook delivery against real aiohttp receivers on 127.0.0.1: signatures, retries,
-timeouts, dead letters, Retry-After, isolation between teams, restarts (clean and SIGKILL)."""
+timeouts, every failure retried (CONTRACT §4), parking past the horizon and requeue,
+Retry-After, isolation between teams, restarts (clean and SIGKILL)."""
 
 from __future__ import annotations
 
@@ -184,9 +185,16 @@ async def test_hang_past_the_timeout_is_retried(tmp_path: Path, receiver: Webhoo
     assert len(receiver.accepted["prop"]) == 1
 
 
-async def test_410_is_dead_lettered_at_once(tmp_path: Path, receiver: WebhookReceiver) -> None:
-    async def gone(a: Attempt) -> web.Response:
-        return web.Response(status=410)
+async def test_410_is_retried_slowly_never_given_up(tmp_path: Path,
+                                                    receiver: WebhookReceiver) -> None:
+    gone_for = 3
+
+    async def gone(a: Attempt) -> web.Response | None:
+        nonlocal gone_for
+        if gone_for:
+            gone_for -= 1
+            return web.Response(status=410)
+        return None
 
     receiver.behaviour["prop"] = gone
     site = write_site(tmp_path / "site", {"prop": receiver.url("prop"),
@@ -195,14 +203,14 @@ async def test_410_is_dead_lettered_at_once(tmp_path: Path, receiver: WebhookRec
     with SqliteAlarmStore(tmp_path / "state") as store:
         AlarmManager(site, store).on_transitions(raises(1))
         async with dispatcher(site, store, reg):
-            await until(lambda: states(store, "prop") == ["dead"]
+            await until(lambda: states(store, "prop") == ["delivered"]
                         and states(store, "fire") == ["delivered"])
-            await asyncio.sleep(0.2)  # nothing more is tried
         [row] = store.outbox(team="prop")
-        assert row["attempts"] == 1 and row["last_status"] == 410
-    assert len([a for a in receiver.attempts if a.name == "prop"]) == 1
-    assert reg.get_sample_value("anju_webhook_deliveries_total",
-                                {"team": "prop", "outcome": "dead"}) == 1
+        assert row["attempts"] == 4 and row["last_status"] == 200
+    assert [a.status for a in receiver.attempts if a.name == "prop"] == [410] * 3 + [200]
+    get = reg.get_sample_value
+    assert get("anju_webhook_deliveries_total", {"team": "prop", "outcome": "retried"}) == 3
+    assert get("anju_webhook_deliveries_total", {"team": "prop", "outcome": "parked"}) is None
 
 
 async def test_429_retry_after_is_honoured(tmp_path: Path, receiver: WebhookReceiver) -> None:
@@ -268,8 +276,8 @@ async def test_connection_refused_then_receiver_comes_up(tmp_path: Path) -> None
     assert len(late.accepted["prop"]) == 2 and late.duplicates == 0
 
 
-async def test_retried_until_the_horizon_then_dead(tmp_path: Path,
-                                                   receiver: WebhookReceiver) -> None:
+async def test_retried_until_the_horizon_then_parked(tmp_path: Path,
+                                                     receiver: WebhookReceiver) -> None:
     async def broken(a: Attempt) -> web.Response:
         return web.Response(status=503)
 
@@ -279,13 +287,20 @@ async def test_retried_until_the_horizon_then_dead(tmp_path: Path,
     with SqliteAlarmStore(tmp_path / "state") as store:
         AlarmManager(site, store).on_transitions(raises(1))
         t0 = time.monotonic()
-        async with dispatcher(site, store, reg, horizon_s=0.4):
-            await until(lambda: states(store) == ["dead"])
+        async with dispatcher(site, store, reg, horizon_s=0.4) as d:
+            await until(lambda: states(store) == ["parked"])
+            await until(lambda: d.health()["undelivered"] == 1)  # seen at the next check
+            health = d.health()
         assert time.monotonic() - t0 >= 0.35
         [row] = store.outbox()
         assert row["attempts"] >= 3 and "horizon" in row["last_error"]
-    assert reg.get_sample_value("anju_webhook_deliveries_total",
-                                {"team": "prop", "outcome": "dead"}) == 1
+    assert not health["ok"] and health["undelivered"] == 1
+    prop = health["destinations"]["prop"]
+    assert prop["parked"] == 1 and prop["last_error"] == "HTTP 503"
+    assert prop["failing_since_ms"] is not None and prop["oldest_undelivered_s"] >= 0.35
+    get = reg.get_sample_value
+    assert get("anju_webhook_deliveries_total", {"team": "prop", "outcome": "parked"}) == 1
+    assert get("anju_webhook_outbox_parked", {"team": "prop"}) == 1
 
 
 async def test_a_hanging_team_does_not_delay_another(tmp_path: Path, receiver: WebhookReceiver,
@@ -401,8 +416,8 @@ async def test_sigkill_in_the_middle_of_deliveries(tmp_path: Path,
     assert receiver.duplicates <= 1
 
 
-async def test_requeued_dead_letter_goes_out_under_its_id(tmp_path: Path,
-                                                          receiver: WebhookReceiver) -> None:
+async def test_requeued_parked_delivery_goes_out_under_its_id(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
     async def gone(a: Attempt) -> web.Response:
         return web.Response(status=410)
 
@@ -410,14 +425,16 @@ async def test_requeued_dead_letter_goes_out_under_its_id(tmp_path: Path,
     site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
     with SqliteAlarmStore(tmp_path / "state") as store:
         AlarmManager(site, store).on_transitions(raises(1, roles=("property",)))
-        async with dispatcher(site, store) as d:
-            await until(lambda: states(store) == ["dead"])
+        async with dispatcher(site, store, horizon_s=0.2) as d:
+            await until(lambda: states(store) == ["parked"])
             del receiver.behaviour["prop"]  # the receiver is fixed
             assert store.requeue(int(time.time() * 1000), team="prop") == 1
             d.wake()
             await until(lambda: states(store) == ["delivered"])
         [row] = store.outbox()
-    assert [a.delivery_id for a in receiver.attempts] == [row["delivery_id"]] * 2
+    ids = [a.delivery_id for a in receiver.attempts]
+    assert len(ids) >= 2 and set(ids) == {row["delivery_id"]}
+    assert [a.status for a in receiver.attempts][-1] == 200
 
 
 class _FlakyStore(SqliteAlarmStore):

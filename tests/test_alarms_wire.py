@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from anju.alarms import AlarmEvent, Backoff, alarm_lines, event_body, signature, verify
-from anju.alarms.influx import escape_field_string, escape_tag
+from anju.alarms.influx import escape_field_string, escape_tag, event_states
 from anju.alarms.model import alarm_id_for, delivery_id_for
 from anju.alarms.retry import classify_status, parse_retry_after
 from anju.services import LocalServices
@@ -73,7 +73,8 @@ def test_ids_are_stable() -> None:
 
 @pytest.mark.parametrize(("status", "verdict"), [
     (200, "delivered"), (202, "delivered"), (204, "delivered"),
-    (400, "dead"), (401, "dead"), (404, "dead"), (410, "dead"), (413, "dead"),
+    (400, "retry_slow"), (401, "retry_slow"), (403, "retry_slow"), (404, "retry_slow"),
+    (410, "retry_slow"), (413, "retry_slow"),
     (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"),
     (301, "retry"), (307, "retry"),
 ])
@@ -94,6 +95,11 @@ def test_retry_after_and_backoff() -> None:
     assert b.delay(3, retry_after_s=120) == 120
     assert b.delay(3, retry_after_s=0) == 0.1
     assert b.delay(3, retry_after_s=10**9) == b.max_retry_after_s
+    # a receiver's refusal (4xx) backs off client_factor times slower, to its own cap
+    slow = Backoff(base_s=1, cap_s=8, jitter=0.0, client_factor=4, client_cap_s=20)
+    assert [slow.delay(n, slow=True) for n in (1, 2, 3)] == [4, 8, 16]
+    assert slow.delay(4, slow=True) == 20 and slow.delay(4) == 8
+    assert slow.delay(10_000) == 8  # no overflow however long it has failed
 
 
 # -- line protocol --------------------------------------------------------------------------
@@ -101,13 +107,33 @@ def test_alarm_lines_exact() -> None:
     lines = alarm_lines([event(), event(event="cleared", ts=1763800060000, value=0.0,
                                         device=None, floor=None, zone=None)])
     assert lines == (
-        'alarms,building=b01,estate=e001,event=raised,kind=smoke,rule=smoke.alarm,'
-        'severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",device="s-0001",floor=12i,'
-        'zone="stair-A",value=0.31,message="烟雾 0.31 dB/m" 1763800000000\n'
-        'alarms,building=b01,estate=e001,event=cleared,kind=smoke,rule=smoke.alarm,'
-        'severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",value=0.0,'
-        'message="烟雾 0.31 dB/m" 1763800060000\n'
+        'alarms,alarm_id=3f2a9c0d1e4b5a6f7c8d,building=b01,estate=e001,event=raised,kind=smoke,'
+        'rule=smoke.alarm,severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",device="s-0001",'
+        'floor=12i,zone="stair-A",value=0.31,message="烟雾 0.31 dB/m",state="open",state_rank=0i,'
+        'text="s-0001: 烟雾 0.31 dB/m" 1763800000000\n'
+        'alarms,alarm_id=3f2a9c0d1e4b5a6f7c8d,building=b01,estate=e001,event=cleared,'
+        'kind=smoke,rule=smoke.alarm,severity=major alarm_id="3f2a9c0d1e4b5a6f7c8d",value=0.0,'
+        'message="烟雾 0.31 dB/m",state="closed",state_rank=2i,'
+        'text="烟雾 0.31 dB/m" 1763800060000\n'
     ).encode()
+
+
+def test_alarm_points_state_is_the_state_after_the_commit() -> None:
+    """raised/escalated → open; acknowledged → acknowledged, unless the same commit closes
+    the alarm (an event alarm's acknowledgement and clear, same alarm and ts) → closed."""
+    t = 1763800000000
+    assert event_states([event(), event(event="escalated", ts=t + 1),
+                         event(event="acknowledged", ts=t + 2),
+                         event(event="cleared", ts=t + 3)]) == [
+        "open", "open", "acknowledged", "closed"]
+    cam = {"alarm_id": "c" * 20, "rule": "camera.obstructed", "kind": "camera"}
+    assert event_states([event(event="acknowledged", ts=t, **cam),
+                         event(event="cleared", ts=t, **cam)]) == ["closed", "closed"]
+    # a clear of another alarm, or of this one at another time, closes nothing else
+    assert event_states([event(event="acknowledged", ts=t),
+                         event(event="cleared", ts=t, **cam),
+                         event(event="cleared", ts=t + 1)]) == [
+        "acknowledged", "closed", "closed"]
 
 
 def test_alarm_lines_escaping() -> None:

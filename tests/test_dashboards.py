@@ -189,7 +189,7 @@ def test_interpolate_macros() -> None:
     q = ("SELECT count(x) * 1000 / $__interval_ms FROM m WHERE $timeFilter "
          "GROUP BY time($__interval) $unknown")
     assert interpolate(q, time_range=TimeRange("6h"), interval="10s", interval_ms=10_000) == (
-        "SELECT count(x) * 1000 / 10000 FROM m WHERE time >= now() - 6h "
+        "SELECT count(x) * 1000 / 10000 FROM m WHERE time >= now() - 6h and time <= now() "
         "GROUP BY time(10s) $unknown")
     absolute = TimeRange(relative=None, from_ms=1_700_000_000_000, to_ms=1_700_003_600_000)
     assert interpolate("$timeFilter", time_range=absolute) == (

@@ -4,7 +4,7 @@ The chain, assembled here in one visible place (STYLE.md, Alertmanager's notify 
 
     transitions ──► AlarmManager ─ route ─ de-duplicate ─ escalate (tick) ──► store.commit
                     (lifecycle.py)  (routing.py)                              (events + outbox)
-    outbox ──► WebhookDispatcher (one worker per team: sign, POST, retry, dead-letter)
+    outbox ──► WebhookDispatcher (one worker per target: sign, send, retry, park)
     store  ──► make_api (list, acknowledge)        events ──► alarm_lines ──► InfluxDB
 
 Wiring in the live pipeline (the manager's calls touch SQLite: run them off the loop)::

@@ -5,15 +5,19 @@
 team's token from its ``token_env``; the team sees and acknowledges only alarms of its
 estates (401 without a valid token, 404 for an alarm outside them).
 
-Store and manager calls touch SQLite, so they run in ``asyncio.to_thread``.
+Store and manager calls touch SQLite, so they run in ``asyncio.to_thread``. The events an
+acknowledgement commits (the ``acknowledged``, and the ``cleared`` that closes an event
+alarm) go to ``on_events`` once committed: the live pipeline stores them in InfluxDB the way
+it stores the rules' events (CONTRACT §6: every lifecycle event is an ``alarms`` point).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -23,15 +27,18 @@ from pydantic import ValidationError
 
 from anju.alarms.errors import AlarmNotFound, AlarmStateError
 from anju.alarms.lifecycle import AlarmManager
-from anju.alarms.model import AckRequest
-from anju.alarms.store import AlarmStore
+from anju.alarms.model import AckRequest, AlarmEvent
+from anju.alarms.store import AlarmQuery, AlarmStore
 from anju.devices.registry import Site, Team
 
-__all__ = ["BROKER_KEY", "OPENAPI", "make_api"]
+__all__ = ["BROKER_KEY", "COOKIE", "OPENAPI", "make_api"]
 
 BROKER_KEY = "mqtt"  # the dependency whose state decides /healthz
 
+log = logging.getLogger(__name__)
+
 HealthFn = Callable[[], Mapping[str, Any]]
+EventsFn = Callable[[list[AlarmEvent]], Awaitable[None]]
 
 _MANAGER: web.AppKey[AlarmManager] = web.AppKey("manager", AlarmManager)
 _STORE: web.AppKey[AlarmStore] = web.AppKey("store", AlarmStore)
@@ -39,6 +46,7 @@ _SITE: web.AppKey[Site] = web.AppKey("site", Site)
 _HEALTH: web.AppKey[HealthFn] = web.AppKey("health")
 _REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 _CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+_ON_EVENTS: web.AppKey[EventsFn | None] = web.AppKey("on_events")
 
 _MAX_LIMIT = 10_000
 
@@ -61,16 +69,31 @@ def _dep_ok(state: Any) -> bool:
     return state is True
 
 
+COOKIE = "anju_token"  # the console's HttpOnly, SameSite=Strict sign-in cookie
+
+
 def _team_of(request: web.Request) -> Team | None:
     """The team whose token the request bears; compared in constant time with every team's
-    token, so the time taken says nothing about which (if any) matched."""
+    token, so the time taken says nothing about which (if any) matched.
+
+    The token comes from ``Authorization: Bearer``; a read-only request (GET, HEAD) may
+    bear it in the console's cookie instead, because a browser's EventSource cannot set
+    headers. A request that changes anything needs the header, so a forged cross-site
+    request (CSRF) carrying the cookie changes nothing."""
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
+    if not header and request.method in ("GET", "HEAD"):
+        scheme, given = "bearer", request.cookies.get(COOKIE, "")
     if scheme.lower() != "bearer" or not given.strip():
         return None
-    given_b = given.strip().encode()
+    return _team_for_token(request.app[_SITE], given.strip())
+
+
+def _team_for_token(site: Site, given: str) -> Team | None:
+    """The team whose token is ``given``, compared in constant time with every team's."""
+    given_b = given.encode()
     found: Team | None = None
-    for team in request.app[_SITE].teams:
+    for team in site.teams:
         token = team.token()
         if token and hmac.compare_digest(token.encode(), given_b) and found is None:
             found = team
@@ -107,23 +130,36 @@ async def _list_alarms(request: web.Request) -> web.Response:
     team = _team_of(request)
     if team is None:
         return _unauthorized()
-    state = request.query.get("state", "open")
-    if state not in ("open", "all"):
-        return _error(400, "state must be 'open' or 'all'")
+    q = request.query
+    state = q.get("state", "open")
+    if state not in ("open", "cleared", "all"):
+        return _error(400, "state must be 'open', 'cleared' or 'all'")
     try:
-        limit = int(request.query.get("limit", "1000"))
+        limit = int(q.get("limit", "1000"))
+        since = int(q["since"]) if q.get("since") else None
+        until = int(q["until"]) if q.get("until") else None
     except ValueError:
-        return _error(400, "limit must be an integer")
+        return _error(400, "limit, since and until must be integers")
     if not 1 <= limit <= _MAX_LIMIT:
         return _error(400, f"limit must be within 1…{_MAX_LIMIT}")
     site = request.app[_SITE]
     visible = [e for e in site.estates if team.covers(e)]
-    wanted = request.query.get("estate")
-    estates = [e for e in visible if e == wanted] if wanted else visible
+    wanted = _many(q, "estate")
+    estates = [e for e in visible if e in wanted] if wanted else visible
+    query = AlarmQuery(state=state, estates=estates, buildings=_many(q, "building"),  # type: ignore[arg-type]
+                       kinds=_many(q, "kind"), severities=_many(q, "severity"),
+                       rules=_many(q, "rule"), since_ms=since, until_ms=until, limit=limit)
     store = request.app[_STORE]
-    recs = await asyncio.to_thread(store.list_alarms, open_only=state == "open",
-                                   estates=estates, limit=limit)
+    recs = await asyncio.to_thread(store.query_alarms, query)
     return _json({"alarms": [r.row() for r in recs]})
+
+
+def _many(query: Mapping[str, str], name: str) -> list[str] | None:
+    """A filter's values: the parameter repeated or comma-separated; None when absent."""
+    getall = getattr(query, "getall", None)
+    raw = getall(name, []) if getall is not None else [query.get(name, "")]
+    values = [v.strip() for r in raw for v in r.split(",") if v.strip()]
+    return values or None
 
 
 async def _ack(request: web.Request) -> web.Response:
@@ -145,7 +181,24 @@ async def _ack(request: web.Request) -> web.Response:
         return _error(404, f"no alarm {alarm_id!r} in your estates")
     except AlarmStateError as exc:
         return _error(409, str(exc))
+    on_events = request.app[_ON_EVENTS]
+    if on_events is not None:
+        committed = await asyncio.to_thread(_committed_with, request.app[_STORE], event)
+        try:
+            await on_events(committed)
+        except Exception:  # the acknowledgement is committed: answer it, report the rest
+            log.exception("acknowledgement of %s: its events were not passed on", alarm_id)
     return _json(event.model_dump(mode="json"))
+
+
+def _committed_with(store: AlarmStore, ack: AlarmEvent) -> list[AlarmEvent]:
+    """``ack`` and the events of its alarm after it: the ``cleared`` that closes an event
+    alarm in the same commit (a clear of a state alarm that the rules committed since is
+    passed on again, which rewrites the same point)."""
+    events = store.events(ack.alarm_id)
+    at = max((i for i, ev in enumerate(events)
+              if ev.event == "acknowledged" and ev.ts == ack.ts), default=None)
+    return [ack] if at is None else events[at:]
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -156,10 +209,12 @@ def make_api(
     manager: AlarmManager, store: AlarmStore, site: Site, *,
     health: HealthFn, registry: CollectorRegistry,
     clock_ms: Callable[[], int] | None = None,
+    on_events: EventsFn | None = None,
 ) -> web.Application:
     """The API application. ``health`` returns each dependency's state (``BROKER_KEY``
     decides the status code); ``registry`` is what ``/metrics`` exposes; ``clock_ms`` gives
-    the ``ts`` of acknowledgements (the wall clock by default)."""
+    the ``ts`` of acknowledgements (the wall clock by default); ``on_events`` receives the
+    events each acknowledgement committed, in order."""
     app = web.Application(client_max_size=64 * 1024)
     app[_MANAGER] = manager
     app[_STORE] = store
@@ -167,11 +222,15 @@ def make_api(
     app[_HEALTH] = health
     app[_REGISTRY] = registry
     app[_CLOCK] = clock_ms or (lambda: int(time.time() * 1000))
+    app[_ON_EVENTS] = on_events
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/alarms", _list_alarms)
     app.router.add_post("/alarms/{alarm_id}/ack", _ack)
     app.router.add_get("/openapi.json", _openapi)
+    from anju.alarms import console_api  # it builds on this module's helpers
+
+    console_api.install(app)
     return app
 
 

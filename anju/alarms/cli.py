@@ -1,4 +1,4 @@
-"""``anju alarms``: look at the webhook outbox, requeue dead letters, sign a test body.
+"""``anju alarms``: look at the delivery outbox, requeue parked deliveries, sign a test body.
 
 Heavy imports happen inside the commands so that ``anju --help`` stays instant.
 """
@@ -46,36 +46,53 @@ def _emit(obj: dict[str, Any]) -> None:
 
 @app.command("outbox")
 def outbox(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
-    """Deliveries by team and state, and the dead letters with their last error."""
+    """Deliveries by destination and state, and the parked ones with their last error."""
     with _open_store(state_dir) as store:
         rows = store.outbox()
     counts: dict[str, dict[str, int]] = {}
     for r in rows:
         by_state = counts.setdefault(r["team"], {})
         by_state[r["state"]] = by_state.get(r["state"], 0) + 1
-    dead = [{k: r[k] for k in ("delivery_id", "team", "event_id", "attempts", "last_status",
-                               "last_error")} for r in rows if r["state"] == "dead"]
+    parked = [{k: r[k] for k in ("delivery_id", "team", "event_id", "attempts", "last_status",
+                                 "last_error")} for r in rows if r["state"] == "parked"]
     if json_out:
-        _emit({"teams": counts, "dead": dead})
+        _emit({"teams": counts, "parked": parked})
         return
     for team, by_state in sorted(counts.items()):
         typer.echo(f"{team}: " + ", ".join(f"{n} {s}" for s, n in sorted(by_state.items())))
-    for d in dead:
-        typer.echo(f"dead {d['delivery_id']} {d['team']} {d['event_id']} after "
+    for d in parked:
+        typer.echo(f"parked {d['delivery_id']} {d['team']} {d['event_id']} after "
                    f"{d['attempts']} attempts: {d['last_error']}")
 
 
 @app.command("requeue")
 def requeue(
     state_dir: StateDir = None,
-    team: Annotated[str | None, typer.Option("--team", help="Only this team's.")] = None,
+    team: Annotated[str | None, typer.Option(
+        "--team", help="This team's parked deliveries (its webhook and its robots).")] = None,
     delivery: Annotated[list[str] | None, typer.Option(
         "--delivery", help="Only this delivery id (repeatable).")] = None,
+    all_teams: Annotated[bool, typer.Option("--all", help="Every team's.")] = False,
     json_out: JsonOut = False,
 ) -> None:
-    """Puts dead letters back in the queue, under their delivery ids, after a receiver fix."""
+    """Sends parked deliveries again, under their delivery ids, once a receiver is fixed.
+
+    Works on the state dir's SQLite file, also while `anju run` is running: its dispatcher
+    sees the requeued rows on its next poll (about a second).
+    """
+    if not (team or delivery or all_teams):
+        typer.echo("say which: --team ID, --delivery ID or --all", err=True)
+        raise typer.Exit(2)
+    now = int(time.time() * 1000)
     with _open_store(state_dir) as store:
-        n = store.requeue(int(time.time() * 1000), team=team, delivery_ids=delivery)
+        n = 0
+        if team is not None:  # the team's webhook rows carry its id, its robots' team/name
+            keys = {r["team"] for r in store.outbox(state="parked")
+                    if r["team"] == team or r["team"].startswith(team + "/")}
+            for key in sorted(keys):
+                n += store.requeue(now, team=key, delivery_ids=delivery)
+        else:
+            n = store.requeue(now, delivery_ids=delivery)
     if json_out:
         _emit({"requeued": n})
     else:
@@ -153,3 +170,7 @@ def sign(
     ts = timestamp if timestamp is not None else int(time.time() * 1000)
     typer.echo(f"X-Anju-Timestamp: {ts}")
     typer.echo(f"X-Anju-Signature: {signature(secret.encode(), ts, data)}")
+
+
+# The console's terminal twin (list, show, ack, assign, comment) registers itself on `app`.
+from anju.alarms import remote_cli as _remote_cli  # noqa: E402,F401

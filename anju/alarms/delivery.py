@@ -1,16 +1,24 @@
-"""Signed webhook delivery from the outbox: one queue and one worker per team.
+"""Delivery from the outbox: one queue and one worker per destination.
 
-Each team with a webhook gets its own worker task and its own aiohttp session, so a slow,
-hanging or dead receiver holds up only its own team; the rule engine and ingest never wait
-on delivery at all (they only commit to the store). A worker takes its team's due outbox
-rows in commit order, POSTs each (CONTRACT.md §4 headers, signed per attempt with a fresh
-timestamp under the delivery id fixed at commit), and records the outcome. Retry decisions
-live in :mod:`anju.alarms.retry`.
+A destination is one delivery target of one team: the team's signed webhook (CONTRACT.md
+§4; its outbox rows carry the team id) or a chat robot listed under the team's ``targets``
+(rows carry ``team/target``). Each destination gets its own worker task and its own aiohttp
+session, so a slow, hanging or dead receiver holds up only itself; the rule engine and
+ingest never wait on delivery at all (they only commit to the store). A worker takes its
+destination's due outbox rows in commit order, sends each through its
+:class:`~anju.alarms.webhook.Sender` (after the target's rate limit, which delays and never
+drops), and records the outcome. Retry decisions live in :mod:`anju.alarms.retry`.
 
-Order: each alarm's events reach a team in order (the store hands out only the oldest
-pending row of each alarm), so a receiver never sees ``cleared`` before ``raised``; while
-one alarm's event is being retried, other alarms' events still go out. A dead-lettered
-event (4xx, or past the horizon) no longer holds its alarm's later events back.
+Nothing is given up (CONTRACT §4): every failure is retried with capped exponential backoff
+and jitter; past the horizon (``ANJU_WEBHOOK_HORIZON_S``) a delivery is *parked*: it stays
+in the outbox, is logged at ERROR, counted in ``/metrics`` and in :meth:`health`, and goes
+out again after ``anju alarms requeue`` (which this dispatcher picks up on its next poll,
+also when the requeue ran in another process).
+
+Order: each alarm's events reach a destination in order (the store hands out only the
+oldest pending row of each alarm, and a parked row holds its alarm's later rows back), so a
+receiver never sees ``cleared`` before ``raised``; while one alarm's event is being retried,
+other alarms' events still go out.
 
 Delivery is at least once: a crash between a receiver's 2xx and our record of it re-sends
 under the same ``X-Anju-Delivery`` id, on which receivers de-duplicate.
@@ -23,22 +31,25 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from anju.alarms.errors import AlarmStoreError
+from anju.alarms.errors import AlarmStoreError, DeliveryRefused
 from anju.alarms.metrics import alarm_metrics
 from anju.alarms.model import Delivery
-from anju.alarms.retry import Backoff, classify_status, parse_retry_after
-from anju.alarms.signing import signed_headers
+from anju.alarms.ratelimit import WindowLimiter
+from anju.alarms.retry import Backoff
 from anju.alarms.store import AlarmStore
+from anju.alarms.webhook import Sender, WebhookSender
 from anju.config import Settings, load_settings
 from anju.devices.registry import Site, Team
-from anju.errors import ConfigError, DeliveryError
+from anju.errors import DeliveryError
 
-__all__ = ["WebhookDispatcher"]
+__all__ = ["Destination", "WebhookDispatcher", "destinations"]
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +58,40 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(slots=True)
+class Destination:
+    """One delivery target of one team, with its outbox key and its own state."""
+
+    key: str  # the outbox rows' ``team`` column: the team id for its webhook, else team/name
+    team: Team
+    sender: Sender
+    limiter: WindowLimiter | None = None
+    failing_since_ms: int | None = None  # first failure since the last success, this process
+    last_error: str | None = None
+
+
+def destinations(site: Site, settings: Settings, timeout_s: float) -> list[Destination]:
+    """Every destination of the site: each team's webhook, then its robot targets."""
+    from anju.alarms.robots import robot_destinations  # robots import this module's types
+
+    out: list[Destination] = []
+    for t in site.teams:
+        if t.webhook:
+            out.append(Destination(t.id, t, WebhookSender(t, timeout_s)))
+        out.extend(robot_destinations(site, t, settings, timeout_s))
+    return out
+
+
 class WebhookDispatcher:
-    """Drains the outbox to the teams' webhooks; an async context manager owning its workers.
+    """Drains the outbox to the teams' webhooks and robots; an async context manager owning
+    its workers.
 
     ``timeout_s`` and ``horizon_s`` default to ``settings.webhook_timeout_s`` and
-    ``settings.webhook_horizon_s``; ``poll_s`` bounds how long a worker sleeps without a
-    :meth:`wake`; ``drain_s`` how long leaving waits for deliveries in flight before it
-    cancels them (they are then re-sent after a restart under the same ids).
+    ``settings.webhook_horizon_s``, ``backoff`` to the ``webhook_backoff_*`` settings;
+    ``poll_s`` bounds how long a worker sleeps without a :meth:`wake` (and so how soon a
+    requeue from another process is seen); ``drain_s`` how long leaving waits for deliveries
+    in flight before it cancels them (they are then re-sent after a restart under the same
+    ids).
     """
 
     def __init__(
@@ -75,7 +113,9 @@ class WebhookDispatcher:
         self.timeout_s = timeout_s if timeout_s is not None else settings.webhook_timeout_s
         self.horizon_ms = round(1000 * (horizon_s if horizon_s is not None
                                         else settings.webhook_horizon_s))
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(
+            base_s=settings.webhook_backoff_base_s, cap_s=settings.webhook_backoff_cap_s,
+            client_cap_s=settings.webhook_backoff_refused_cap_s)
         self.poll_s = poll_s
         self.drain_s = drain_s
         self.batch = batch
@@ -83,22 +123,22 @@ class WebhookDispatcher:
         self._wall_ms = wall_ms
         self._rng = rng or random.Random()
         self._metrics = alarm_metrics(registry)
-        self.teams = [t for t in site.teams if t.webhook]
+        self.destinations = destinations(site, settings, self.timeout_s)
+        self.teams = sorted({d.team.id for d in self.destinations})
         self._wakes: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._tg: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._stop = asyncio.Event()
+        self._undelivered: dict[str, dict[str, Any]] = {}
+        self._checked_ms: int | None = None
 
     def validate(self) -> None:
-        """Raises :class:`ConfigError` for a team with a webhook but no secret in its env var
-        (named, never its value): unsigned alarms must not go out."""
-        for t in self.teams:
-            if t.secret() is None:
-                raise ConfigError(
-                    f"team {t.id!r} has a webhook but its secret is not set "
-                    f"(secret_env {t.secret_env!r})")
+        """Raises :class:`ConfigError` for a target whose secret, URL or key is not in its
+        env var (named, never its value): unsigned alarms must not go out."""
+        for d in self.destinations:
+            d.sender.validate()
 
     async def __aenter__(self) -> WebhookDispatcher:
         self.validate()
@@ -107,11 +147,12 @@ class WebhookDispatcher:
         self._stop = asyncio.Event()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
-        for t in self.teams:
-            self._wakes[t.id] = asyncio.Event()
-            self._tasks.append(self._tg.create_task(self._worker(t), name=f"webhook:{t.id}"))
+        for d in self.destinations:
+            self._wakes[d.key] = asyncio.Event()
+            self._tasks.append(self._tg.create_task(self._worker(d), name=f"deliver:{d.key}"))
+        self._tasks.append(self._tg.create_task(self._watch(), name="deliver:watch"))
         if self.retention_s is not None:
-            self._tasks.append(self._tg.create_task(self._pruner(), name="webhook:prune"))
+            self._tasks.append(self._tg.create_task(self._pruner(), name="deliver:prune"))
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -131,6 +172,10 @@ class WebhookDispatcher:
             self._tasks.clear()
             self._wakes.clear()
             self._tg = None
+        try:  # the gauges and health() say how things were left
+            await asyncio.to_thread(self._check)
+        except AlarmStoreError as exc:
+            log.error("delivery: outbox check failed: %s", exc)
 
     def wake(self, team: str | None = None) -> None:
         """Tells the workers (or one team's) that new events were committed.
@@ -144,56 +189,65 @@ class WebhookDispatcher:
             same = asyncio.get_running_loop() is loop
         except RuntimeError:
             same = False
-        events = [self._wakes[team]] if team in self._wakes else list(self._wakes.values())
+        events = [ev for k, ev in self._wakes.items()
+                  if team is None or k == team or k.startswith(team + "/")]
         for ev in events:
             if same:
                 ev.set()
             else:
                 loop.call_soon_threadsafe(ev.set)
 
-    # -- one team ---------------------------------------------------------------------------
-    async def _worker(self, team: Team) -> None:
-        wake = self._wakes[team.id]
-        # One session per team: its connection pool and its hung sockets are its own.
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        connector = aiohttp.TCPConnector(limit=4)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector,
-                                         raise_for_status=False) as session:
-            while not self._stopping:
-                wake.clear()
-                try:
-                    wait = await self._round(team, session)
-                except AlarmStoreError as exc:  # e.g. locked or disk full: try again later
-                    log.error("webhook %s: alarm store failed: %s", team.id, exc)
-                    wait = self.poll_s
-                if wait > 0 and not self._stopping:
-                    try:
-                        await asyncio.wait_for(wake.wait(), wait)
-                    except TimeoutError:
-                        pass
+    def health(self) -> dict[str, Any]:
+        """What has not been delivered, per destination, as of the last outbox check (at
+        most ``poll_s`` old): a plain dict for ``/healthz``.
 
-    async def _round(self, team: Team, session: aiohttp.ClientSession) -> float:
-        """Delivers what is due; returns how long to sleep before the next round."""
+        ``ok`` is false while anything is parked. Per destination: ``team``, ``target``,
+        ``pending``, ``parked`` (undelivered past the horizon), ``oldest_undelivered_s``
+        (age of the oldest event not delivered), ``failing_since_ms`` (wall clock of the
+        first failure since the last success, in this process), ``last_error``.
+        """
         now = self._wall_ms()
-        due = await asyncio.to_thread(self.store.due_deliveries, team.id, now, self.batch)
-        for d in due:
-            if self._stopping:
-                break
+        out: dict[str, Any] = {}
+        for d in self.destinations:
+            u = self._undelivered.get(d.key, {})
+            oldest = u.get("oldest_committed_ms")
+            out[d.key] = {
+                "team": d.team.id, "target": d.sender.kind,
+                "pending": int(u.get("pending") or 0), "parked": int(u.get("parked") or 0),
+                "oldest_undelivered_s": None if oldest is None
+                else round(max(0, now - oldest) / 1000, 3),
+                "failing_since_ms": d.failing_since_ms, "last_error": d.last_error,
+            }
+        parked = sum(v["parked"] for v in out.values())
+        return {"ok": parked == 0, "undelivered": parked,
+                "pending": sum(v["pending"] for v in out.values()),
+                "checked_ms": self._checked_ms, "destinations": out}
+
+    # -- the outbox as a whole ----------------------------------------------------------------
+    def _check(self) -> None:
+        """Reads the undelivered counts (a requeue by another process shows here) and sets
+        the gauges. Runs on a worker thread."""
+        u = self.store.undelivered()
+        now = self._wall_ms()
+        self._undelivered, self._checked_ms = u, now
+        for d in self.destinations:
+            row = u.get(d.key, {})
+            self._metrics.pending.labels(d.key).set(row.get("pending") or 0)
+            self._metrics.parked.labels(d.key).set(row.get("parked") or 0)
+            oldest = row.get("oldest_committed_ms")
+            self._metrics.oldest.labels(d.key).set(
+                0 if oldest is None else max(0, now - oldest) / 1000)
+
+    async def _watch(self) -> None:
+        while not self._stopping:
             try:
-                await self._deliver(team, session, d)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug or the store failing: keep the team's worker alive
-                log.exception("webhook %s: delivery %s failed unexpectedly",
-                              team.id, d.delivery_id)
-                return self.poll_s
-        if due:
-            return 0.0  # more may be due already
-        nxt, pending = await asyncio.to_thread(self._peek, team.id)
-        self._metrics.pending.labels(team.id).set(pending)
-        if nxt is None:
-            return self.poll_s
-        return min(self.poll_s, max(0.0, (nxt - self._wall_ms()) / 1000))
+                await asyncio.to_thread(self._check)
+            except AlarmStoreError as exc:
+                log.error("delivery: outbox check failed: %s", exc)
+            try:
+                await asyncio.wait_for(self._stop.wait(), max(self.poll_s, 0.05))
+            except TimeoutError:
+                pass
 
     async def _pruner(self) -> None:
         assert self.retention_s is not None
@@ -202,73 +256,114 @@ class WebhookDispatcher:
             try:
                 n = await asyncio.to_thread(self.store.prune_outbox, self._wall_ms() - keep_ms)
                 if n:
-                    log.info("webhook outbox: pruned %d delivered rows", n)
+                    log.info("delivery outbox: pruned %d delivered rows", n)
             except AlarmStoreError as exc:
-                log.error("webhook outbox: pruning failed: %s", exc)
+                log.error("delivery outbox: pruning failed: %s", exc)
             try:  # an hour, or until leaving
                 await asyncio.wait_for(self._stop.wait(), 3600)
             except TimeoutError:
                 pass
 
-    def _peek(self, team: str) -> tuple[int | None, int]:
-        return self.store.next_attempt_ms(team), self.store.pending_counts().get(team, 0)
+    # -- one destination ------------------------------------------------------------------
+    async def _worker(self, dest: Destination) -> None:
+        wake = self._wakes[dest.key]
+        # One session per destination: its connection pool and its hung sockets are its own.
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        connector = aiohttp.TCPConnector(limit=4)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector,
+                                         raise_for_status=False) as session:
+            while not self._stopping:
+                wake.clear()
+                try:
+                    wait = await self._round(dest, session)
+                except AlarmStoreError as exc:  # e.g. locked or disk full: try again later
+                    log.error("delivery %s: alarm store failed: %s", dest.key, exc)
+                    wait = self.poll_s
+                if wait > 0 and not self._stopping:
+                    try:
+                        await asyncio.wait_for(wake.wait(), wait)
+                    except TimeoutError:
+                        pass
 
-    async def _deliver(self, team: Team, session: aiohttp.ClientSession, d: Delivery) -> None:
+    async def _round(self, dest: Destination, session: aiohttp.ClientSession) -> float:
+        """Delivers what is due; returns how long to sleep before the next round."""
+        now = self._wall_ms()
+        due = await asyncio.to_thread(self.store.due_deliveries, dest.key, now, self.batch)
+        for d in due:
+            if self._stopping:
+                break
+            try:
+                await self._deliver(dest, session, d)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or the store failing: keep the worker alive
+                log.exception("delivery %s: %s failed unexpectedly", dest.key, d.delivery_id)
+                return self.poll_s
+        if due:
+            return 0.0  # more may be due already
+        nxt, pending = await asyncio.to_thread(self._peek, dest.key)
+        self._metrics.pending.labels(dest.key).set(pending)
+        if nxt is None:
+            return self.poll_s
+        return min(self.poll_s, max(0.0, (nxt - self._wall_ms()) / 1000))
+
+    def _peek(self, key: str) -> tuple[int | None, int]:
+        return self.store.next_attempt_ms(key), self.store.pending_counts().get(key, 0)
+
+    async def _deliver(self, dest: Destination, session: aiohttp.ClientSession,
+                       d: Delivery) -> None:
         attempts = d.attempts + 1
-        status: int | None = None
+        if dest.limiter is not None:
+            await dest.limiter.wait()  # the platform's rate limit: wait, never drop
         try:
-            status = await self._post(team, session, d)
+            status = await dest.sender.send(session, d, self._wall_ms())
         except DeliveryError as exc:
-            await self._failed(team, d, attempts, exc)
+            await self._failed(dest, d, attempts, exc)
             return
+        finally:
+            if dest.limiter is not None:
+                dest.limiter.record()
         now = self._wall_ms()
         await asyncio.to_thread(self.store.mark_delivered, d.delivery_id, now, status)
-        self._metrics.deliveries.labels(team.id, "delivered").inc()
-        self._metrics.latency.labels(team.id).observe(max(0, now - d.committed_ms) / 1000)
+        if dest.failing_since_ms is not None:
+            log.info("delivery %s: delivering again after failing since %d ms",
+                     dest.key, dest.failing_since_ms)
+        dest.failing_since_ms, dest.last_error = None, None
+        self._metrics.deliveries.labels(dest.key, "delivered").inc()
+        self._metrics.latency.labels(dest.key).observe(max(0, now - d.committed_ms) / 1000)
 
-    async def _post(self, team: Team, session: aiohttp.ClientSession, d: Delivery) -> int:
-        """One POST; the 2xx status, or :class:`DeliveryError` (aiohttp errors mapped here)."""
-        secret = team.secret()
-        if secret is None:
-            raise DeliveryError(f"secret env {team.secret_env!r} unset", retryable=True)
-        assert team.webhook is not None
-        headers = signed_headers(secret, d.delivery_id, self._wall_ms(), d.body)
-        try:
-            # Redirects are not followed: a webhook URL that moved is configuration to fix.
-            async with session.post(team.webhook, data=d.body, headers=headers,
-                                    allow_redirects=False) as resp:
-                await resp.read()  # drain, so the connection can be reused
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError as exc:
-            raise DeliveryError(f"timed out after {self.timeout_s} s", retryable=True) from exc
-        except aiohttp.ClientError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {str(exc)[:200]}",
-                                retryable=True) from exc
-        verdict = classify_status(status)
-        if verdict == "delivered":
-            return status
-        raise DeliveryError(f"HTTP {status}", retryable=verdict == "retry", status=status,
-                            retry_after_s=retry_after)
-
-    async def _failed(self, team: Team, d: Delivery, attempts: int, exc: DeliveryError) -> None:
+    async def _failed(self, dest: Destination, d: Delivery, attempts: int,
+                      exc: DeliveryError) -> None:
         now = self._wall_ms()
+        first = dest.failing_since_ms is None
+        if first:
+            dest.failing_since_ms = now
+        dest.last_error = str(exc)
         deadline = d.committed_ms + self.horizon_ms
-        if exc.retryable and now < deadline:
-            delay_ms = round(1000 * self.backoff.delay(attempts, exc.retry_after_s, self._rng))
+        if now < deadline:
+            slow = isinstance(exc, DeliveryRefused)
+            delay_ms = round(1000 * self.backoff.delay(attempts, exc.retry_after_s, self._rng,
+                                                       slow=slow))
             nxt = min(now + delay_ms, deadline)  # the last try falls on the horizon
             await asyncio.to_thread(self.store.mark_retry, d.delivery_id, attempts=attempts,
                                     next_attempt_ms=nxt, status=exc.status, error=str(exc))
-            self._metrics.deliveries.labels(team.id, "retried").inc()
-            # the first failure of a delivery is news for whoever watches the log; the
-            # retries after it are not, until it is delivered or dead-lettered
-            log.log(logging.WARNING if attempts == 1 else logging.INFO,
-                    "webhook %s: delivery %s attempt %d failed (%s); next in %.1f s",
-                    team.id, d.delivery_id, attempts, exc, (nxt - now) / 1000)
+            self._metrics.deliveries.labels(dest.key, "retried").inc()
+            # a destination starting to fail, and the first failure of a delivery, are news
+            # for whoever watches the log; the retries after them are not, until it is
+            # delivered or parked
+            log.log(logging.WARNING if first or attempts == 1 else logging.INFO,
+                    "delivery %s: %s attempt %d failed (%s); next in %.1f s",
+                    dest.key, d.delivery_id, attempts, exc, (nxt - now) / 1000)
             return
-        reason = str(exc) if not exc.retryable else f"horizon passed; last: {exc}"
-        await asyncio.to_thread(self.store.mark_dead, d.delivery_id, now, attempts=attempts,
+        reason = f"horizon passed after {attempts} attempts; last: {exc}"
+        await asyncio.to_thread(self.store.mark_parked, d.delivery_id, now, attempts=attempts,
                                 status=exc.status, error=reason)
-        self._metrics.deliveries.labels(team.id, "dead").inc()
-        log.warning("webhook %s: delivery %s dead-lettered after %d attempts: %s",
-                    team.id, d.delivery_id, attempts, reason)
+        self._metrics.deliveries.labels(dest.key, "parked").inc()
+        log.error("delivery %s: %s of %s parked, not delivered within %.1f s (%s); "
+                  "send again with `anju alarms requeue --team %s`",
+                  dest.key, d.delivery_id, d.event_id, self.horizon_ms / 1000, reason,
+                  dest.team.id)
+        try:
+            await asyncio.to_thread(self._check)
+        except AlarmStoreError as err:
+            log.error("delivery: outbox check failed: %s", err)

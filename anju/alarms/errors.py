@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from anju.errors import AnjuError
+from anju.errors import AnjuError, DeliveryError
 
-__all__ = ["AlarmNotFound", "AlarmStateError", "AlarmStoreError"]
+__all__ = ["AlarmNotFound", "AlarmStateError", "AlarmStoreError", "DeliveryRefused"]
 
 
 class AlarmNotFound(AnjuError, KeyError):
@@ -29,3 +29,13 @@ class AlarmStateError(AnjuError):
 
 class AlarmStoreError(AnjuError):
     """The alarm store failed (disk full, corrupt file, locked): sqlite3 errors mapped here."""
+
+
+class DeliveryRefused(DeliveryError):
+    """The receiver understood the request and refused it (a 4xx other than 408/429, a chat
+    robot's bad signature or unknown key): retried like any failure (CONTRACT §4), but
+    slower, since people fix these (a rotated secret, a bad deploy), not time."""
+
+    def __init__(self, detail: str, *, status: int | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(detail, retryable=True, status=status, retry_after_s=retry_after_s)

@@ -22,11 +22,13 @@ States and events (CONTRACT.md §4)::
   ``acknowledged`` and ``cleared`` to every team told so far.
 
 Every public method is one store commit holding the alarm states, the events and one outbox
-row per event and team with a webhook, whose delivery id is fixed there.
+row per event and delivery target (a team's webhook, its chat robots), whose delivery id is
+fixed there.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import replace
@@ -46,9 +48,12 @@ from anju.alarms.model import (
 from anju.alarms.routing import escalation_targets, route
 from anju.alarms.store import AlarmStore, Commit
 from anju.devices.registry import Site
+from anju.devices.targets import destination_keys
 from anju.rules.transition import Transition
 
 __all__ = ["AlarmManager"]
+
+log = logging.getLogger(__name__)
 
 
 class AlarmManager:
@@ -63,14 +68,24 @@ class AlarmManager:
         self.site = site
         self.store = store
         self.escalate_after_ms = round(site.unacknowledged_after_s * 1000)
-        self._webhook = {t.id: bool(t.webhook) for t in site.teams}
+        # outbox keys per team: its webhook (the team id) and its robots (team/name)
+        self._targets = {t.id: destination_keys(t.id, bool(t.webhook), t.targets)
+                         for t in site.teams}
         self._metrics = alarm_metrics(registry)
         self._lock = threading.Lock()
+        self._now: int | None = None
 
     # -- steps -----------------------------------------------------------------------------
-    def on_transitions(self, transitions: Iterable[Transition]) -> list[AlarmEvent]:
-        """Applies the rule engine's transitions; returns the events committed, in order."""
+    def on_transitions(self, transitions: Iterable[Transition], *,
+                       now_ms: int | None = None) -> list[AlarmEvent]:
+        """Applies the rule engine's transitions; returns the events committed, in order.
+
+        ``now_ms`` is the receiving clock (data time in replay): escalation deadlines run
+        from it, not from the raise's ``ts``, which is its device's clock — a device whose
+        clock runs minutes slow must not have its alarms escalated minutes early.
+        """
         with self._lock:
+            self._now = now_ms
             staged: dict[str, AlarmRecord] = {}  # alarm_id → newest record in this batch
             open_ids: dict[tuple[str, str], str | None] = {}  # (rule, subject) → open alarm
             commit = Commit()
@@ -132,6 +147,45 @@ class AlarmManager:
             self._commit(commit)
             return ev
 
+    def assign(self, alarm_id: str, team_id: str | None, to: str, by: str, note: str,
+               now_ms: int) -> AlarmEvent:
+        """Assigns an open alarm to a named person: an ``assigned`` event, told to every team
+        told so far. Raises :class:`AlarmNotFound` as :meth:`acknowledge` does, and
+        :class:`AlarmStateError` for a cleared alarm. The state does not change."""
+        with self._lock:
+            rec = self.store.get(alarm_id)
+            if rec is None or not self._visible(rec, team_id):
+                raise AlarmNotFound(alarm_id)
+            if not rec.is_open:
+                raise AlarmStateError(alarm_id, rec.state, "assigned")
+            details = {**rec.base.details,
+                       "assign": {"to": to, "by": by, "note": note, "team": team_id}}
+            return self._note(replace(rec, assignee=to), "assigned", now_ms, details)
+
+    def comment(self, alarm_id: str, team_id: str | None, by: str, text: str,
+                now_ms: int) -> AlarmEvent:
+        """Adds a comment to an alarm, open or closed (a note after the fact belongs to its
+        history too): a ``commented`` event, told to every team told so far."""
+        with self._lock:
+            rec = self.store.get(alarm_id)
+            if rec is None or not self._visible(rec, team_id):
+                raise AlarmNotFound(alarm_id)
+            details = {**rec.base.details,
+                       "comment": {"by": by, "text": text, "team": team_id}}
+            return self._note(replace(rec, comments=rec.comments + 1), "commented", now_ms,
+                              details)
+
+    def _note(self, rec: AlarmRecord, event: str, now_ms: int,
+              details: dict[str, Any]) -> AlarmEvent:
+        """Commits a note event (``assigned``, ``commented``); the record's ``last`` stays
+        its newest lifecycle event, which is what the API row shows."""
+        ev = self._event(rec.base, event, now_ms, list(rec.teams), details=details)
+        commit = Commit()
+        rec = replace(self._append(rec, ev, commit), last=rec.last)
+        commit.alarms.append(rec)
+        self._commit(commit)
+        return ev
+
     # -- reading ---------------------------------------------------------------------------
     def open_alarms(self, estates: Collection[str] | None = None) -> list[dict[str, Any]]:
         """API rows of the open alarms, newest first, optionally of some estates only."""
@@ -157,9 +211,16 @@ class AlarmManager:
         key = (tr.rule, tr.subject)
         if aid in staged or self.store.get(aid) is not None:
             self._metrics.duplicates.labels(tr.rule, "raised").inc()
+            log.debug("alarm %s raised again (a redelivered reading): ignored", aid)
             return  # the same alarm again: replayed or re-sent
-        if not tr.is_event and self._open_id(key, staged, open_ids) is not None:
+        open_id = None if tr.is_event else self._open_id(key, staged, open_ids)
+        if open_id is not None:
+            # The engine and the store disagree: the engine thinks nothing is open. A new
+            # incident would be silenced, so say so loudly.
             self._metrics.duplicates.labels(tr.rule, "raised").inc()
+            log.warning("%s on %s raised while alarm %s is still open: the new raise is "
+                        "dropped (engine state out of step with the alarm store)",
+                        tr.rule, tr.subject, open_id)
             return  # at most one open alarm per (rule, subject)
         teams = [t.id for t in route(self.site, tr.estate, tr.roles)]
         base = AlarmEvent(
@@ -171,7 +232,8 @@ class AlarmManager:
         rec = AlarmRecord(
             alarm_id=aid, rule=tr.rule, subject=tr.subject, is_event=tr.is_event,
             state="raised", base=base, last=base, teams=(), seq=0, raised_ts=tr.ts,
-            next_escalation_ms=tr.ts + self.escalate_after_ms,
+            next_escalation_ms=(tr.ts if self._now is None else self._now)
+            + self.escalate_after_ms,
         )
         staged[aid] = self._append(rec, base, commit, new_teams=teams)
         if not tr.is_event:
@@ -218,10 +280,10 @@ class AlarmManager:
         seq = rec.seq + 1
         commit.events.append((seq, ev))
         for team in ev.teams:
-            if self._webhook.get(team):
+            for key in self._targets.get(team, ()):
                 commit.deliveries.append(Delivery(
-                    delivery_id=delivery_id_for(rec.alarm_id, seq, team),
-                    event_id=f"{rec.alarm_id}:{seq}", alarm_id=rec.alarm_id, team=team,
+                    delivery_id=delivery_id_for(rec.alarm_id, seq, key),
+                    event_id=f"{rec.alarm_id}:{seq}", alarm_id=rec.alarm_id, team=key,
                     body=b""))  # the store keeps the body once, with the event
         teams = rec.teams
         for t in new_teams or ():

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Self
 
 from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery
-from anju.alarms.store import Commit
+from anju.alarms.store import AlarmQuery, Commit, Listener, LoggedEvent
 
 __all__ = ["MemoryAlarmStore"]
 
@@ -25,6 +25,7 @@ class _Row:
     last_status: int | None = None
     last_error: str | None = None
     done_ms: int | None = None
+    first_ms: int = 0  # the first commit: requeue restarts the horizon, not the age
 
 
 class MemoryAlarmStore:
@@ -42,6 +43,8 @@ class MemoryAlarmStore:
         self._outbox: dict[str, _Row] = {}  # insertion order = commit order
         self._keep_outbox = keep_outbox
         self._wall_ms = wall_ms
+        self._log: list[AlarmEvent] = []  # every event in commit order; its id = index + 1
+        self._listeners: list[Listener] = []
 
     # -- alarms ----------------------------------------------------------------------------
     def get(self, alarm_id: str) -> AlarmRecord | None:
@@ -72,6 +75,7 @@ class MemoryAlarmStore:
                     self._escalating.pop(rec.alarm_id, None)
             for _seq, ev in commit.events:
                 self._events.setdefault(ev.alarm_id, []).append(ev)
+                self._log.append(ev)
             if self._keep_outbox:
                 now = self._wall_ms()
                 for d in commit.deliveries:
@@ -79,7 +83,10 @@ class MemoryAlarmStore:
                         raise ValueError(f"duplicate delivery id {d.delivery_id}")
                     if not d.committed_ms:
                         d = replace(d, committed_ms=now)
-                    self._outbox[d.delivery_id] = _Row(d)
+                    self._outbox[d.delivery_id] = _Row(d, first_ms=d.committed_ms)
+        if commit.events:
+            for fn in list(self._listeners):
+                fn()
 
     def due_escalations(self, now_ms: int) -> list[AlarmRecord]:
         with self._lock:
@@ -98,6 +105,35 @@ class MemoryAlarmStore:
         with self._lock:
             return list(self._events.get(alarm_id, ()))
 
+    def query_alarms(self, query: AlarmQuery) -> list[AlarmRecord]:
+        with self._lock:
+            recs = [r for r in self._alarms.values() if query.matches(r)]
+        recs.sort(key=lambda r: (-r.base.started_at, r.alarm_id))
+        return recs[:query.limit] if query.limit is not None else recs
+
+    def events_since(self, after_id: int, *, estates: Collection[str] | None = None,
+                     limit: int = 500) -> list[LoggedEvent]:
+        out: list[LoggedEvent] = []
+        with self._lock:
+            for i in range(max(after_id, 0), len(self._log)):
+                ev = self._log[i]
+                if estates is None or ev.estate in estates:
+                    out.append(LoggedEvent(i + 1, ev, self._alarms[ev.alarm_id]))
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def last_event_id(self) -> int:
+        with self._lock:
+            return len(self._log)
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
     # -- outbox ----------------------------------------------------------------------------
     def _heads(self, team: str) -> list[Delivery]:
         """The oldest pending delivery of each alarm of a team, in commit order."""
@@ -105,9 +141,10 @@ class MemoryAlarmStore:
         out = []
         for row in self._outbox.values():
             d = row.delivery
-            if row.state == "pending" and d.team == team and d.alarm_id not in seen:
-                seen.add(d.alarm_id)
-                out.append(d)
+            if row.state in ("pending", "parked") and d.team == team and d.alarm_id not in seen:
+                seen.add(d.alarm_id)  # a parked row holds its alarm's later events back
+                if row.state == "pending":
+                    out.append(d)
         return out
 
     def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
@@ -133,13 +170,13 @@ class MemoryAlarmStore:
                                    next_attempt_ms=next_attempt_ms)
             row.last_status, row.last_error = status, error
 
-    def mark_dead(self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None,
-                  error: str) -> None:
+    def mark_parked(self, delivery_id: str, now_ms: int, *, attempts: int,
+                    status: int | None, error: str) -> None:
         with self._lock:
             row = self._outbox[delivery_id]
             row.delivery = replace(row.delivery, attempts=attempts)
             row.state, row.last_status, row.last_error, row.done_ms = (
-                "dead", status, error, now_ms)
+                "parked", status, error, now_ms)
 
     def pending_counts(self) -> dict[str, int]:
         with self._lock:
@@ -149,7 +186,25 @@ class MemoryAlarmStore:
                     out[r.delivery.team] = out.get(r.delivery.team, 0) + 1
             return out
 
-    def outbox(self, *, state: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+    def undelivered(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            out: dict[str, dict[str, Any]] = {}
+            for r in self._outbox.values():
+                if r.state == "delivered":
+                    continue
+                t = out.setdefault(r.delivery.team, {"pending": 0, "parked": 0,
+                                                     "oldest_committed_ms": None,
+                                                     "last_parked_ms": None})
+                t[r.state] += 1
+                c = r.first_ms
+                if t["oldest_committed_ms"] is None or c < t["oldest_committed_ms"]:
+                    t["oldest_committed_ms"] = c
+                if r.state == "parked" and r.done_ms is not None:
+                    t["last_parked_ms"] = max(t["last_parked_ms"] or 0, r.done_ms)
+            return out
+
+    def outbox(self, *, state: str | None = None, team: str | None = None,
+               alarm_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [
                 {"delivery_id": r.delivery.delivery_id, "event_id": r.delivery.event_id,
@@ -158,20 +213,25 @@ class MemoryAlarmStore:
                  "last_error": r.last_error}
                 for r in self._outbox.values()
                 if (state is None or r.state == state) and (team is None or r.delivery.team == team)
+                and (alarm_id is None or r.delivery.alarm_id == alarm_id)
             ]
 
     def requeue(self, now_ms: int, *, team: str | None = None,
                 delivery_ids: Collection[str] | None = None) -> int:
         with self._lock:
             n = 0
+            held: set[tuple[str, str]] = set()
             for row in self._outbox.values():
                 d = row.delivery
-                if (row.state == "dead" and (team is None or d.team == team)
+                if (row.state == "parked" and (team is None or d.team == team)
                         and (delivery_ids is None or d.delivery_id in delivery_ids)):
                     row.state, row.done_ms = "pending", None
                     row.delivery = replace(d, attempts=0, next_attempt_ms=0,
                                            committed_ms=now_ms)
+                    held.add((d.team, d.alarm_id))
                     n += 1
+                elif row.state == "pending" and (d.team, d.alarm_id) in held:
+                    row.delivery = replace(d, committed_ms=now_ms)  # its horizon restarts
             return n
 
     def prune_outbox(self, before_ms: int) -> int:

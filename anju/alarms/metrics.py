@@ -19,8 +19,10 @@ __all__ = ["AlarmMetrics", "alarm_metrics"]
 @dataclass(frozen=True)
 class AlarmMetrics:
     events: Counter  # labels rule, event
-    deliveries: Counter  # labels team, outcome: delivered | retried | dead
+    deliveries: Counter  # labels team, outcome: delivered | retried | parked
     pending: Gauge  # labels team
+    parked: Gauge  # labels team: past the horizon, waiting for `anju alarms requeue`
+    oldest: Gauge  # labels team: age of the oldest undelivered event, 0 when none
     latency: Histogram  # labels team: commit of the event → 2xx from the receiver
     duplicates: Counter  # labels rule, event: transitions ignored (duplicate raise, stray clear)
 
@@ -33,6 +35,12 @@ def _make(registry: CollectorRegistry | None) -> AlarmMetrics:
                            ["team", "outcome"], registry=registry),
         pending=Gauge("anju_webhook_outbox_pending", "Webhook deliveries waiting in the outbox",
                       ["team"], registry=registry),
+        parked=Gauge("anju_webhook_outbox_parked",
+                     "Deliveries past their retry horizon, kept for `anju alarms requeue`",
+                     ["team"], registry=registry),
+        oldest=Gauge("anju_webhook_outbox_oldest_seconds",
+                     "Age of the oldest event not yet delivered to a team (0: none)",
+                     ["team"], registry=registry),
         latency=Histogram(
             "anju_webhook_delivery_latency_seconds",
             "From the commit of an alarm event to its delivery (2xx) to a team",

@@ -16,11 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENTS",
+    "NOTE_EVENTS",
     "SEVERITIES",
     "AckRequest",
     "AlarmEvent",
     "AlarmRecord",
     "AlarmState",
+    "AssignRequest",
+    "CommentRequest",
     "Delivery",
     "alarm_id_for",
     "delivery_id_for",
@@ -28,6 +31,8 @@ __all__ = [
 ]
 
 EVENTS = ("raised", "escalated", "acknowledged", "cleared")
+# Events of an alarm's history that change no state (docs/contract-notes.md): people at work.
+NOTE_EVENTS = ("assigned", "commented")
 SEVERITIES = ("critical", "major", "minor", "warning")
 
 AlarmState = Literal["raised", "acknowledged", "cleared"]
@@ -39,7 +44,7 @@ class AlarmEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     alarm_id: str
-    event: Literal["raised", "escalated", "acknowledged", "cleared"]
+    event: Literal["raised", "escalated", "acknowledged", "cleared", "assigned", "commented"]
     rule: str
     severity: Literal["critical", "major", "minor", "warning"]
     kind: str
@@ -63,6 +68,25 @@ class AckRequest(BaseModel):
 
     by: str = Field(min_length=1, max_length=200)
     note: str = Field("", max_length=4000)
+
+
+class AssignRequest(BaseModel):
+    """Body of ``POST /alarms/{alarm_id}/assign``: who is assigned, by whom."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=200)
+    by: str = Field(min_length=1, max_length=200)
+    note: str = Field("", max_length=4000)
+
+
+class CommentRequest(BaseModel):
+    """Body of ``POST /alarms/{alarm_id}/comments``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=4000)
 
 
 def alarm_id_for(rule: str, subject: str, started_at: int) -> str:
@@ -115,6 +139,8 @@ class AlarmRecord:
     cleared_ts: int | None = None
     escalations: int = 0
     next_escalation_ms: int | None = None
+    assignee: str | None = None  # the person now assigned (the newest ``assigned`` event)
+    comments: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -132,6 +158,10 @@ class AlarmRecord:
         out["acknowledged_at"] = self.acked_ts
         out["acknowledged_by"] = self.acked_by
         out["cleared_at"] = self.cleared_ts
+        out["assigned_to"] = self.assignee
+        out["comments"] = self.comments
+        out["raised_at"] = self.raised_ts
+        out["next_escalation_ms"] = self.next_escalation_ms
         return out
 
 

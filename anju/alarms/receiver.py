@@ -55,6 +55,7 @@ class WebhookReceiver:
     port: int = 0
     behaviour: dict[str, Behaviour] = field(default_factory=dict)
     shutdown_timeout_s: float = 1.0  # how long stop() lets hung handlers finish
+    ok_status: int = 200  # what an accepted delivery is answered (any 2xx)
     attempts: list[Attempt] = field(default_factory=list)
     accepted: dict[str, list[Attempt]] = field(default_factory=dict)
     duplicates: int = 0
@@ -92,7 +93,8 @@ class WebhookReceiver:
         else:
             self._seen.add(attempt.delivery_id)
             self.accepted.setdefault(name, []).append(attempt)
-        return self._answer(idx, web.Response(status=200, text="ok"))
+        return self._answer(idx, web.Response(status=self.ok_status,
+                                              text=None if self.ok_status == 204 else "ok"))
 
     def _answer(self, idx: int, resp: web.StreamResponse) -> web.StreamResponse:
         a = self.attempts[idx]

@@ -22,11 +22,18 @@ from typing import Any, Self
 
 from anju.alarms.errors import AlarmStoreError
 from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery, event_body
-from anju.alarms.store import Commit, record_from_json, record_to_json
+from anju.alarms.store import (
+    AlarmQuery,
+    Commit,
+    Listener,
+    LoggedEvent,
+    record_from_json,
+    record_to_json,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteAlarmStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "alarms.sqlite3"
 
 _SCHEMA = """
@@ -72,7 +79,17 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(team, next_attempt_ms) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_alarm ON outbox(team, alarm_id, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox(team) WHERE state != 'delivered';
+-- 'dead' was the name of 'parked' before every failure became retryable (CONTRACT §4)
+UPDATE outbox SET state = 'parked' WHERE state = 'dead';
 """
+
+# Version 2: the alarm's building, kind and severity as columns, so the console's list and
+# history filter in SQL. Added to version-1 files (and fresh ones) by ALTER TABLE and filled
+# from each alarm's record, in one transaction: an old state file stays loadable.
+_V2_COLUMNS = ("building", "kind", "severity")
+_V2_INDEX = ("CREATE INDEX IF NOT EXISTS alarms_history ON alarms(estate, started_at) "
+             "WHERE state = 'cleared'")
 
 
 def _wall_ms() -> int:
@@ -117,9 +134,34 @@ class SqliteAlarmStore:
                     "`anju alarms restore` a backup made by this version "
                     "(docs/operations.md, Upgrade)")
             self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._migrate()
         except sqlite3.Error as exc:
             raise AlarmStoreError(f"{target}: {exc}") from exc
+        self._listeners: list[Listener] = []
+
+    def _migrate(self) -> None:
+        """Brings a version-0/1 file to :data:`SCHEMA_VERSION` in one transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            have = {r[1] for r in db.execute("PRAGMA table_info(alarms)")}
+            missing = [c for c in _V2_COLUMNS if c not in have]
+            for col in missing:
+                db.execute(f"ALTER TABLE alarms ADD COLUMN {col} TEXT")
+            if missing:
+                rows = db.execute("SELECT alarm_id, record FROM alarms").fetchall()
+                fill = []
+                for aid, blob in rows:
+                    base = record_from_json(blob).base
+                    fill.append((base.building, base.kind, base.severity, aid))
+                db.executemany("UPDATE alarms SET building = ?, kind = ?, severity = ? "
+                               "WHERE alarm_id = ?", fill)
+            db.execute(_V2_INDEX)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
@@ -160,11 +202,13 @@ class SqliteAlarmStore:
         with self._tx(write=True) as db:
             db.executemany(
                 "INSERT INTO alarms(alarm_id, rule, subject, estate, is_event, state, "
-                "started_at, next_escalation_ms, record) VALUES (?,?,?,?,?,?,?,?,?) "
+                "started_at, next_escalation_ms, record, building, kind, severity) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(alarm_id) DO UPDATE SET state = excluded.state, "
                 "next_escalation_ms = excluded.next_escalation_ms, record = excluded.record",
                 [(r.alarm_id, r.rule, r.subject, r.estate, int(r.is_event), r.state,
-                  r.base.started_at, r.next_escalation_ms, record_to_json(r))
+                  r.base.started_at, r.next_escalation_ms, record_to_json(r),
+                  r.base.building, r.base.kind, r.base.severity)
                  for r in commit.alarms])
             db.executemany(
                 "INSERT INTO events(event_id, alarm_id, seq, ts, event, body, committed_ms) "
@@ -176,6 +220,9 @@ class SqliteAlarmStore:
                 "committed_ms) VALUES (?,?,?,?,?,?)",
                 [(d.delivery_id, d.event_id, d.alarm_id, d.team, d.next_attempt_ms,
                   d.committed_ms or now) for d in commit.deliveries])
+        if commit.events:
+            for fn in list(self._listeners):
+                fn()
 
     def due_escalations(self, now_ms: int) -> list[AlarmRecord]:
         with self._tx() as db:
@@ -211,11 +258,75 @@ class SqliteAlarmStore:
                               (alarm_id,)).fetchall()
         return [AlarmEvent.model_validate_json(r[0]) for r in rows]
 
+    def query_alarms(self, query: AlarmQuery) -> list[AlarmRecord]:
+        sql = "SELECT record FROM alarms WHERE 1=1"
+        args: list[Any] = []
+        if query.state == "open":
+            sql += " AND state != 'cleared'"
+        elif query.state == "cleared":
+            sql += " AND state = 'cleared'"
+        for col, values in (("estate", query.estates), ("building", query.buildings),
+                            ("kind", query.kinds), ("severity", query.severities),
+                            ("rule", query.rules)):
+            if values is None:
+                continue
+            vals = list(values)
+            if not vals:
+                return []
+            sql += f" AND {col} IN ({','.join('?' * len(vals))})"
+            args += vals
+        if query.since_ms is not None:
+            sql += " AND started_at >= ?"
+            args.append(query.since_ms)
+        if query.until_ms is not None:
+            sql += " AND started_at < ?"
+            args.append(query.until_ms)
+        sql += " ORDER BY started_at DESC, alarm_id"
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            args.append(query.limit)
+        with self._tx() as db:
+            rows = db.execute(sql, args).fetchall()
+        return [record_from_json(r[0]) for r in rows]
+
+    # The event log is the events table in rowid order: rows are only ever appended (and
+    # anju never VACUUMs), so a rowid is a stable, ascending position.
+    def events_since(self, after_id: int, *, estates: Collection[str] | None = None,
+                     limit: int = 500) -> list[LoggedEvent]:
+        sql = ("SELECT e.rowid, e.body, a.record FROM events e JOIN alarms a "
+               "ON a.alarm_id = e.alarm_id WHERE e.rowid > ?")
+        args: list[Any] = [after_id]
+        if estates is not None:
+            est = list(estates)
+            if not est:
+                return []
+            sql += f" AND a.estate IN ({','.join('?' * len(est))})"
+            args += est
+        sql += " ORDER BY e.rowid LIMIT ?"
+        args.append(limit)
+        with self._tx() as db:
+            rows = db.execute(sql, args).fetchall()
+        return [LoggedEvent(r[0], AlarmEvent.model_validate_json(r[1]), record_from_json(r[2]))
+                for r in rows]
+
+    def last_event_id(self) -> int:
+        with self._tx() as db:
+            row = db.execute("SELECT MAX(rowid) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
     # -- outbox ----------------------------------------------------------------------------
     # A pending row is at the head of its alarm when no older row of the same alarm and team
-    # is pending: only heads are handed out, so each alarm's events arrive in order.
+    # is pending or parked: only heads are handed out, so each alarm's events arrive in
+    # order, also across a parking and its requeue (never ``cleared`` before ``raised``).
     _HEAD = ("NOT EXISTS (SELECT 1 FROM outbox p WHERE p.team = o.team AND p.alarm_id = "
-             "o.alarm_id AND p.state = 'pending' AND p.id < o.id)")
+             "o.alarm_id AND p.state IN ('pending', 'parked') AND p.id < o.id)")
 
     def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
         with self._tx() as db:
@@ -246,12 +357,22 @@ class SqliteAlarmStore:
                        "last_error = ? WHERE delivery_id = ?",
                        (attempts, next_attempt_ms, status, error, delivery_id))
 
-    def mark_dead(self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None,
-                  error: str) -> None:
+    def mark_parked(self, delivery_id: str, now_ms: int, *, attempts: int,
+                    status: int | None, error: str) -> None:
         with self._tx(write=True) as db:
-            db.execute("UPDATE outbox SET state = 'dead', attempts = ?, last_status = ?, "
+            db.execute("UPDATE outbox SET state = 'parked', attempts = ?, last_status = ?, "
                        "last_error = ?, done_ms = ? WHERE delivery_id = ?",
                        (attempts, status, error, now_ms, delivery_id))
+
+    def undelivered(self) -> dict[str, dict[str, Any]]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT o.team, SUM(o.state = 'pending'), SUM(o.state = 'parked'), "
+                "MIN(e.committed_ms), MAX(CASE WHEN o.state = 'parked' THEN o.done_ms END) "
+                "FROM outbox o JOIN events e ON e.event_id = o.event_id "
+                "WHERE o.state != 'delivered' GROUP BY o.team").fetchall()
+        return {r[0]: {"pending": r[1], "parked": r[2], "oldest_committed_ms": r[3],
+                       "last_parked_ms": r[4]} for r in rows}
 
     def pending_counts(self) -> dict[str, int]:
         with self._tx() as db:
@@ -259,10 +380,14 @@ class SqliteAlarmStore:
                               "GROUP BY team").fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def outbox(self, *, state: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+    def outbox(self, *, state: str | None = None, team: str | None = None,
+               alarm_id: str | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT delivery_id, event_id, alarm_id, team, state, attempts, last_status, "
                "last_error FROM outbox WHERE 1=1")
         args: list[Any] = []
+        if alarm_id is not None:
+            sql += " AND alarm_id = ?"
+            args.append(alarm_id)
         if state is not None:
             sql += " AND state = ?"
             args.append(state)
@@ -277,20 +402,26 @@ class SqliteAlarmStore:
 
     def requeue(self, now_ms: int, *, team: str | None = None,
                 delivery_ids: Collection[str] | None = None) -> int:
-        sql = ("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = 0, "
-               "committed_ms = ?, done_ms = NULL WHERE state = 'dead'")
-        args: list[Any] = [now_ms]
+        where = " WHERE state = 'parked'"
+        args: list[Any] = []
         if team is not None:
-            sql += " AND team = ?"
+            where += " AND team = ?"
             args.append(team)
         if delivery_ids is not None:
             ids = list(delivery_ids)
             if not ids:
                 return 0
-            sql += f" AND delivery_id IN ({','.join('?' * len(ids))})"
+            where += f" AND delivery_id IN ({','.join('?' * len(ids))})"
             args += ids
         with self._tx(write=True) as db:
-            return db.execute(sql, args).rowcount
+            # the later events of the same alarms waited behind the parked rows, never tried:
+            # their horizon starts again too
+            db.execute("UPDATE outbox SET committed_ms = ? WHERE state = 'pending' AND "
+                       "(team, alarm_id) IN (SELECT team, alarm_id FROM outbox" + where + ")",
+                       [now_ms, *args])
+            return db.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = 0, "
+                "committed_ms = ?, done_ms = NULL" + where, [now_ms, *args]).rowcount
 
     def prune_outbox(self, before_ms: int) -> int:
         with self._tx(write=True) as db:

@@ -14,15 +14,24 @@ are the wall clock of whoever delivers.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
 from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery
 
-__all__ = ["AlarmStore", "Commit", "record_from_json", "record_to_json"]
+__all__ = [
+    "AlarmQuery",
+    "AlarmStore",
+    "Commit",
+    "LoggedEvent",
+    "record_from_json",
+    "record_to_json",
+]
+
+Listener = Callable[[], None]
 
 
 @dataclass(slots=True)
@@ -39,6 +48,49 @@ class Commit:
 
     def __bool__(self) -> bool:
         return bool(self.alarms or self.events or self.deliveries)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmQuery:
+    """A filter over alarms (the console's list and history): each set None means any.
+
+    ``since_ms``/``until_ms`` bound ``started_at`` (data time), ``until_ms`` excluded.
+    """
+
+    state: Literal["open", "cleared", "all"] = "open"
+    estates: Collection[str] | None = None
+    buildings: Collection[str] | None = None
+    kinds: Collection[str] | None = None
+    severities: Collection[str] | None = None
+    rules: Collection[str] | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    limit: int | None = None
+
+    def matches(self, rec: AlarmRecord) -> bool:
+        """Whether one alarm passes the filter (the limit aside)."""
+        b = rec.base
+        if self.state == "open" and not rec.is_open:
+            return False
+        if self.state == "cleared" and rec.is_open:
+            return False
+        return ((self.estates is None or b.estate in self.estates)
+                and (self.buildings is None or b.building in self.buildings)
+                and (self.kinds is None or b.kind in self.kinds)
+                and (self.severities is None or b.severity in self.severities)
+                and (self.rules is None or b.rule in self.rules)
+                and (self.since_ms is None or b.started_at >= self.since_ms)
+                and (self.until_ms is None or b.started_at < self.until_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One committed event with its position in the store's event log (ascending, never
+    reused: the id of a Server-Sent Event) and its alarm as it is now."""
+
+    id: int
+    event: AlarmEvent
+    alarm: AlarmRecord
 
 
 @runtime_checkable
@@ -76,6 +128,27 @@ class AlarmStore(Protocol):
         """The events of one alarm in order."""
         ...
 
+    def query_alarms(self, query: AlarmQuery) -> list[AlarmRecord]:
+        """Alarms passing ``query``, newest start first."""
+        ...
+
+    def events_since(self, after_id: int, *, estates: Collection[str] | None = None,
+                     limit: int = 500) -> list[LoggedEvent]:
+        """Events committed after log position ``after_id``, oldest first, of alarms of
+        ``estates`` (None: all)."""
+        ...
+
+    def last_event_id(self) -> int:
+        """The log position of the newest event; 0 when there is none."""
+        ...
+
+    def add_listener(self, fn: Listener) -> None:
+        """Calls ``fn()`` after each commit that wrote events, in the committing thread."""
+        ...
+
+    def remove_listener(self, fn: Listener) -> None:
+        ...
+
     # -- outbox ----------------------------------------------------------------------------
     def due_deliveries(self, team: str, now_ms: int, limit: int = 100) -> list[Delivery]:
         """Pending deliveries of a team due at ``now_ms``, in commit order, each at the head
@@ -98,28 +171,37 @@ class AlarmStore(Protocol):
     ) -> None:
         ...
 
-    def mark_dead(
+    def mark_parked(
         self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None, error: str,
     ) -> None:
+        """The delivery failed until its horizon: it stays in the outbox, state ``parked``,
+        and holds its alarm's later events for the team back, until :meth:`requeue`."""
+        ...
+
+    def undelivered(self) -> dict[str, dict[str, Any]]:
+        """Per team (outbox destination) with anything not delivered: ``pending`` and
+        ``parked`` counts, ``oldest_committed_ms`` (first commit of the oldest undelivered
+        event) and ``last_parked_ms``."""
         ...
 
     def pending_counts(self) -> dict[str, int]:
         """Pending deliveries by team."""
         ...
 
-    def outbox(self, *, state: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+    def outbox(self, *, state: str | None = None, team: str | None = None,
+               alarm_id: str | None = None) -> list[dict[str, Any]]:
         """Outbox rows (without bodies) for inspection: delivery_id, event_id, team, state,
-        attempts, last_status, last_error."""
+        attempts, last_status, last_error; optionally of one alarm only."""
         ...
 
     def requeue(self, now_ms: int, *, team: str | None = None,
                 delivery_ids: Collection[str] | None = None) -> int:
-        """Puts dead-lettered deliveries (of a team, or these ids) back in the queue under
+        """Puts parked deliveries (of a team, or these ids) back in the queue under
         their ids, attempts reset and the horizon counted from ``now_ms``; returns how many."""
         ...
 
     def prune_outbox(self, before_ms: int) -> int:
-        """Deletes delivered rows finished before ``before_ms`` (events and dead letters
+        """Deletes delivered rows finished before ``before_ms`` (events and parked rows
         stay); returns how many."""
         ...
 

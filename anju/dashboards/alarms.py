@@ -1,20 +1,23 @@
 """The alarms dashboard, and the InfluxQL for "open alarms" that other dashboards reuse.
 
-Alarms are points of the ``alarms`` measurement (CONTRACT §6): tags estate, building,
-kind, rule, severity, event; fields alarm_id, device, floor, zone, value, message. An
-alarm's state is not stored, only its lifecycle events, and ``alarm_id`` is a field (it
-cannot be grouped on), so "open" is counted as raised minus closed events in a window:
-state rules close when ``cleared``, event rules (``camera.*``, CONTRACT §5) when
-``acknowledged``.
+Alarms are points of the ``alarms`` measurement (CONTRACT §6, docs/contract-notes.md): tags
+estate, building, kind, rule, severity, event, alarm_id; fields alarm_id, device, floor,
+zone, value, message, state, state_rank, text. Each point's ``state`` is the alarm's state
+after the event (``open``, ``acknowledged``, ``closed``; ``state_rank`` 0, 1, 2), so an
+alarm is open when the highest rank of its ``alarm_id`` is 0 or 1: counted from state,
+never by subtracting events (which goes negative when a raise is older than the window, and counts
+a closed camera alarm twice once its acknowledgement is stored).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.models import dashboard as dash
 
 from anju.dashboards.influxql import InfluxQLAnnotation, ident, influx_ref, scope
 from anju.dashboards.panels import (
+    Target,
     new_dashboard,
     q,
     severity_overrides,
@@ -24,29 +27,52 @@ from anju.dashboards.panels import (
     timeseries_panel,
 )
 
-__all__ = ["ALARMS_UID", "OPEN_WINDOW", "alarms_dashboard", "open_alarms_query"]
+__all__ = ["ALARMS_UID", "OPEN_WINDOW", "OpenState", "alarms_dashboard", "open_alarm_targets",
+           "open_alarms_query"]
 
 ALARMS_UID = "anju-alarms"
-# How far back "open" looks: alarms raised earlier and still open are not counted.
-OPEN_WINDOW = "7d"
-# CONTRACT §5: event rules (camera.*) are closed by acknowledgement, not by data.
-_EVENT_RULES = r"/^camera\./"
+# How far back "open" looks: an alarm whose last event is older is not counted. Unacknowledged
+# alarms get an escalation reminder each interval, so only an alarm acknowledged and then left
+# open for longer than this drops out.
+OPEN_WINDOW = "30d"
 _FILTER_VARS = ("estate", "building", "kind", "severity", "rule")
 
+OpenState = Literal["open", "acknowledged"]
+_RANKS = {"open": 0, "acknowledged": 1}  # state_rank of the alarms points (anju.alarms.influx)
 
-def open_alarms_query(where: str, group_by: tuple[str, ...]) -> str:
-    """InfluxQL: raised minus closed alarm events matching ``where``, grouped by tags."""
+
+def open_alarms_query(where: str, group_by: tuple[str, ...], state: OpenState = "open",
+                      name: str = "open") -> str:
+    """InfluxQL: alarms matching ``where`` whose state is ``state`` (``open``: not yet
+    acknowledged; ``acknowledged``: acknowledged, not yet cleared), grouped by tags.
+
+    An alarm's state is the highest ``state_rank`` of its points (0 open, 1 acknowledged,
+    2 closed): the lifecycle only moves forward, and unlike ``last()`` the maximum does not
+    depend on the points' times, which come from two clocks (the device's for clears, the
+    receiving clock for acknowledgements and escalations).
+    """
     g = ", ".join(ident(t) for t in group_by)
-    closed = ("(\"event\" = 'cleared' OR "
-              f"(\"event\" = 'acknowledged' AND \"rule\" =~ {_EVENT_RULES}))")
+    rank = _RANKS[state]
     return (
-        f"SELECT sum(\"n\") AS \"open\" FROM "
-        f"(SELECT count(\"alarm_id\") AS \"n\" FROM \"alarms\" "
-        f"WHERE \"event\" = 'raised' AND {where} GROUP BY {g}), "
-        f"(SELECT count(\"alarm_id\") * -1 AS \"n\" FROM \"alarms\" "
-        f"WHERE {closed} AND {where} GROUP BY {g}) "
-        f"GROUP BY {g}"
+        f"SELECT count(\"rank\") AS {ident(name)} FROM "
+        f"(SELECT max(\"state_rank\") AS \"rank\" FROM \"alarms\" WHERE {where} "
+        f"GROUP BY \"alarm_id\", {g}) "
+        f"WHERE \"rank\" = {rank} GROUP BY {g}"
     )
+
+
+def open_alarm_targets(where: str, group_by: tuple[str, ...], *, table: bool = False
+                       ) -> list[Target]:
+    """Two targets: alarms not yet acknowledged (A) and acknowledged but open (B)."""
+    if table:
+        return [q(open_alarms_query(where, group_by, "open", "unacknowledged"), "A",
+                  table=True),
+                q(open_alarms_query(where, group_by, "acknowledged", "acknowledged"), "B",
+                  table=True)]
+    alias = " ".join(f"$tag_{t}" for t in group_by)
+    return [q(open_alarms_query(where, group_by, "open"), "A", alias=alias),
+            q(open_alarms_query(where, group_by, "acknowledged"), "B",
+              alias=f"{alias} (acknowledged)")]
 
 
 def _annotation(name: str, event: str, color: str, enabled: bool) -> db.AnnotationQuery:
@@ -58,7 +84,7 @@ def _annotation(name: str, event: str, color: str, enabled: bool) -> db.Annotati
         .icon_color(color)
         .target(
             InfluxQLAnnotation(
-                "SELECT \"message\" AS \"text\", \"rule\", \"severity\", \"estate\", "
+                "SELECT \"text\", \"rule\", \"severity\", \"estate\", "
                 f"\"building\" FROM \"alarms\" WHERE \"event\" = '{event}' "
                 f"AND {scope(*_FILTER_VARS)}")
             .text_column("text").tags_column("rule,severity,estate,building"))
@@ -70,7 +96,7 @@ def alarms_dashboard() -> db.Dashboard:
     where = scope(*_FILTER_VARS)
     columns = ", ".join(ident(c) for c in (
         "estate", "building", "kind", "rule", "severity", "event",
-        "alarm_id", "device", "floor", "zone", "value", "message"))
+        "alarm_id", "state", "device", "floor", "zone", "value", "message"))
     return (
         new_dashboard(ALARMS_UID, "anju · alarms",
                       "Alarm lifecycle events from the alarms measurement.", ["alarms"])
@@ -83,22 +109,29 @@ def alarms_dashboard() -> db.Dashboard:
         .annotation(_annotation("Alarms raised", "raised", "red", True))
         .annotation(_annotation("Alarms escalated", "escalated", "purple", True))
         .annotation(_annotation("Alarms cleared", "cleared", "green", False))
-        .link(db.DashboardLink("anju").type(dash.DashboardLinkType.DASHBOARDS).tags(["anju"])
-              .as_dropdown(True).include_vars(True).keep_time(True))
         .with_row(db.Row("Now"))
         .with_panel(severity_overrides(stat_panel(
-            "Open alarms by severity",
-            f"Alarms raised in the last {OPEN_WINDOW} and not yet cleared (or, for camera "
-            "events, not yet acknowledged).",
-            [q(open_alarms_query(where, ("severity",)), alias="$tag_severity")],
-            span=12, time_from=OPEN_WINDOW,
+            "Open, not acknowledged",
+            f"Alarms whose last state (of events in the last {OPEN_WINDOW}) is open: raised "
+            "and nobody has acknowledged them yet, by severity.",
+            [q(open_alarms_query(where, ("severity",), "open"), alias="$tag_severity")],
+            span=8, time_from=OPEN_WINDOW,
+        )))
+        .with_panel(severity_overrides(stat_panel(
+            "Acknowledged, not yet cleared",
+            f"Alarms acknowledged (in the last {OPEN_WINDOW}) whose condition has not cleared "
+            "yet, by severity.",
+            [q(open_alarms_query(where, ("severity",), "acknowledged"), alias="$tag_severity")],
+            span=8, time_from=OPEN_WINDOW,
         )))
         .with_panel(severity_overrides(stat_panel(
             "Escalated in range",
-            "Alarms escalated because nobody acknowledged them in time, by severity.",
-            [q(f"SELECT count(\"alarm_id\") FROM \"alarms\" WHERE \"event\" = 'escalated' "
-               f"AND {where} GROUP BY \"severity\"", alias="$tag_severity")],
-            span=12, calc="sum",
+            "Alarms (not reminders) escalated in the time range because nobody acknowledged "
+            "them in time, by severity.",
+            [q(f"SELECT count(distinct(\"alarm_id\")) FROM \"alarms\" "
+               f"WHERE \"event\" = 'escalated' AND {where} GROUP BY \"severity\"",
+               alias="$tag_severity")],
+            span=8,
         )))
         .with_row(db.Row("Over time"))
         .with_panel(severity_overrides(timeseries_panel(

@@ -33,9 +33,15 @@ from anju.dashboards.provisioning import (
     dashboard_provider,
     datasources,
 )
+from anju.dashboards.tuning import tuning_for
 from anju.devices.spec import KindSpec
+from anju.rules.model import RuleSet, load_rules
 
-__all__ = ["Built", "build_dashboards", "dashboard_json", "render_tree", "write_tree"]
+# A wall screen in a control room shows the site's local time, not the browser's.
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+__all__ = ["DEFAULT_TIMEZONE", "Built", "build_dashboards", "dashboard_json", "render_tree",
+           "write_tree"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,32 +67,48 @@ def _number_panels(model: dash.Dashboard) -> None:
             inner.id_val = n
 
 
-def _finish(builder: db.Dashboard) -> Built:
+def _finish(builder: db.Dashboard, timezone: str) -> Built:
     model = builder.build()
+    model.timezone = timezone
     _number_panels(model)
     assert model.uid is not None
     return Built(model.uid, model)
 
 
-def build_dashboards(kinds: Mapping[str, KindSpec] | None = None) -> list[Built]:
-    """Every anju dashboard, for ``kinds`` (default: the kind table ``KINDS``)."""
+def build_dashboards(kinds: Mapping[str, KindSpec] | None = None, *,
+                     timezone: str = DEFAULT_TIMEZONE, rules: RuleSet | None = None
+                     ) -> list[Built]:
+    """Every anju dashboard, for ``kinds`` (default: the kind table ``KINDS``), shown in
+    ``timezone`` (an IANA name, ``browser`` or ``utc``), with the limits of ``rules``
+    (default: the rule catalogue; ``load_rules(site)`` adds a site's overrides)."""
     if kinds is None:
         from anju.devices.kinds import KINDS
 
         kinds = KINDS
+    tuning = tuning_for(rules if rules is not None else load_rules())
     builders = [
         overview_dashboard(kinds),
         estate_dashboard(kinds),
-        *(kind_dashboard(spec) for spec in kinds.values()),
+        *(kind_dashboard(spec, tuning.get(spec.name)) for spec in kinds.values()),
         alarms_dashboard(),
         pipeline_dashboard(),
     ]
-    return [_finish(b) for b in builders]
+    return [_finish(b, timezone) for b in builders]
+
+
+def _save_model(data: dict[str, Any]) -> dict[str, Any]:
+    """What Grafana itself would save. The 10.1 SDK gives every template variable the same
+    ``id`` (all zeros); Grafana's legacy variable store keys variables by id, so only the last
+    would survive and the others would never be filled in. Grafana's save model has no id."""
+    for var in (data.get("templating") or {}).get("list") or []:
+        var.pop("id", None)
+    return data
 
 
 def dashboard_json(model: dash.Dashboard) -> str:
     """The dashboard as Grafana JSON: sorted keys, 2-space indent, UTF-8 kept, final newline."""
-    return json.dumps(model, cls=JSONEncoder, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    data = _save_model(json.loads(json.dumps(model, cls=JSONEncoder)))
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
 def _yaml(data: dict[str, Any]) -> str:
@@ -98,9 +120,12 @@ def render_tree(
     *,
     dashboards_path: str = DEFAULT_DASHBOARDS_PATH,
     kinds: Mapping[str, KindSpec] | None = None,
+    timezone: str = DEFAULT_TIMEZONE,
+    rules: RuleSet | None = None,
 ) -> dict[str, str]:
     """Relative path → file content of everything ``write_tree`` writes."""
-    files = {f"dashboards/{b.uid}.json": dashboard_json(b.model) for b in build_dashboards(kinds)}
+    files = {f"dashboards/{b.uid}.json": dashboard_json(b.model)
+             for b in build_dashboards(kinds, timezone=timezone, rules=rules)}
     files["provisioning/datasources/anju.yaml"] = _yaml(datasources(targets))
     files["provisioning/dashboards/anju.yaml"] = _yaml(dashboard_provider(dashboards_path))
     return dict(sorted(files.items()))
@@ -112,9 +137,12 @@ def write_tree(
     *,
     dashboards_path: str = DEFAULT_DASHBOARDS_PATH,
     kinds: Mapping[str, KindSpec] | None = None,
+    timezone: str = DEFAULT_TIMEZONE,
+    rules: RuleSet | None = None,
 ) -> list[Path]:
     """Write the tree under ``out``; stale ``dashboards/*.json`` of ours are removed."""
-    files = render_tree(targets, dashboards_path=dashboards_path, kinds=kinds)
+    files = render_tree(targets, dashboards_path=dashboards_path, kinds=kinds,
+                        timezone=timezone, rules=rules)
     folder = out / "dashboards"
     stale = set(folder.glob("anju-*.json")) if folder.is_dir() else set()
     written: list[Path] = []

@@ -15,6 +15,7 @@ import typer
 if TYPE_CHECKING:
     from anju.config import Settings
     from anju.dashboards.provisioning import Targets
+    from anju.rules.model import RuleSet
 
 __all__ = ["app"]
 
@@ -26,6 +27,26 @@ _PROM_URL = typer.Option("--prometheus-url",
                          help="Prometheus that scrapes the pipeline's /metrics "
                               "[default: http://127.0.0.1:9090]")
 _JSON = typer.Option("--json", help="Last line of stdout: one JSON object.")
+_SITE = typer.Option("--site", help="Site directory: its rule overrides (site.yaml rules:) set "
+                                    "the limits drawn [default: the rule catalogue's].")
+_TZ = typer.Option("--timezone", envvar="ANJU_GRAFANA_TIMEZONE",
+                   help="Time zone the dashboards show: an IANA name, 'browser' or 'utc' "
+                        "[env ANJU_GRAFANA_TIMEZONE].")
+_DEFAULT_TZ = "Asia/Shanghai"  # anju.dashboards.build.DEFAULT_TIMEZONE, without the SDK import
+
+
+def _rules(site: Path | None) -> RuleSet | None:
+    """The rules in force at ``site`` (catalogue + overrides), or None for the catalogue."""
+    if site is None:
+        return None
+    from anju.devices.registry import load_site
+    from anju.errors import AnjuError
+    from anju.rules.model import load_rules
+
+    try:
+        return load_rules(load_site(site))
+    except AnjuError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--site") from None
 
 
 def _targets(influx_url: str | None, influx_db: str | None,
@@ -57,6 +78,8 @@ def build(
         "--dashboards-path",
         help="Where Grafana will find DIR/dashboards [default: /var/lib/grafana/dashboards/anju]"),
     ] = None,
+    site: Annotated[Path | None, _SITE] = None,
+    timezone: Annotated[str, _TZ] = _DEFAULT_TZ,
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """Write Grafana dashboard JSON and provisioning YAML (CONTRACT §7)."""
@@ -67,7 +90,8 @@ def build(
         targets = Targets.from_env_refs()
     else:
         targets, _ = _targets(influx_url, influx_db, prometheus_url)
-    written = write_tree(out, targets, dashboards_path=dashboards_path or DEFAULT_DASHBOARDS_PATH)
+    written = write_tree(out, targets, dashboards_path=dashboards_path or DEFAULT_DASHBOARDS_PATH,
+                         timezone=timezone, rules=_rules(site))
     dashboards = sorted(p.stem for p in written if p.suffix == ".json")
     for p in written:
         typer.echo(f"wrote {p}")
@@ -90,6 +114,8 @@ def push(
     datasources: Annotated[bool, typer.Option(
         "--datasources/--no-datasources",
         help="Also create or update the InfluxDB and Prometheus datasources.")] = True,
+    site: Annotated[Path | None, _SITE] = None,
+    timezone: Annotated[str, _TZ] = _DEFAULT_TZ,
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """Save every dashboard into folder "anju" of a running Grafana (HTTP API)."""
@@ -101,7 +127,8 @@ def push(
 
     targets, settings = _targets(influx_url, influx_db, prometheus_url)
     try:
-        report = do_push(url, SecretStr(token) if token else None, build_dashboards(),
+        built = build_dashboards(timezone=timezone, rules=_rules(site))
+        report = do_push(url, SecretStr(token) if token else None, built,
                          targets=targets if datasources else None,
                          influx_token=settings.influx_token)
     except (SinkUnavailable, SinkRejected) as exc:

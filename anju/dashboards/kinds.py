@@ -10,7 +10,6 @@ change here. Hand-tuned limits and extra panels for the known kinds live in
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.models import dashboard as dash
 
 from anju.dashboards.influxql import InfluxQLAnnotation, ident, influx_ref, literal, scope
 from anju.dashboards.panels import (
@@ -26,7 +25,7 @@ from anju.dashboards.panels import (
     tag_variable,
     timeseries_panel,
 )
-from anju.dashboards.tuning import EXTRAS, TUNING, FieldTuning, PanelBuilder, PanelList
+from anju.dashboards.tuning import EXTRAS, FieldTuning, KindTuning, PanelBuilder, PanelList
 from anju.devices.spec import FieldSpec, KindSpec
 
 __all__ = ["SCOPE_VARS", "kind_dashboard", "kind_uid", "presence_field"]
@@ -104,7 +103,7 @@ def _summary_panels(spec: KindSpec) -> PanelList:
             "Stored readings per second, averaged over the time range.",
             [q(f"SELECT count({p}) * 1000 / $__interval_ms AS \"readings_per_s\" FROM {m} "
                f"WHERE {where} GROUP BY time($__interval) fill(0)", alias="$col")],
-            unit="suffix: /s", calc="mean",
+            unit="suffix:/s", calc="mean",
         ),
         severity_overrides(stat_panel(
             "Alarms raised",
@@ -124,9 +123,10 @@ def _summary_panels(spec: KindSpec) -> PanelList:
     ]
 
 
-def kind_dashboard(spec: KindSpec) -> db.Dashboard:
-    """The dashboard of one kind: summary, one panel per stored field, hand-tuned extras."""
-    tuning = TUNING.get(spec.name, {})
+def kind_dashboard(spec: KindSpec, tuning: KindTuning | None = None) -> db.Dashboard:
+    """The dashboard of one kind: summary, one panel per stored field, hand-tuned extras
+    (``tuning``: the kind's entry of :func:`~anju.dashboards.tuning.tuning_for`)."""
+    tuning = tuning or {}
     d = (
         new_dashboard(kind_uid(spec.name), f"anju · {spec.title}",
                       f"Readings of every {spec.name} device: {spec.doc or spec.title}.",
@@ -144,13 +144,13 @@ def kind_dashboard(spec: KindSpec) -> db.Dashboard:
             .icon_color("red")
             .target(
                 InfluxQLAnnotation(
-                    "SELECT \"message\" AS \"text\", \"rule\", \"severity\", \"device\" "
+                    # Only never-null columns: Grafana drops an annotation row with a null
+                    # (group alarms have no device): the text field holds device and message.
+                    "SELECT \"text\", \"rule\", \"severity\", \"building\" "
                     f"FROM \"alarms\" WHERE \"kind\" = {literal(spec.name)} "
                     f"AND \"event\" = 'raised' AND {scope('estate', 'building')}")
-                .text_column("text").tags_column("rule,severity,device"))
+                .text_column("text").tags_column("rule,severity,building"))
         )
-        .link(db.DashboardLink("anju").type(dash.DashboardLinkType.DASHBOARDS).tags(["anju"])
-              .as_dropdown(True).include_vars(True).keep_time(True))
         .with_row(db.Row("Summary"))
     )
     for panel in _summary_panels(spec):
@@ -162,6 +162,6 @@ def kind_dashboard(spec: KindSpec) -> db.Dashboard:
     extras = EXTRAS.get(spec.name)
     if extras is not None:
         d = d.with_row(db.Row(f"{spec.name}: operator views"))
-        for panel in extras(spec):
+        for panel in extras(spec, tuning):
             d = d.with_panel(panel)
     return d

@@ -3,8 +3,9 @@
 Used to run the dashboards' queries against a real InfluxDB without a Grafana (the tests,
 ``anju dashboards check``). What is mirrored, from Grafana's InfluxDB datasource:
 
-- ``$timeFilter`` → ``time >= now() - 6h`` for a range ending now, else
-  ``time >= <from>ms and time <= <to>ms``;
+- ``$timeFilter`` → ``time >= now() - 6h and time <= now()`` for a range ending now, else
+  ``time >= <from>ms and time <= <to>ms``: always bounded above, as Grafana's
+  ``getTimeFilter`` writes it (datasource.ts), so a point stamped in the future is outside;
 - ``$__interval`` → the group-by interval (``10s``), ``$__interval_ms`` → its ms;
 - a multi-value or include-all variable → its value regex-escaped, several values as
   ``(a|b)``, "All" as the variable's custom all value (``.*``) unescaped.
@@ -46,7 +47,7 @@ class TimeRange:
     def filter(self) -> str:
         """What Grafana puts in place of ``$timeFilter``."""
         if self.relative is not None:
-            return f"time >= now() - {self.relative}"
+            return f"time >= now() - {self.relative} and time <= now()"
         return f"time >= {self.from_ms}ms and time <= {self.to_ms}ms"
 
 

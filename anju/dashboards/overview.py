@@ -8,7 +8,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus
 from grafana_foundation_sdk.models import dashboard as dash
 
-from anju.dashboards.alarms import ALARMS_UID, OPEN_WINDOW, open_alarms_query
+from anju.dashboards.alarms import ALARMS_UID, OPEN_WINDOW, open_alarm_targets
 from anju.dashboards.influxql import ident, prometheus_ref, scope
 from anju.dashboards.kinds import presence_field
 from anju.dashboards.panels import (
@@ -22,6 +22,7 @@ from anju.dashboards.panels import (
     tag_variable,
     timeseries_panel,
 )
+from anju.dashboards.pipeline import PIPELINE_UID
 from anju.devices.spec import KindSpec
 
 __all__ = ["ESTATE_UID", "OVERVIEW_UID", "estate_dashboard", "overview_dashboard"]
@@ -67,6 +68,7 @@ def overview_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
         .with_variable(tag_variable("estate", "Estate"))
         .link(_link_to(ESTATE_UID, "Estate drill-down"))
         .link(_link_to(ALARMS_UID, "Alarms"))
+        .link(_link_to(PIPELINE_UID, "Pipeline health"))
         .link(db.DashboardLink("Kinds").type(dash.DashboardLinkType.DASHBOARDS)
               .tags(["anju-kind"]).as_dropdown(True).include_vars(True).keep_time(True))
         .with_row(db.Row("Now"))
@@ -80,21 +82,21 @@ def overview_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
             _count_by(kinds, "device", where)))
         .with_panel(severity_overrides(stat_panel(
             "Open alarms by severity",
-            f"Alarms raised in the last {OPEN_WINDOW} and not yet closed.",
-            [q(open_alarms_query(where, ("severity",)), alias="$tag_severity")],
-            span=12, time_from=OPEN_WINDOW)))
+            f"Alarms not yet cleared (last event within {OPEN_WINDOW}), by severity; "
+            "acknowledged ones apart.",
+            open_alarm_targets(where, ("severity",)), span=12, time_from=OPEN_WINDOW)))
         .with_row(db.Row("Flow"))
         .with_panel(timeseries_panel(
             "Readings stored per second, by kind",
             "Readings that reached InfluxDB, per second, per kind.",
-            _readings_per_s(kinds, where), unit="suffix: /s", span=8))
+            _readings_per_s(kinds, where), unit="suffix:/s", span=8))
         .with_panel(timeseries_panel(
             "MQTT messages per second",
             "Messages the pipeline received from the broker (Prometheus, "
             "anju_mqtt_messages_total).",
             [prometheus.Dataquery().expr("sum(rate(anju_mqtt_messages_total[$__rate_interval]))")
              .legend_format("messages/s").ref_id("A").datasource(prometheus_ref())],
-            unit="suffix: /s", span=8).datasource(prometheus_ref()))
+            unit="suffix:/s", span=8).datasource(prometheus_ref()))
         .with_panel(severity_overrides(timeseries_panel(
             "Alarms raised by severity",
             "Alarms raised per interval across the city.",
@@ -115,9 +117,10 @@ def overview_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
         }])]))
         .with_panel(table_panel(
             "Open alarms by estate",
-            f"Alarms raised in the last {OPEN_WINDOW} and not yet closed, per estate.",
-            [q(open_alarms_query(where, ("estate",)), table=True)],
-            span=10, hide_time=True, time_from=OPEN_WINDOW))
+            f"Alarms not yet cleared (last event within {OPEN_WINDOW}), per estate: "
+            "unacknowledged and acknowledged.",
+            open_alarm_targets(where, ("estate",), table=True),
+            span=10, merge=True, time_from=OPEN_WINDOW))
     )
     return d
 
@@ -132,6 +135,7 @@ def estate_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
         .with_variable(tag_variable("building", "Building", where=["estate"]))
         .link(_link_to(OVERVIEW_UID, "City overview"))
         .link(_link_to(ALARMS_UID, "Alarms"))
+        .link(_link_to(PIPELINE_UID, "Pipeline health"))
         .link(db.DashboardLink("Kinds").type(dash.DashboardLinkType.DASHBOARDS)
               .tags(["anju-kind"]).as_dropdown(True).include_vars(True).keep_time(True))
         .with_row(db.Row("Now"))
@@ -141,10 +145,9 @@ def estate_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
             _count_by(kinds, "device", where), span=12))
         .with_panel(severity_overrides(stat_panel(
             "Open alarms by severity",
-            f"Alarms of the selected buildings raised in the last {OPEN_WINDOW} and not yet "
-            "closed.",
-            [q(open_alarms_query(where, ("severity",)), alias="$tag_severity")],
-            span=12, time_from=OPEN_WINDOW)))
+            f"Alarms of the selected buildings not yet cleared (last event within "
+            f"{OPEN_WINDOW}), by severity; acknowledged ones apart.",
+            open_alarm_targets(where, ("severity",)), span=12, time_from=OPEN_WINDOW)))
         .with_row(db.Row("Buildings"))
         .with_panel(table_panel(
             "Devices reporting by building",
@@ -153,9 +156,10 @@ def estate_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
             span=12, merge=True))
         .with_panel(table_panel(
             "Open alarms by building and kind",
-            f"Alarms raised in the last {OPEN_WINDOW} and not yet closed.",
-            [q(open_alarms_query(where, ("building", "kind")), table=True)],
-            span=12, hide_time=True, time_from=OPEN_WINDOW))
+            f"Alarms not yet cleared (last event within {OPEN_WINDOW}): unacknowledged and "
+            "acknowledged.",
+            open_alarm_targets(where, ("building", "kind"), table=True),
+            span=12, merge=True, time_from=OPEN_WINDOW))
         .with_panel(timeseries_panel(
             "Alarms raised by kind",
             "Alarms raised per interval in the selected buildings, by device kind.",
@@ -165,7 +169,7 @@ def estate_dashboard(kinds: Mapping[str, KindSpec]) -> db.Dashboard:
         .with_panel(timeseries_panel(
             "Readings stored per second, by kind",
             "Readings of the selected buildings that reached InfluxDB, per second.",
-            _readings_per_s(kinds, where), unit="suffix: /s", span=12))
+            _readings_per_s(kinds, where), unit="suffix:/s", span=12))
         .with_row(db.Row("Recent alarms"))
         .with_panel(table_panel(
             "Alarm events",

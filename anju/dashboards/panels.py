@@ -69,7 +69,7 @@ def grafana_unit(unit: str) -> str:
     """The Grafana unit id for a FieldSpec unit (``"°C"`` → ``"celsius"``)."""
     if not unit:
         return "none"
-    return _UNITS.get(unit, f"suffix: {unit}")
+    return _UNITS.get(unit, f"suffix:{unit}")
 
 
 def ref_id(i: int) -> str:
@@ -86,7 +86,9 @@ def q(query: str, ref_id: str = "A", *, alias: str | None = None, table: bool = 
 
 
 def new_dashboard(uid: str, title: str, description: str, tags: Sequence[str]) -> db.Dashboard:
-    """A dashboard with our defaults: last 6 h, refresh 30 s, UTC+8 shown as browser time."""
+    """A dashboard with our defaults: last 6 h, refresh 30 s, a drop-down of every anju
+    dashboard (all carry the tag ``anju``). The time zone is set when the tree is built
+    (:func:`anju.dashboards.build.build_dashboards`)."""
     return (
         db.Dashboard(title)
         .uid(uid)
@@ -94,9 +96,10 @@ def new_dashboard(uid: str, title: str, description: str, tags: Sequence[str]) -
         .tags(["anju", *tags])
         .time("now-6h", "now")
         .refresh("30s")
-        .timezone("browser")
         .tooltip(dash.DashboardCursorSync.CROSSHAIR)
         .readonly()
+        .link(db.DashboardLink("anju").type(dash.DashboardLinkType.DASHBOARDS).tags(["anju"])
+              .as_dropdown(True).include_vars(True).keep_time(True))
     )
 
 

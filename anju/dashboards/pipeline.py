@@ -124,18 +124,18 @@ def pipeline_dashboard() -> db.Dashboard:
                         [_prom(f"sum by (instance) (rate(anju_mqtt_messages_total{inst}{rate}))",
                                "messages {{instance}}", "A"),
                          _prom(f"sum by (instance) (rate(anju_readings_total{inst}{rate}))",
-                               "readings {{instance}}", "B")], unit="suffix: /s", span=8))
+                               "readings {{instance}}", "B")], unit="suffix:/s", span=8))
         .with_panel(_ts("Rejections per second by reason",
                         "Readings rejected, by reason (bad topic, unknown device, field …).",
                         [_prom(f"sum by (reason) (rate(anju_rejected_total{inst}{rate}))",
-                               "{{reason}}")], unit="suffix: /s", span=8))
+                               "{{reason}}")], unit="suffix:/s", span=8))
         .with_panel(_ts("Broker reconnects and intake pauses",
                         "Reconnections to the broker, and pauses because the pipeline was "
                         "behind (per second).",
                         [_prom(f"sum(rate(anju_mqtt_reconnects_total{inst}{rate}))",
                                "reconnects", "A"),
                          _prom(f"sum(rate(anju_intake_paused_total{inst}{rate}))",
-                               "intake paused", "B")], unit="suffix: /s", span=8))
+                               "intake paused", "B")], unit="suffix:/s", span=8))
         .with_row(db.Row("Storage"))
         .with_panel(_ts("InfluxDB write latency",
                         "Median and 99th percentile of one write request.",
@@ -148,7 +148,7 @@ def pipeline_dashboard() -> db.Dashboard:
         .with_panel(_ts("Points to InfluxDB by outcome",
                         "Points per second: stored, dropped (refused for good), empty.",
                         [_prom(f"sum by (outcome) (rate(anju_influx_points_total{inst}{rate}))",
-                               "{{outcome}}")], unit="suffix: /s"))
+                               "{{outcome}}")], unit="suffix:/s"))
         .with_panel(_ts("Spool size", "Bytes spooled to disk while InfluxDB is unavailable.",
                         [_prom(f"sum by (instance) (anju_spool_bytes{inst})", "{{instance}}")],
                         unit="bytes"))
@@ -156,17 +156,17 @@ def pipeline_dashboard() -> db.Dashboard:
                         "Points dropped per second because the spool was full (oldest first): "
                         "data lost.",
                         [_prom(f"sum(rate(anju_spool_points_dropped_total{inst}{rate}))",
-                               "dropped")], unit="suffix: /s"))
+                               "dropped")], unit="suffix:/s"))
         .with_row(db.Row("Alarms"))
         .with_panel(_ts("Alarm events by rule", "Alarm lifecycle events per second, by rule.",
                         [_prom(f"sum by (rule) (rate(anju_alarm_events_total{{event=\"raised\","
                                f"instance=~\"$instance\"}}{rate}))", "{{rule}}")],
-                        unit="suffix: /s", span=8))
+                        unit="suffix:/s", span=8))
         .with_panel(_ts("Webhook deliveries by outcome",
                         "Delivery attempts per second: delivered, retried, dead.",
                         [_prom("sum by (outcome) "
                                f"(rate(anju_webhook_deliveries_total{inst}{rate}))",
-                               "{{outcome}}")], unit="suffix: /s", span=8))
+                               "{{outcome}}")], unit="suffix:/s", span=8))
         .with_panel(_ts("Alarm delivery latency",
                         "99th percentile from an alarm event's commit to its delivery, by team.",
                         [_prom("histogram_quantile(0.99, sum by (le, team) (rate("

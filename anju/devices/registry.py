@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from anju.devices.kinds import KIND_CODES, KINDS
+from anju.devices.targets import RobotTarget, RobotTargetModel
 from anju.errors import RegistryError
 
 __all__ = [
@@ -70,6 +71,7 @@ class _TeamModel(BaseModel):
     webhook: str | None = None
     secret_env: str | None = None
     token_env: str | None = None
+    targets: list[RobotTargetModel] = []  # chat robots beside the webhook (devices/targets.py)
 
     @field_validator("webhook")
     @classmethod
@@ -122,6 +124,7 @@ class Team:
     webhook: str | None
     secret_env: str | None
     token_env: str | None
+    targets: tuple[RobotTarget, ...] = ()
 
     def covers(self, estate: str) -> bool:
         return "*" in self.estates or estate in self.estates
@@ -340,8 +343,14 @@ def load_site(root: str | Path) -> Site:
             if e != "*" and e not in estates:
                 raise RegistryError(yname, _line_of(raw, ("teams", ti, "estates", j)),
                                     f"teams.{ti}.estates.{j}", f"unknown estate {e!r}")
+        names = [t.name or t.type for t in tm.targets]
+        for k, n in enumerate(names):
+            if n in names[:k]:
+                raise RegistryError(yname, _line_of(raw, ("teams", ti, "targets", k)),
+                                    f"teams.{ti}.targets.{k}.name",
+                                    f"duplicate target name {n!r} (give each a name)")
         teams.append(Team(tm.id, tm.role, tuple(tm.estates), tm.webhook, tm.secret_env,
-                          tm.token_env))
+                          tm.token_env, tuple(RobotTarget.from_model(t) for t in tm.targets)))
 
     devices = _load_devices(root / "devices.csv", estates)
     gateways = _load_gateways(root / "gateways.csv", estates, devices)

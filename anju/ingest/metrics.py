@@ -32,6 +32,8 @@ class IngestMetrics:
     mqtt_reconnects: Counter
     intake_paused: Counter  # times the consumer stopped reading: the pipeline was behind
     batch_seconds: Histogram  # decode time of a batch
+    late: Counter  # readings older than their device's newest: not seen by state rules
+    clock_steps: Counter  # device clocks that jumped and were rebased (anju.rules.clock)
 
 
 def _make(r: CollectorRegistry | None) -> IngestMetrics:
@@ -63,6 +65,11 @@ def _make(r: CollectorRegistry | None) -> IngestMetrics:
         batch_seconds=Histogram(
             "anju_batch_decode_seconds", "Time to decode one batch", registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)),
+        late=Counter("anju_readings_late", "Readings older than their device's newest (out "
+                     "of order): stored and seen by event rules, not by state rules",
+                     registry=r),
+        clock_steps=Counter("anju_device_clock_steps", "Device clocks that jumped back or "
+                            "ahead and were rebased", registry=r),
     )
 
 

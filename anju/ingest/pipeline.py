@@ -2,7 +2,7 @@
 
     MqttConsumer ─► batch loop (Batcher: decode) ─┬─► encode ─► Storage (InfluxDB | spool) ─► ack
                                                   └─► rules: RuleEngine.process ─┐
-    clock: every tick_s, RuleEngine.tick(wall ms) ───────────────────────────────┤
+    clock: every tick_s, RuleEngine.tick(receiving clock) ───────────────────────┤
                                                                                  ▼
             alarms: AlarmManager (SQLite, on a thread) ─► WebhookDispatcher.wake
                                                       └─► alarm_lines ─► Storage (`alarms`)
@@ -52,6 +52,7 @@ from anju.ingest.mqtt import AckSequencer, MqttConsumer, topics_for
 from anju.ingest.storage import Storage
 from anju.rules import RuleEngine, RuleSet, load_rules
 from anju.rules.transition import Transition
+from anju.web import add_console
 
 __all__ = ["Pipeline"]
 
@@ -129,12 +130,26 @@ class Pipeline:
             raise
         self.manager = AlarmManager(self.site, self.store, registry=self.registry)
         self.engine = RuleEngine(self.site, self._rules, estates=self.estates)
+        self._restore_engine()
         self.decoder = Decoder(self.site, on_reject=self._on_reject, estates=self.estates)
         self.encoder = LineEncoder(self.site)
         self.batcher = Batcher(self.consumer, self.decoder, batch_max=self.settings.batch_max,
                                linger_ms=self.settings.batch_linger_ms, metrics=self.metrics,
                                clock=self._now)
         self.acks = AckSequencer(self.consumer)
+
+    def _restore_engine(self) -> None:
+        """Open alarms of the store resume as active in the engine: after a restart they
+        clear when their condition has been false for the clear delay, and a repeat incident
+        after that raises a new alarm (instead of being dropped as a duplicate)."""
+        open_alarms = [(r.rule, r.subject, r.base.started_at)
+                       for r in self.store.list_alarms(open_only=True) if not r.is_event]
+        n = self.engine.restore(open_alarms)
+        if open_alarms:
+            log.info("resumed %d of %d open alarms from the alarm store", n, len(open_alarms))
+        if n < len(open_alarms):
+            log.warning("%d open alarms name a rule or device no longer configured: they "
+                        "stay open until acknowledged", len(open_alarms) - n)
 
     async def start(self) -> None:
         """Validates, then connects and starts every task."""
@@ -169,7 +184,9 @@ class Pipeline:
 
     async def _start_api(self, stack: contextlib.AsyncExitStack) -> None:
         app = make_api(self.manager, self.store, self.site, health=self.health,
-                       registry=self.registry, clock_ms=self._now)
+                       registry=self.registry, clock_ms=self._now,
+                       on_events=self._committed_events)
+        add_console(app)  # the operators' console at / (anju/web)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -260,6 +277,8 @@ class Pipeline:
             "messages": self.decoder.messages,
             "readings": self.decoder.accepted,
             "rejected": dict(self.rejected),
+            "late": self.engine.stats.late,
+            "clock_steps": self.engine.stats.clock_steps,
             "stored": st["stored"],
             "dropped": st["dropped"],
             "spooled": st["spooled"],
@@ -315,7 +334,12 @@ class Pipeline:
         while True:
             batch = await self._rules_q.get()
             try:
-                transitions = self.engine.process(batch)
+                late, steps = self.engine.stats.late, self.engine.stats.clock_steps
+                transitions = self.engine.process(batch, self._now())
+                if self.engine.stats.late > late:
+                    self.metrics.late.inc(self.engine.stats.late - late)
+                if self.engine.stats.clock_steps > steps:
+                    self.metrics.clock_steps.inc(self.engine.stats.clock_steps - steps)
                 if transitions:
                     await self._alarm_q.put((None, transitions))
             finally:
@@ -348,8 +372,19 @@ class Pipeline:
             finally:
                 self._alarm_q.task_done()
 
+    async def _committed_events(self, events: list[AlarmEvent]) -> None:
+        """Events an acknowledgement committed through the API: the same path as the rules'
+        events in ``_alarm_loop`` (wake the webhooks, store the ``alarms`` points)."""
+        if events:
+            self.dispatcher.wake()
+            for ev in events:
+                self.alarm_events[ev.event] += 1
+            text = alarm_lines(events).decode()
+            await self.storage.submit([ln for ln in text.split("\n") if ln])
+
     def _apply(self, now: int | None, transitions: list[Transition]) -> list[AlarmEvent]:
-        events = self.manager.on_transitions(transitions) if transitions else []
+        events = self.manager.on_transitions(
+            transitions, now_ms=self._now() if now is None else now) if transitions else []
         if now is not None:
             events += self.manager.tick(now)
         return events

@@ -15,8 +15,14 @@ counted and left out of the rules, never reordered. Each state rule then runs on
 * a set/reset latch, forward-filled per device, turns due runs into raised / cleared.
 
 :class:`anju.rules.reference.ReferenceEngine` states the same semantics reading by
-reading; property tests hold the two to identical transitions. The clock is injected:
-:meth:`RuleEngine.tick` takes ``now_ms`` (wall clock live, data time in replay).
+reading; property tests hold the two to identical transitions.
+
+Time (DESIGN.md "Time"): each device is judged on its own clock. The caller passes the
+receiving clock (``received_ms`` with a batch, ``now_ms`` to a tick: the wall clock live,
+the newest data time in replay); between its readings a device's clock advances with it
+from the moment its last reading arrived, so durations, clear delays and offline are the
+same whether a device's clock is slow, fast, or drained from a backlog
+(:mod:`anju.rules.clock` holds the rules for clock steps).
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from anju.rules.arrays import changes as _changes
 from anju.rules.arrays import ends as _ends
 from anju.rules.arrays import shift as _shift
 from anju.rules.arrays import shift_left as _shift_left
+from anju.rules.clock import CLOCK_STEP_MS, NEVER
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
-from anju.rules.windows import Ring, window_features
+from anju.rules.windows import RING, Ring, window_features
 
 __all__ = ["NO_RUN", "EngineStats", "RuleEngine", "enrich_trajectory", "served_mask"]
 
@@ -57,6 +64,8 @@ def served_mask(site: Site, estates: Iterable[str] | None) -> np.ndarray:
 class EngineStats:
     readings: int = 0
     late: int = 0
+    clock_steps: int = 0  # devices whose clock jumped (rebased, see anju.rules.clock)
+    restored: int = 0  # open alarms taken over from the store at start
     batches: int = 0
     ticks: int = 0
     transitions: int = 0
@@ -133,7 +142,12 @@ class RuleEngine:
         n = len(site.devices)
         self._n = n
         self.served = served_mask(site, estates)
-        self.newest = np.full(n, np.iinfo(np.int64).min, np.int64)
+        # per device: newest applied ts (device clock), when it arrived (receiving clock),
+        # and the smallest (arrival - ts) seen: how far ahead of us its clock usually runs
+        self.newest = np.full(n, NEVER, np.int64)
+        self.recv_at = np.zeros(n, np.int64)
+        self.skew_base = np.full(n, np.iinfo(np.int64).max, np.int64)
+        self.received_ms: int | None = None
         self.start_ms: int | None = None
         # state rules of a kind share flat arrays indexed by rule * members + local index
         self._local = np.full(n, -1, np.int64)
@@ -174,40 +188,130 @@ class RuleEngine:
                       & {p.name for p in KINDS[k].params}) for k in KINDS}
 
     # -- public ----------------------------------------------------------------------------
-    def process(self, batch: Batch) -> list[Transition]:
-        """Applies a batch; returns the transitions it caused, ordered by ts."""
+    def process(self, batch: Batch, received_ms: int | None = None) -> list[Transition]:
+        """Applies a batch received at ``received_ms`` (receiving clock; by default the
+        batch's newest ``ts``); returns the transitions it caused, ordered by ts."""
+        if not batch:
+            return []
         # NaN (not measured) and x/0 are values in rule arithmetic, not warnings
         with np.errstate(all="ignore"):
-            return self._process(batch)
+            if received_ms is None:
+                received_ms = max(int(kb.ts.max()) for kb in batch.kinds.values() if len(kb))
+            return self._process(batch, self._receive(received_ms))
 
-    def _process(self, batch: Batch) -> list[Transition]:
+    def _process(self, batch: Batch, now: int) -> list[Transition]:
         out: list[Transition] = []
-        if not batch:
-            return out
         self.stats.batches += 1
-        if self.start_ms is None:
-            self._start(min(int(kb.ts.min()) for kb in batch.kinds.values() if len(kb)))
         for kind, kb in batch.kinds.items():
             if len(kb):
-                out.extend(self._process_kind(kind, kb))
+                out.extend(self._process_kind(kind, kb, now))
         return self._finish(out)
 
     def tick(self, now_ms: int) -> list[Transition]:
-        """Advances every device to ``now_ms``: durations, clear delays, offline."""
-        if self.start_ms is None:
-            self._start(now_ms)
+        """Advances every device to ``now_ms`` on the receiving clock, each on its own
+        clock: durations, clear delays, offline."""
+        now = self._receive(now_ms)
         self.stats.ticks += 1
         out: list[Transition] = []
+        seen = self.newest != NEVER
+        dev_now = np.where(seen, self.newest + (now - self.recv_at), now)
         for ks in self._kstate.values():
-            out.extend(self._tick_state(ks, now_ms))
+            out.extend(self._tick_state(ks, dev_now))
         for r in self._offline:
-            out.extend(self._tick_offline(r, now_ms))
+            out.extend(self._tick_offline(r, now))
         return self._finish(out)
 
+    def restore(self, open_alarms: Iterable[tuple[str, str, int]]) -> int:
+        """Takes over open alarms (rule, subject, started_at) from the alarm store at
+        start, so that each resumes as active for its subject: it clears once its condition
+        has been false for the clear delay (offline: once the device reports), and a repeat
+        incident after that raises a new alarm. Returns how many were taken over; alarms of
+        unknown rules or devices, and event alarms (closed by acknowledgement), are left."""
+        state_rules = {r.id: (k, i) for k, ks in self._kstate.items()
+                       for i, r in enumerate(ks.rules)}
+        groups = {g.rule.id: g for g in self._groups}
+        members: list[tuple[str, int]] = []
+        n = 0
+        for rule, subject, started in open_alarms:
+            dev = self.site.devices.index.get(subject)
+            if rule in state_rules and dev is not None:
+                k, ri = state_rules[rule]
+                ks = self._kstate[k]
+                loc = int(self._local[dev])
+                if not 0 <= loc < len(ks.members) or int(ks.members[loc]) != dev:
+                    continue
+                i = ri * len(ks.members) + loc
+                ks.st.active[i] = True
+                ks.st.alarm_start[i] = started
+                members.append((rule, dev))
+            elif rule in self._off_active and dev is not None:
+                self._off_active[rule][dev] = True
+                self._off_start[rule][dev] = started
+            elif rule in groups and groups[rule].restore(subject, started):
+                pass
+            else:
+                continue
+            n += 1
+        for g in self._groups:
+            g.restore_members(members)
+        self.stats.restored += n
+        return n
+
     # -- internals ---------------------------------------------------------------------------
-    def _start(self, t0: int) -> None:
-        self.start_ms = t0
-        self.last_seen[:] = t0
+    def _receive(self, now: int) -> int:
+        """The receiving clock, never going back (a wall-clock step must not undo time)."""
+        if self.received_ms is None:
+            self.start_ms = now
+            self.last_seen[:] = now
+            self.recv_at[:] = now
+        elif now < self.received_ms:
+            now = self.received_ms
+        self.received_ms = now
+        return now
+
+    def _clock_steps(self, dev: np.ndarray, t: np.ndarray, now: int) -> None:
+        """Rebases devices whose clock jumped since their last reading (first reading of
+        each device in the batch; see :mod:`anju.rules.clock`)."""
+        first = _changes(dev)
+        fd, ft = dev[first], t[first]
+        newest = self.newest[fd]
+        seen = newest != NEVER
+        expected = np.where(seen, newest + (now - self.recv_at[fd]), ft)
+        lag = now - ft
+        back = seen & (ft < newest - CLOCK_STEP_MS)
+        fwd = seen & (lag < -CLOCK_STEP_MS) & (lag < self.skew_base[fd] - CLOCK_STEP_MS) \
+            & (ft > expected + CLOCK_STEP_MS)
+        step = back | fwd
+        if step.any():
+            sd = fd[step]
+            self._rebase(sd, (ft - expected)[step])
+            self.skew_base[sd] = lag[step]
+            self.stats.clock_steps += len(sd)
+        keep = ~step
+        self.skew_base[fd[keep]] = np.minimum(self.skew_base[fd[keep]], lag[keep])
+
+    def _rebase(self, devs: np.ndarray, shift: np.ndarray) -> None:
+        """Moves every time a device's state holds by ``shift``: its runs, clear delays and
+        windows carry on in the new timeline for as long as they had run in the old."""
+        self.newest[devs] += shift
+        self.last_seen[devs] += shift
+        for ks in self._kstate.values():
+            loc = self._local[devs]
+            nm = len(ks.members)
+            inside = (loc >= 0) & (loc < nm)
+            mine = inside & (ks.members[np.where(inside, loc, 0)] == devs) if nm \
+                else np.zeros(len(devs), bool)
+            if not mine.any():
+                continue
+            idx = (np.arange(len(ks.rules))[:, None] * nm + loc[mine][None, :]).ravel()
+            sh = np.tile(shift[mine], len(ks.rules))
+            for a in (ks.st.start, ks.st.last_t, ks.st.alarm_start):
+                a[idx] += sh
+        for start in self._off_start.values():
+            start[devs] += shift
+        for ring in self._rings.values():
+            slots = (devs[:, None] * RING + np.arange(RING)[None, :]).ravel()
+            ring.t[slots] += np.repeat(shift, RING)
 
     def _finish(self, out: list[Transition]) -> list[Transition]:
         for g in self._groups:
@@ -218,7 +322,7 @@ class RuleEngine:
             self.stats.by_rule[t.rule] = self.stats.by_rule.get(t.rule, 0) + 1
         return out
 
-    def _process_kind(self, kind: str, kb: KindBatch) -> list[Transition]:
+    def _process_kind(self, kind: str, kb: KindBatch, now: int) -> list[Transition]:
         keep = self.served[kb.device]
         if not keep.all():
             kb = kb.take(np.flatnonzero(keep))
@@ -235,6 +339,7 @@ class RuleEngine:
             dev, t, values = dev[order], kb.ts[order], kb.values[order]
         else:
             t, values = kb.ts, kb.values
+        self._clock_steps(dev, t, now)
         # late readings: older than the newest already applied for the device
         late = t < self.newest[dev]
         if late.any():
@@ -245,8 +350,9 @@ class RuleEngine:
             return out
         # newest per device: t is sorted within each device
         last = _ends(dev)
+        out.extend(self._offline_on_readings(dev, t, now))
         self.newest[dev[last]] = t[last]
-        out.extend(self._offline_on_readings(dev, t))
+        self.recv_at[dev[last]] = now
 
         rules = self._state_rules_of[kind]
         if not rules:
@@ -313,10 +419,15 @@ class RuleEngine:
         return self.render.device(r, dev, "raised", ts, ts, value, details, floor)
 
     # -- offline ---------------------------------------------------------------------------
-    def _offline_on_readings(self, dev: np.ndarray, t: np.ndarray) -> list[Transition]:
+    def _offline_on_readings(self, dev: np.ndarray, t: np.ndarray, now: int
+                             ) -> list[Transition]:
         out: list[Transition] = []
         first = _changes(dev)
-        prev = np.where(first, self.last_seen[dev], _shift(t, 0))
+        # the gap before a device's first reading: on its own clock when it has reported
+        # before, else on the receiving clock since start (its clock is unknown yet)
+        seen = self.newest[dev] != NEVER
+        before = np.where(seen, self.last_seen[dev], t - (now - self.recv_at[dev]))
+        prev = np.where(first, before, _shift(t, 0))
         last = _ends(dev)
         for r in self._offline:
             lim = self._off_limit[r.id][dev]
@@ -341,7 +452,8 @@ class RuleEngine:
     def _tick_offline(self, r: CompiledRule, now: int) -> list[Transition]:
         lim = self._off_limit[r.id]
         act = self._off_active[r.id]
-        due = np.flatnonzero((lim >= 0) & ~act & (now - self.last_seen > lim))
+        # silent on its own clock ⇔ silent on the receiving clock since its last reading
+        due = np.flatnonzero((lim >= 0) & ~act & (now - self.recv_at > lim))
         out = []
         for d in due.tolist():
             ts = int(self.last_seen[d] + lim[d])
@@ -524,8 +636,9 @@ class RuleEngine:
         st.out[d] = cout[seg_last_row[segs]]
         return out
 
-    def _tick_state(self, ks: _KindState, now: int) -> list[Transition]:
+    def _tick_state(self, ks: _KindState, dev_now: np.ndarray) -> list[Transition]:
         st = ks.st
+        now = np.tile(dev_now[ks.members], len(ks.rules))
         due = st.start + st.dur
         ok = (st.pol >= 0) & (st.dur >= 0) & (now >= due)
         out: list[Transition] = []
@@ -596,6 +709,29 @@ class _Group:
         self.bounds = np.searchsorted(gid[order], np.arange(ng + 1))
         self.within_ms = _ms(rule.within_s)
         self.index = d.index
+
+    def restore(self, subject: str, started: int) -> bool:
+        """An open alarm of this rule on ``estate/building/floor``: active again."""
+        estate, _, rest = subject.partition("/")
+        building, _, floor = rest.partition("/")
+        b = next((i for i, b in enumerate(self.site.buildings)
+                  if b.estate == estate and b.id == building), None)
+        try:
+            g = self.keys.index((b, int(floor))) if b is not None else -1
+        except ValueError:
+            g = -1
+        if g < 0:
+            return False
+        self.active[g] = True
+        self.started[g] = started
+        return True
+
+    def restore_members(self, open_members: list[tuple[str, int]]) -> None:
+        """Member alarms still open at start count as active members again, so that the
+        group clears when the last of them clears."""
+        for rule, dev in open_members:
+            if rule in self.rule.members and self.gid[dev] >= 0:
+                self.member_active[dev] += 1
 
     def feed(self, transitions: list[Transition], render: Renderer) -> list[Transition]:
         hits = [t for t in transitions if t.rule in self.rule.members and t.device is not None]

@@ -13,6 +13,10 @@ property tests and the baseline of ``anju bench rules``. For each state rule and
 Readings older than the device's newest are late: counted, not applied (event rules
 still see them). Offline: a device whose newest reading is more than ``heartbeats`` ×
 its heartbeat old is offline from then on; its next reading clears it.
+
+Time: each device on its own clock (:mod:`anju.rules.clock`): ``now`` passed to a tick or
+with a batch is the receiving clock, and a device's clock is its newest ``ts`` advanced by
+the receiving clock since that reading arrived; a clock step rebases the device.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 from anju.devices.batch import Batch
 from anju.devices.kinds import KINDS
 from anju.devices.registry import Site
+from anju.rules.clock import CLOCK_STEP_MS
 from anju.rules.engine import enrich_trajectory
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.render import Renderer
@@ -62,6 +67,8 @@ class _GroupState:
 class _Device:
     newest: int | None = None
     last_seen: int = 0
+    recv_at: int = 0  # receiving clock when ``newest`` arrived (start until then)
+    skew_base: float = math.inf  # smallest (arrival - ts) seen
     rings: dict[str, deque[tuple[int, float]]] = field(default_factory=dict)
 
 
@@ -119,48 +126,104 @@ class ReferenceEngine:
         self.member_active: dict[tuple[str, int], int] = {}
         self.last_clear: dict[tuple[str, int], int] = {}
         self.start_ms: int | None = None
+        self.received_ms: int | None = None
         self.late = 0
+        self.clock_steps = 0
         self._rules_of = {k: rules.by_kind(k) for k in KINDS}
         self._offline_rules = rules.of_type("offline")
         self._group_rules = rules.of_type("group")
         self._order = {r.id: r.order for r in rules.rules}
 
     # -- public ----------------------------------------------------------------------------
-    def process(self, batch: Batch) -> list[Transition]:
+    def process(self, batch: Batch, received_ms: int | None = None) -> list[Transition]:
         out: list[Transition] = []
         if not batch:
             return out
-        if self.start_ms is None:
-            self.start_ms = min(int(kb.ts.min()) for kb in batch.kinds.values() if len(kb))
+        if received_ms is None:
+            received_ms = max(int(kb.ts.max()) for kb in batch.kinds.values() if len(kb))
+        now = self._receive(received_ms)
         for kind, kb in batch.kinds.items():
             extras = dict(zip(kb.extra_rows.tolist(), kb.extras, strict=True))
             rows = sorted(range(len(kb)), key=lambda i: (int(kb.device[i]), int(kb.ts[i]), i))
+            stepped: set[int] = set()
             for i in rows:
                 dev = int(kb.device[i])
                 if not self.served(dev):
                     continue
+                t = int(kb.ts[i])
+                if dev not in stepped:  # a clock step is judged on its first reading
+                    stepped.add(dev)
+                    self._clock_step(dev, t, now)
                 reading = {f.name: float(kb.values[i, j])
                            for j, f in enumerate(kb.kind.columns)}
-                out.extend(self._reading(kind, dev, int(kb.ts[i]), reading, extras.get(i)))
+                out.extend(self._reading(kind, dev, t, reading, extras.get(i), now))
         return self._finish(out)
 
     def tick(self, now_ms: int) -> list[Transition]:
-        if self.start_ms is None:
-            self.start_ms = now_ms
+        now = self._receive(now_ms)
         out: list[Transition] = []
         rules = {r.id: r for r in self.rules.rules}
         for (rule_id, dev), run in self.runs.items():
-            out.extend(self._advance(rules[rule_id], dev, run, now_ms))
+            out.extend(self._advance(rules[rule_id], dev, run, self._device_now(dev, now)))
         for r in self.rules.of_type("offline"):
             for dev in range(len(self.site.devices)):
-                out.extend(self._offline_advance(r, dev, now_ms))
+                out.extend(self._offline_tick(r, dev, now))
         return self._finish(out)
+
+    # -- clocks ------------------------------------------------------------------------------
+    def _receive(self, now: int) -> int:
+        if self.received_ms is None:
+            self.start_ms = now
+        now = max(now, self.received_ms or now)
+        self.received_ms = now
+        return now
+
+    def _device(self, dev: int) -> _Device:
+        start = self.start_ms or 0
+        return self.devices.setdefault(dev, _Device(last_seen=start, recv_at=start))
+
+    def _device_now(self, dev: int, now: int) -> int:
+        st = self.devices.get(dev)
+        if st is None or st.newest is None:
+            return now
+        return st.newest + (now - st.recv_at)
+
+    def _clock_step(self, dev: int, t: int, now: int) -> None:
+        st = self._device(dev)
+        lag = now - t
+        if st.newest is not None:
+            expected = st.newest + (now - st.recv_at)
+            back = t < st.newest - CLOCK_STEP_MS
+            fwd = lag < -CLOCK_STEP_MS and lag < st.skew_base - CLOCK_STEP_MS \
+                and t > expected + CLOCK_STEP_MS
+            if back or fwd:
+                self._rebase(dev, t - expected)
+                st.skew_base = lag
+                self.clock_steps += 1
+                return
+        st.skew_base = min(st.skew_base, lag)
+
+    def _rebase(self, dev: int, shift: int) -> None:
+        st = self.devices[dev]
+        assert st.newest is not None
+        st.newest += shift
+        st.last_seen += shift
+        for (_rule, d), run in self.runs.items():
+            if d == dev:
+                run.start += shift
+                run.last_t += shift
+                run.alarm_start += shift
+        for (_rule, d), off in self.offline.items():
+            if d == dev:
+                off.start += shift
+        for name, ring in st.rings.items():
+            st.rings[name] = deque(((ti + shift, v) for ti, v in ring), maxlen=RING)
 
     # -- readings ----------------------------------------------------------------------------
     def _reading(self, kind: str, dev: int, t: int, reading: dict[str, float],
-                 extra: dict[str, Any] | None) -> list[Transition]:
+                 extra: dict[str, Any] | None, now: int) -> list[Transition]:
         out: list[Transition] = []
-        st = self.devices.setdefault(dev, _Device(last_seen=self.start_ms or t))
+        st = self._device(dev)
         env: dict[str, Any] = dict(reading)
         for p in KINDS[kind].params:
             col = self.site.devices.params.get(p.name)
@@ -172,9 +235,13 @@ class ReferenceEngine:
         if st.newest is not None and t < st.newest:
             self.late += 1
             return out
-        st.newest = t
+        # the gap before it: on the device's clock once it has reported, before that on
+        # the receiving clock since start
+        prev = st.last_seen if st.newest is not None else t - (now - st.recv_at)
         for r in self._offline_rules:
-            out.extend(self._offline_reading(r, dev, t))
+            out.extend(self._offline_reading(r, dev, t, prev))
+        st.newest = t
+        st.recv_at = now
         st.last_seen = t
         # windows: push the reading once per windowed field, then compute each feature
         state_rules = [r for r in self._rules_of[kind] if r.type == "state"]
@@ -262,24 +329,38 @@ class ReferenceEngine:
         st = self.devices.get(dev)
         return st.last_seen if st is not None else (self.start_ms or 0)
 
-    def _offline_advance(self, r: CompiledRule, dev: int, now: int) -> list[Transition]:
+    def _offline_tick(self, r: CompiledRule, dev: int, now: int) -> list[Transition]:
+        """Silent for longer than the limit on the receiving clock since its last reading
+        arrived (on its own clock, the same thing)."""
         lim = self._limit(r, dev)
         if lim is None:
             return []
         off = self.offline.setdefault((r.id, dev), _Offline())
+        st = self.devices.get(dev)
+        recv_at = st.recv_at if st is not None else (self.start_ms or 0)
         last = self._last_seen(dev)
-        if not off.active and now - last > lim:
+        if not off.active and now - recv_at > lim:
             off.active = True
             off.start = last + lim
             return [self._offline_t(r, dev, "raised", off.start, off.start, last)]
         return []
 
-    def _offline_reading(self, r: CompiledRule, dev: int, t: int) -> list[Transition]:
-        out = self._offline_advance(r, dev, t)
-        off = self.offline.get((r.id, dev))
-        if off is not None and off.active:
+    def _offline_reading(self, r: CompiledRule, dev: int, t: int, prev: int
+                         ) -> list[Transition]:
+        """A reading ``t`` after a gap since ``prev``: a gap longer than the limit was an
+        offline spell (raised and cleared now); an open offline alarm clears."""
+        lim = self._limit(r, dev)
+        if lim is None:
+            return []
+        off = self.offline.setdefault((r.id, dev), _Offline())
+        out: list[Transition] = []
+        if not off.active and t - prev > lim:
+            off.active = True
+            off.start = prev + lim
+            out.append(self._offline_t(r, dev, "raised", off.start, off.start, prev))
+        if off.active:
             off.active = False
-            out.append(self._offline_t(r, dev, "cleared", t, off.start, self._last_seen(dev)))
+            out.append(self._offline_t(r, dev, "cleared", t, off.start, prev))
         return out
 
     def _offline_t(self, r: CompiledRule, dev: int, event: str, ts: int, started: int,

@@ -4,6 +4,11 @@ A recording is JSON lines, each ``{"topic": ..., "payload" | "payload_raw" |
 "payload_b64": ...}`` (CONTRACT §7). Messages are gathered like the live batcher does and
 the engine ticks whenever data time has moved on by a tick (1 s), so a replay behaves
 like the live pipeline and is deterministic: the same input gives the same alarms.
+
+The receiving clock of a replay is data time (DESIGN.md "Time"): the newest reading, each
+device's ``ts`` taken less the lead its clock had over that clock when it first reported.
+A device whose clock runs minutes fast therefore does not drag every other device's clock
+(and their durations and offline) minutes ahead; one that runs slow holds nothing back.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import orjson
 
 from anju.alarms import AlarmEvent, AlarmManager, MemoryAlarmStore
-from anju.devices.batch import BatchBuilder
+from anju.devices.batch import Batch, BatchBuilder
 from anju.devices.decode import Decoder, Rejection
 from anju.devices.registry import Site
+from anju.rules.clock import CLOCK_STEP_MS
 from anju.rules.engine import RuleEngine
 from anju.rules.model import RuleSet
 
@@ -108,18 +115,21 @@ def replay(site: Site, rules: RuleSet, source: IO[bytes], *,
     events: list[AlarmEvent] = []
     last_tick: int | None = None
     pending = 0
+    clock = _DataClock(len(site.devices))
 
     def flush() -> None:
         nonlocal last_tick, pending
         batch = builder.build()
         pending = 0
         if batch:
-            events.extend(manager.on_transitions(engine.process(batch)))
-        now = decoder.newest_ts
-        if now:
-            events.extend(manager.on_transitions(engine.tick(now)))
+            received = clock.receive(batch)
+            events.extend(manager.on_transitions(engine.process(batch, received),
+                                                 now_ms=received))
+        now = clock.now
+        if now is not None:
+            events.extend(manager.on_transitions(engine.tick(now), now_ms=now))
             events.extend(manager.tick(now))
-            last_tick = now
+            last_tick = decoder.newest_ts
 
     for n, (_lineno, topic, payload, problem) in enumerate(iter_recording(source), 1):
         if payload is None:
@@ -149,6 +159,34 @@ def replay(site: Site, rules: RuleSet, source: IO[bytes], *,
         if e.event == "raised":
             result.by_rule[e.rule] = result.by_rule.get(e.rule, 0) + 1
     return result
+
+
+class _DataClock:
+    """A replay's receiving clock, from the readings themselves (see the module doc)."""
+
+    def __init__(self, devices: int) -> None:
+        self.now: int | None = None
+        self._lead = np.full(devices, -1, np.int64)  # -1: not reported yet
+
+    def receive(self, batch: Batch) -> int:
+        for kb in batch.kinds.values():
+            if not len(kb):
+                continue
+            dev = kb.device.astype(np.int64)
+            new = self._lead[dev] < 0
+            if new.any():
+                ref = self.now if self.now is not None else int(kb.ts.min())
+                # a device's lead: how far its first reading was ahead of the clock, when
+                # that is more than reordering explains (a clock running fast)
+                rows = np.flatnonzero(new)
+                self._lead[dev[rows]] = np.iinfo(np.int64).max
+                np.minimum.at(self._lead, dev[rows], kb.ts[rows] - ref)
+                lead = self._lead[dev[rows]]
+                self._lead[dev[rows]] = np.where(lead > CLOCK_STEP_MS, lead, 0)
+            newest = int((kb.ts - self._lead[dev]).max())
+            self.now = newest if self.now is None else max(self.now, newest)
+        assert self.now is not None
+        return self.now
 
 
 def write_events(events: list[AlarmEvent], path: Path) -> None:

@@ -1,0 +1,142 @@
+"""Local stand-ins for the DingTalk, WeCom and Feishu robot endpoints, written from each
+platform's documentation (docs/alarms.md): they check signatures and the one-hour timestamp
+window the way the platforms do, answer HTTP 200 with an error code when they refuse, and
+enforce a rate limit by refusing (as DingTalk blocks a robot past 20 a minute)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Robot:
+    platform: str  # dingtalk | wecom | feishu
+    token: str  # DingTalk access_token, WeCom key, Feishu hook id
+    secret: str | None = None
+    limit: tuple[int, float] = (20, 60.0)  # (count, seconds), refused beyond
+    inject: list[dict[str, Any]] = field(default_factory=list)  # answers to give first
+    received: list[dict[str, Any]] = field(default_factory=list)  # accepted payloads
+    refused: list[dict[str, Any]] = field(default_factory=list)  # error answers given
+    _sent: deque[float] = field(default_factory=deque)
+
+    def over_limit(self) -> bool:
+        now = time.monotonic()
+        count, per_s = self.limit
+        while self._sent and self._sent[0] <= now - per_s:
+            self._sent.popleft()
+        if len(self._sent) >= count:
+            return True
+        self._sent.append(now)
+        return False
+
+
+class FakeRobots:
+    """One aiohttp server on 127.0.0.1 serving all three platforms' robot URLs."""
+
+    def __init__(self, *robots: Robot) -> None:
+        self.robots = {(r.platform, r.token): r for r in robots}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def url(self, r: Robot) -> str:
+        base = f"http://127.0.0.1:{self.port}"
+        return {"dingtalk": f"{base}/robot/send?access_token={r.token}",
+                "wecom": f"{base}/cgi-bin/webhook/send?key={r.token}",
+                "feishu": f"{base}/open-apis/bot/v2/hook/{r.token}"}[r.platform]
+
+    # DingTalk: sign = urlencode(base64(HmacSHA256(secret, f"{timestamp}\n{secret}"))),
+    # timestamp in ms within one hour of the server's clock; errcode 310000 otherwise
+    async def _dingtalk(self, req: web.Request) -> web.Response:
+        r = self.robots.get(("dingtalk", req.query.get("access_token", "")))
+        if r is None:
+            return web.json_response({"errcode": 300001, "errmsg": "token is not exist"})
+        if r.secret is not None:
+            ts = req.query.get("timestamp", "")
+            mac = hmac.new(r.secret.encode(), f"{ts}\n{r.secret}".encode(), hashlib.sha256)
+            want = base64.b64encode(mac.digest()).decode()
+            # aiohttp has URL-decoded the query already: compare the Base64 itself
+            if (not ts.isdigit() or abs(time.time() * 1000 - int(ts)) > 3600_000
+                    or not hmac.compare_digest(want, req.query.get("sign", ""))):
+                return self._refuse(r, {"errcode": 310000, "errmsg": "sign not match"})
+        body = orjson.loads(await req.read())
+        if r.over_limit():
+            return self._refuse(r, {"errcode": 130101, "errmsg": "send too fast"})
+        if body.get("msgtype") != "markdown" or len(body["markdown"]["text"]) > 20000:
+            return self._refuse(r, {"errcode": 460101, "errmsg": "message too long"})
+        return self._accept(r, body, {"errcode": 0, "errmsg": "ok"})
+
+    # WeCom: the key in the URL is the credential; text ≤ 2048 bytes, markdown ≤ 4096
+    async def _wecom(self, req: web.Request) -> web.Response:
+        r = self.robots.get(("wecom", req.query.get("key", "")))
+        if r is None:
+            return web.json_response({"errcode": 93000, "errmsg": "invalid webhook url"})
+        body = orjson.loads(await req.read())
+        if r.over_limit():
+            return self._refuse(r, {"errcode": 45009, "errmsg": "api freq out of limit"})
+        kind = body.get("msgtype")
+        content = body.get(kind, {}).get("content", "")
+        cap = {"text": 2048, "markdown": 4096}.get(kind)
+        if cap is None or len(content.encode()) > cap:
+            return self._refuse(r, {"errcode": 40058, "errmsg": "content exceed max length"})
+        return self._accept(r, body, {"errcode": 0, "errmsg": "ok"})
+
+    # Feishu: sign = base64(HmacSHA256(key=f"{timestamp}\n{secret}", msg="")), timestamp in
+    # seconds within one hour; code 19021 otherwise; request body ≤ 20 KB
+    async def _feishu(self, req: web.Request) -> web.Response:
+        r = self.robots.get(("feishu", req.match_info["hook"]))
+        if r is None:
+            return web.json_response({"code": 19001, "msg": "param invalid: incoming webhook "
+                                      "access token invalid", "data": {}})
+        raw = await req.read()
+        if len(raw) > 20 * 1024:
+            return self._refuse(r, {"code": 9499, "msg": "request body too large", "data": {}})
+        body = orjson.loads(raw)
+        if r.secret is not None:
+            ts = str(body.get("timestamp", ""))
+            mac = hmac.new(f"{ts}\n{r.secret}".encode(), b"", hashlib.sha256)
+            if (not ts.isdigit() or abs(time.time() - int(ts)) > 3600
+                    or not hmac.compare_digest(base64.b64encode(mac.digest()).decode(),
+                                               str(body.get("sign", "")))):
+                return self._refuse(r, {"code": 19021, "msg": "sign match fail or timestamp "
+                                        "is not within one hour from current time",
+                                        "data": {}})
+        if r.over_limit():
+            return self._refuse(r, {"code": 11232, "msg": "frequency limited", "data": {}})
+        return self._accept(r, body, {"code": 0, "msg": "success", "data": {}})
+
+    def _refuse(self, r: Robot, answer: dict[str, Any]) -> web.Response:
+        r.refused.append(answer)
+        return web.json_response(answer)  # HTTP 200, as the platforms answer
+
+    def _accept(self, r: Robot, body: dict[str, Any], ok: dict[str, Any]) -> web.Response:
+        if r.inject:
+            return self._refuse(r, r.inject.pop(0))
+        r.received.append(body)
+        return web.json_response(ok)
+
+    async def __aenter__(self) -> FakeRobots:
+        app = web.Application()
+        app.router.add_post("/robot/send", self._dingtalk)
+        app.router.add_post("/cgi-bin/webhook/send", self._wecom)
+        app.router.add_post("/open-apis/bot/v2/hook/{hook}", self._feishu)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
