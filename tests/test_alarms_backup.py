@@ -127,8 +127,10 @@ def _store_with_one_alarm(state: Path) -> None:
     with SqliteAlarmStore(state):
         pass
     with contextlib.closing(sqlite3.connect(store_path(state))) as db:
-        db.execute("INSERT INTO alarms VALUES ('a1', 'r', 's', 'e', 0, 'raised', 1, NULL, x'')")
-        db.execute("INSERT INTO events VALUES ('ev1', 'a1', 0, 1, 'raised', x'', 1)")
+        db.execute("INSERT INTO alarms (alarm_id, rule, subject, estate, is_event, state, "
+                   "started_at, record) VALUES ('a1', 'r', 's', 'e', 0, 'raised', 1, x'')")
+        db.execute("INSERT INTO events (event_id, alarm_id, seq, ts, event, body, committed_ms)"
+                   " VALUES ('ev1', 'a1', 0, 1, 'raised', x'', 1)")
         db.commit()
 
 

@@ -184,29 +184,28 @@ def test_deliveries_from_the_dispatchers_health_or_the_dead_letter_metric() -> N
                                           "property-e1": {"undelivered": 0, "parked": 0}}})
     assert out["status"] == "degraded"
     d = out["deliveries"]
-    assert d["reason"] == "dead_lettered" and "fire 1" in d["detail"]
+    assert d["reason"] == "parked" and "fire 1" in d["detail"]
     assert d["teams"]["fire"] == {"undelivered": 2, "parked": 1}
     out = h.compose(mqtt=_MQTT_OK, influxdb=_INFLUX_OK, deliveries={"fire": {"failing": 3}},
                     dead_by_team={}, late=0, pipeline={})
     assert out["deliveries"]["reason"] == "failing"
-    # the shape WebhookDispatcher.health() gives: per destination
-    out = h.compose(mqtt=_MQTT_OK, influxdb=_INFLUX_OK, dead_by_team={}, late=0, pipeline={},
-                    deliveries={"ok": False, "undelivered": 1, "pending": 2, "destinations": {
-                        "fire": {"team": "fire", "target": "webhook", "pending": 0,
-                                 "parked": 1, "failing_since_ms": 5, "last_error": "HTTP 401"},
-                        "property/ding": {"team": "property", "target": "dingtalk",
-                                          "pending": 2, "parked": 0,
-                                          "failing_since_ms": None, "last_error": None}}})
-    d = out["deliveries"]
-    assert d["reason"] == "dead_lettered" and "fire 1" in d["detail"]
-    assert d["teams"]["property/ding"] == {"pending": 2, "parked": 0, "failing": 0}
     # no dispatcher health: the dead-letter counter
     reg = CollectorRegistry()
     alarm_metrics(reg).deliveries.labels("fire", "parked").inc(2)
     assert dead_letters_by_team(reg) == {"fire": 2}
     out = h.compose(mqtt=_MQTT_OK, influxdb=_INFLUX_OK, deliveries=None,
                     dead_by_team=dead_letters_by_team(reg), late=0, pipeline={})
-    assert out["deliveries"]["reason"] == "dead_lettered"
+    assert out["deliveries"]["reason"] == "parked"
+    # WebhookDispatcher.health(): per destination, summed per team
+    dispatcher = {"ok": False, "undelivered": 2, "pending": 1, "destinations": {
+        "fire/webhook": {"team": "fire", "target": "webhook", "pending": 1, "parked": 2,
+                         "failing_since_ms": 5, "last_error": "HTTP 500"},
+        "fire/wecom": {"team": "fire", "target": "wecom", "pending": 0, "parked": 0,
+                       "failing_since_ms": None, "last_error": None}}}
+    out = h.compose(mqtt=_MQTT_OK, influxdb=_INFLUX_OK, deliveries=dispatcher,
+                    dead_by_team={}, late=0, pipeline={})
+    assert out["deliveries"]["teams"] == {"fire": {"pending": 1, "parked": 2, "failing": 1}}
+    assert (out["status"], out["deliveries"]["reason"]) == ("degraded", "parked")
     out = h.compose(mqtt=_MQTT_OK, influxdb=_INFLUX_OK, deliveries=None, dead_by_team={},
                     late=0, pipeline={})
     assert (out["status"], out["deliveries"]["reason"]) == ("ok", "ok")

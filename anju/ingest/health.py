@@ -29,14 +29,14 @@ _RANK = {OK: 0, DEGRADED: 1, DOWN: 2}
 
 
 def dead_letters_by_team(registry: CollectorRegistry) -> dict[str, int]:
-    """Webhook deliveries dead-lettered since start, by team (from the delivery metric),
+    """Webhook deliveries parked (dead-lettered) since start, by team (the delivery metric),
     for a dispatcher without a ``health()`` of its own."""
     out: dict[str, int] = {}
     for metric in registry.collect():
         if metric.name != "anju_webhook_deliveries":
             continue
         for s in metric.samples:
-            if s.name.endswith("_total") and s.labels.get("outcome") in ("parked", "dead"):
+            if s.name.endswith("_total") and s.labels.get("outcome") in ("dead", "parked"):
                 team = s.labels.get("team", "?")
                 out[team] = out.get(team, 0) + int(s.value)
     return out
@@ -83,11 +83,13 @@ def _deliveries(d: Mapping[str, Any] | None,
     from the dead-letter counter."""
     teams: dict[str, dict[str, int]] = {}
     if d is not None and isinstance(d.get("destinations"), Mapping):
-        # WebhookDispatcher.health(): per destination (a team's webhook, or team/robot)
-        for key, v in d["destinations"].items():
-            teams[str(key)] = {"pending": int(v.get("pending") or 0),
-                               "parked": int(v.get("parked") or 0),
-                               "failing": int(bool(v.get("failing_since_ms")))}
+        # WebhookDispatcher.health(): per destination (a team's webhook or chat robot)
+        for dest in d["destinations"].values():
+            t = teams.setdefault(str(dest.get("team", "?")),
+                                 {"pending": 0, "parked": 0, "failing": 0})
+            t["pending"] += int(dest.get("pending") or 0)
+            t["parked"] += int(dest.get("parked") or 0)
+            t["failing"] += int(dest.get("failing_since_ms") is not None)
     elif d is not None:
         raw = d.get("teams", d)
         for team, v in raw.items() if isinstance(raw, Mapping) else ():
@@ -101,8 +103,8 @@ def _deliveries(d: Mapping[str, Any] | None,
     extra = {"teams": teams}
     if any(parked.values()):
         who = ", ".join(f"{t} {n}" for t, n in sorted(parked.items()) if n)
-        return DEGRADED, "dead_lettered", (f"webhook deliveries given up and parked: {who}; "
-                                           "fix the receiver, then `anju alarms requeue`"), extra
+        return DEGRADED, "parked", (f"webhook deliveries retried past the horizon and parked: "
+                                    f"{who}; fix the receiver, then `anju alarms requeue`"), extra
     if any(failing.values()):
         who = ", ".join(f"{t} {n}" for t, n in sorted(failing.items()) if n)
         return DEGRADED, "failing", f"webhook deliveries being retried: {who}", extra
