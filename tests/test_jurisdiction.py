@@ -16,10 +16,14 @@ DEVICES = "device,kind,estate,building,floor,zone,params\ns-1,smoke,e1,b1,3,stai
 SITE = """\
 city: 安居市
 estates:
-  - {id: e1, district: 西城区, street: 东街街道, community: 花园社区, buildings: [{id: b1, floors: 6}]}
-  - {id: e2, district: 西城区, street: 东街街道, community: 河畔社区, buildings: [{id: b1, floors: 6}]}
-  - {id: e3, district: 西城区, street: 西街街道, community: 西苑社区, buildings: [{id: b1, floors: 6}]}
-  - {id: e4, district: 东城区, street: 北街街道, buildings: [{id: b1, floors: 6}]}
+  - {id: e1, district: 西城区, street: 东街街道, community: 花园社区,
+     buildings: [{id: b1, floors: 6}]}
+  - {id: e2, district: 西城区, street: 东街街道, community: 河畔社区,
+     buildings: [{id: b1, floors: 6}]}
+  - {id: e3, district: 西城区, street: 西街街道, community: 西苑社区,
+     buildings: [{id: b1, floors: 6}]}
+  - {id: e4, district: 东城区, street: 北街街道,
+     buildings: [{id: b1, floors: 6}]}
 teams:
   - {id: prop-e1, role: property, estates: [e1]}
   - {id: comm-huayuan, role: supervisor, jurisdiction: {community: 花园社区}}
@@ -58,7 +62,8 @@ def test_teams_resolve_to_the_estates_of_their_jurisdiction(tmp_path: Path) -> N
 
 
 def test_levels_narrow_each_other(tmp_path: Path) -> None:
-    text = SITE.replace("{street: [东街街道, 北街街道]}", "{district: 东城区, street: [东街街道, 北街街道]}")
+    text = SITE.replace("{street: [东街街道, 北街街道]}",
+                        "{district: 东城区, street: [东街街道, 北街街道]}")
     site = load_site(make(tmp_path, text))
     assert next(t for t in site.teams if t.id == "streets-two").estates == ("e4",)
 

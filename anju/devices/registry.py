@@ -28,10 +28,10 @@ from anju.errors import RegistryError
 
 __all__ = [
     "ID_RE",
+    "LEVELS",
     "PIPELINE_USER",
     "Building",
     "DeviceTable",
-    "LEVELS",
     "Estate",
     "Jurisdiction",
     "Site",
