@@ -158,7 +158,7 @@ class Jurisdiction:
         """The narrowest level named: the team's place in the chain."""
         for lv in ("community", "street", "district"):
             if getattr(self, lv):
-                return lv  # type: ignore[return-value]
+                return lv
         return "city"
 
     def covers(self, estate: Estate) -> bool:
