@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from anju.devices.kinds import KIND_CODES, KINDS
+from anju.devices.supervision import ChainModel, Supervision, SupervisionModel
 from anju.devices.targets import RobotTarget, RobotTargetModel
 from anju.errors import RegistryError
 
@@ -104,6 +105,16 @@ class _TeamModel(BaseModel):
 class _EscalationModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     unacknowledged_after_s: float = Field(300, gt=0)
+    chains: dict[str, ChainModel] = {}  # severity or rule id → chain (devices/supervision.py)
+
+    @field_validator("chains")
+    @classmethod
+    def _chain_keys(cls, v: dict[str, ChainModel]) -> dict[str, ChainModel]:
+        for key in v:
+            if key not in ("critical", "major", "minor", "warning") and "." not in key:
+                raise ValueError(f"chain {key!r}: a severity (critical, major, minor, "
+                                 "warning) or a rule id (kind.name)")
+        return v
 
 
 class _SiteModel(BaseModel):
@@ -114,6 +125,7 @@ class _SiteModel(BaseModel):
     escalation: _EscalationModel = Field(
         default_factory=lambda: _EscalationModel.model_validate({}))
     rules: dict[str, dict[str, Any]] = {}  # per-site rule overrides: {rule_id: {param: value}}
+    supervision: SupervisionModel | None = None
 
 
 # -- what the rest of anju sees -------------------------------------------------------------
@@ -245,6 +257,13 @@ class Site:
     rule_overrides: dict[str, dict[str, Any]]
     load_s: float = 0.0
     rule_override_lines: dict[str, int] = field(default_factory=dict)  # site.yaml lines
+    supervision: Supervision | None = None  # None: built from unacknowledged_after_s
+
+    def policy(self) -> Supervision:
+        """Escalation chains, inhibitions and maintenance settings (devices/supervision.py)."""
+        if self.supervision is None:
+            self.supervision = Supervision.build(self.unacknowledged_after_s, {}, None)
+        return self.supervision
 
     def building(self, estate: str, building: str) -> Building | None:
         e = self.estates.get(estate)
@@ -450,6 +469,8 @@ def load_site(root: str | Path) -> Site:
         gateways=gateways,
         rule_overrides=model.rules,
         rule_override_lines=_override_lines(raw.get("rules")),
+        supervision=Supervision.build(model.escalation.unacknowledged_after_s,
+                                      model.escalation.chains, model.supervision),
     )
     site.load_s = time.perf_counter() - t0
     return site
