@@ -17,12 +17,10 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from anju.alarms.receiver import WebhookReceiver
 from anju.config import Settings
 from anju.devices.registry import load_site
-from anju.ingest.pipeline import Pipeline
 from anju.services import LocalServices, free_port
 from tests.mqtt_support import until
 from tests.test_alarms_operation import ELEVATOR, Clock, Rig, _elevator, _events, _smoke, _water
