@@ -79,6 +79,11 @@ def _line(ev: AlarmEvent, state: str) -> str:
     fields.append(f"message={escape_field_string(ev.message)}")
     fields.append(f"state={escape_field_string(state)}")
     fields.append(f"state_rank={_RANK[state]}i")
+    # held alarms (issue 18): recorded during a maintenance window or while inhibited
+    if ev.details.get("maintenance"):
+        fields.append("maintenance=true")
+    if ev.details.get("inhibited_by"):
+        fields.append("inhibited=true")
     # Never null, for Grafana annotations (a row with a null column is dropped there).
     text = f"{ev.device}: {ev.message}" if ev.device else ev.message
     fields.append(f"text={escape_field_string(text)}")
