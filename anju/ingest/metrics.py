@@ -32,6 +32,8 @@ class IngestMetrics:
     mqtt_reconnects: Counter
     intake_paused: Counter  # times the consumer stopped reading: the pipeline was behind
     batch_seconds: Histogram  # decode time of a batch
+    spool_errors: Counter  # spool appends that failed (OSError: disk full, I/O error)
+    unacked: Counter  # messages left unacknowledged (their storage failed): redelivered later
 
 
 def _make(r: CollectorRegistry | None) -> IngestMetrics:
@@ -63,6 +65,11 @@ def _make(r: CollectorRegistry | None) -> IngestMetrics:
         batch_seconds=Histogram(
             "anju_batch_decode_seconds", "Time to decode one batch", registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)),
+        spool_errors=Counter("anju_spool_errors", "Spool appends that failed (disk full, I/O "
+                             "error); their points were not kept", registry=r),
+        unacked=Counter("anju_mqtt_messages_unacked", "Messages left unacknowledged because "
+                        "their readings could not be stored or spooled (the broker redelivers "
+                        "them on the next connection)", registry=r),
     )
 
 

@@ -12,7 +12,12 @@ Storage and rules are separate branches after decoding: each has its own bounded
 task, and storage never blocks (it spools when InfluxDB is behind), so a slow InfluxDB
 cannot delay an alarm. Every queue is bounded; when one is full the stage before it waits,
 back to the consumer, which then stops reading the socket and the broker queues for us.
-A message is acknowledged to the broker once its readings are stored or spooled.
+A message is acknowledged to the broker once its readings are stored or spooled AND the
+alarm transitions they caused are committed (a two-part ticket of :class:`AckSequencer`), so
+a crash between the two branches loses no alarm: the broker redelivers, and the alarm store
+recognises an alarm it already holds. A spool write error (disk full while InfluxDB is down)
+fails only the storage part: those messages stay unacknowledged (redelivered on the next
+connection), the rules and alarms carry on, ``health()`` shows it.
 """
 
 from __future__ import annotations
@@ -155,8 +160,10 @@ class Pipeline:
             raise
         self._stack = stack
         self._store_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_BATCHES)
-        self._rules_q: asyncio.Queue[Batch] = asyncio.Queue(_QUEUE_BATCHES)
-        self._alarm_q: asyncio.Queue[tuple[int | None, list[Transition]]] = asyncio.Queue(16)
+        self._rules_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_BATCHES)
+        # (tick time or None, transitions, ack ticket whose alarm part this completes)
+        self._alarm_q: asyncio.Queue[tuple[int | None, list[Transition], int | None]] = \
+            asyncio.Queue(16)
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         for name, coro in (("batches", self._batch_loop()), ("encode", self._encode_loop()),
@@ -192,10 +199,25 @@ class Pipeline:
             await asyncio.wait([batches])  # it leaves once the consumer's buffer is empty
             if batches.done() and not batches.cancelled() and batches.exception():
                 return
-        await self._store_q.join()
-        await self._rules_q.join()
-        await self._alarm_q.join()
+        for q in (self._store_q, self._rules_q, self._alarm_q):
+            if not await self._join(q):
+                return
         await self.storage.drain()
+
+    async def _join(self, q: asyncio.Queue[Any]) -> bool:
+        """Waits for ``q`` to be worked off; False (at once) if a branch task has died, as
+        nothing would then empty it: shutdown must finish, not hang."""
+        workers = [t for n, t in self._tasks.items() if n in ("encode", "rules", "alarms")]
+        join = asyncio.ensure_future(q.join())
+        try:
+            await asyncio.wait([join, *workers], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done = join.done()
+            join.cancel()
+        if not done:
+            dead = [t.get_name() for t in workers if t.done()]
+            log.error("drain: %s stopped; not waiting for its queue", ", ".join(dead))
+        return done
 
     async def stop(self, exc_type: type[BaseException] | None = None,
                    exc: BaseException | None = None, tb: TracebackType | None = None) -> None:
@@ -238,6 +260,7 @@ class Pipeline:
             "mqtt": self.consumer.health(),
             "influxdb": self.storage.health(),
             "pipeline": {"ok": self.started, "batches_unacked": self.acks.pending,
+                         "messages_held": self.acks.abandoned,
                          "queues": {"store": self._store_q.qsize(),
                                     "rules": self._rules_q.qsize(),
                                     "alarms": self._alarm_q.qsize()} if self.started else {}},
@@ -280,9 +303,11 @@ class Pipeline:
             batch, msgs = await self.batcher.next_batch(wait=not draining)
             if not msgs:
                 continue
-            ticket = self.acks.issue(msgs)
+            # Two parts when there are readings: stored (or spooled), and their alarm
+            # transitions committed; only then is the message acknowledged.
+            ticket = self.acks.issue(msgs, parts=2 if batch else 1)
             if batch:
-                await self._rules_q.put(batch)
+                await self._rules_q.put((batch, ticket))
             await self._store_q.put((batch, ticket))
             # A full buffer never makes the batcher wait: let the branches run.
             await asyncio.sleep(0)
@@ -303,17 +328,20 @@ class Pipeline:
                         await asyncio.sleep(0)
                 if empty:
                     self.metrics.points.labels("empty").inc(empty)
-                await self.storage.submit(lines, partial(self.acks.done, ticket))
+                await self.storage.submit(lines, partial(self.acks.done, ticket),
+                                          partial(self._unstored, ticket, batch.readings))
             finally:
                 self._store_q.task_done()
 
     async def _rules_loop(self) -> None:
         while True:
-            batch = await self._rules_q.get()
+            batch, ticket = await self._rules_q.get()
             try:
                 transitions = self.engine.process(batch)
                 if transitions:
-                    await self._alarm_q.put((None, transitions))
+                    await self._alarm_q.put((None, transitions, ticket))
+                else:
+                    self.acks.done(ticket)
             finally:
                 self._rules_q.task_done()
 
@@ -327,14 +355,16 @@ class Pipeline:
             if loop.time() > next_at:  # fell behind (suspended?): skip, don't burst
                 next_at = loop.time() + period
             now = self._now()
-            await self._alarm_q.put((now, self.engine.tick(now)))
+            await self._alarm_q.put((now, self.engine.tick(now), None))
 
     async def _alarm_loop(self) -> None:
         while True:
-            now, transitions = await self._alarm_q.get()
+            now, transitions, ticket = await self._alarm_q.get()
             try:
                 # SQLite commits: on a thread. One at a time, in the engine's order.
                 events = await asyncio.to_thread(self._apply, now, transitions)
+                if ticket is not None:
+                    self.acks.done(ticket)  # committed: its messages may be acknowledged
                 if events:
                     self.dispatcher.wake()
                     for ev in events:
@@ -343,6 +373,17 @@ class Pipeline:
                     await self.storage.submit([ln for ln in text.split("\n") if ln])
             finally:
                 self._alarm_q.task_done()
+
+    def _unstored(self, ticket: int, readings: int) -> None:
+        """The storage part of a ticket failed (spool error): leave its messages
+        unacknowledged, or acknowledge them when too many are held (see AckSequencer)."""
+        held, n = self.acks.abandon(ticket)
+        if held:
+            self.metrics.unacked.inc(n)
+        else:
+            log.error("spool failing with %d messages unacknowledged already: acknowledging "
+                      "%d more whose %d readings could not be kept", self.acks.hold_max, n,
+                      readings)
 
     def _apply(self, now: int | None, transitions: list[Transition]) -> list[AlarmEvent]:
         events = self.manager.on_transitions(transitions) if transitions else []
