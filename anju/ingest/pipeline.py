@@ -1,6 +1,6 @@
 """The live pipeline, wired in one visible place (DESIGN.md "Data flow")::
 
-    MqttConsumer ─► batch loop (Batcher: decode) ─┬─► encode ─► Storage (InfluxDB | spool) ─► ack
+    MqttConsumer ─► batch loop (Batcher: decode) ─┬─► encode, gather ─► Storage ─► ack
                                                   └─► rules: RuleEngine.process ─┐
     clock: every tick_s, RuleEngine.tick(wall ms) ───────────────────────────────┤
                                                                                  ▼
@@ -10,7 +10,14 @@
 
 Storage and rules are separate branches after decoding: each has its own bounded queue and
 task, and storage never blocks (it spools when InfluxDB is behind), so a slow InfluxDB
-cannot delay an alarm. Every queue is bounded; when one is full the stage before it waits,
+cannot delay an alarm. Batches are small and quick (what the socket delivered within
+``_RULES_LINGER_MS``; larger when the rules branch is behind, as the batch loop then waits
+and the consumer's buffer grows): the rules see a reading within milliseconds, while the
+storage branch gathers batches into large writes on its own clock (``batch_max`` readings or
+``batch_linger_ms``). The alarm branch commits every transition waiting for it in one
+SQLite transaction (one fsync), then wakes the webhook deliveries.
+
+Every queue is bounded; when one is full the stage before it waits,
 back to the consumer, which then stops reading the socket and the broker queues for us.
 A message is acknowledged to the broker once its readings are stored or spooled AND the
 alarm transitions they caused are committed (a two-part ticket of :class:`AckSequencer`), so
@@ -61,7 +68,9 @@ __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
 
-_QUEUE_BATCHES = 4  # decoded batches waiting for each branch
+_RULES_LINGER_MS = 2  # a decoded batch closes this long after its first message at most
+_QUEUE_RULES = 2  # decoded batches waiting for the rules: few, so a busy engine gets larger
+_QUEUE_STORE = 64  # decoded batches waiting to be encoded and gathered for storage
 _ENCODE_SLICE = 1000  # rows encoded between two yields to the event loop
 
 
@@ -134,9 +143,10 @@ class Pipeline:
         self.engine = RuleEngine(self.site, self._rules, estates=self.estates)
         self.decoder = Decoder(self.site, on_reject=self._on_reject, estates=self.estates)
         self.encoder = LineEncoder(self.site)
+        # Alarm latency is this linger, not storage's (CONTRACT §6's batch_linger_ms).
         self.batcher = Batcher(self.consumer, self.decoder, batch_max=self.settings.batch_max,
-                               linger_ms=self.settings.batch_linger_ms, metrics=self.metrics,
-                               clock=self._now)
+                               linger_ms=min(_RULES_LINGER_MS, self.settings.batch_linger_ms),
+                               metrics=self.metrics, clock=self._now)
         self.acks = AckSequencer(self.consumer)
 
     async def start(self) -> None:
@@ -159,8 +169,8 @@ class Pipeline:
             await stack.aclose()
             raise
         self._stack = stack
-        self._store_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_BATCHES)
-        self._rules_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_BATCHES)
+        self._store_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_STORE)
+        self._rules_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_RULES)
         # (tick time or None, transitions, ack ticket whose alarm part this completes)
         self._alarm_q: asyncio.Queue[tuple[int | None, list[Transition], int | None]] = \
             asyncio.Queue(16)
@@ -313,25 +323,62 @@ class Pipeline:
             await asyncio.sleep(0)
 
     async def _encode_loop(self) -> None:
+        """Encodes each decoded batch and gathers them into one storage chunk of up to
+        ``batch_max`` readings or ``batch_linger_ms`` after the first (draining: at once).
+        A gathered batch is marked done in its queue only once its chunk is submitted, so a
+        drain's ``join`` covers what is gathered too."""
+        loop = asyncio.get_running_loop()
+        linger = self.settings.batch_linger_ms / 1000
+        q = self._store_q
+        lines: list[str] = []
+        tickets: list[int] = []
+        readings = 0
+        deadline: float | None = None
         while True:
-            batch, ticket = await self._store_q.get()
-            try:
-                lines: list[str] = []
-                empty = 0
-                for kb in batch.kinds.values():
-                    # In slices of rows, yielding between them: a 5000-point batch is
-                    # ~5 ms of encoding that alarms need not wait behind.
-                    for a in range(0, len(kb), _ENCODE_SLICE):
-                        enc = self.encoder.encode_kind(kb, a, a + _ENCODE_SLICE)
-                        lines += enc.lines
-                        empty += enc.empty
-                        await asyncio.sleep(0)
-                if empty:
-                    self.metrics.points.labels("empty").inc(empty)
-                await self.storage.submit(lines, partial(self.acks.done, ticket),
-                                          partial(self._unstored, ticket, batch.readings))
-            finally:
-                self._store_q.task_done()
+            item: tuple[Batch, int] | None = None
+            if deadline is None:
+                item = await q.get()
+            elif not q.empty():
+                item = q.get_nowait()
+            elif not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    item = await asyncio.wait_for(q.get(), max(0.0, deadline - loop.time()))
+            if item is not None:
+                batch, ticket = item
+                tickets.append(ticket)
+                readings += batch.readings
+                if deadline is None:
+                    deadline = loop.time() + linger
+                await self._encode(batch, lines)
+            if deadline is not None and (
+                    readings >= self.settings.batch_max or loop.time() >= deadline
+                    or (q.empty() and self._stopping.is_set())):
+                chunk, done = lines, tickets
+                lines, tickets, readings, deadline = [], [], 0, None
+                try:
+                    await self.storage.submit(chunk, partial(self._stored, done),
+                                              partial(self._unstored, done))
+                finally:
+                    for _ in done:
+                        q.task_done()
+
+    async def _encode(self, batch: Batch, lines: list[str]) -> None:
+        empty = 0
+        for kb in batch.kinds.values():
+            # In slices of rows, yielding between them: a 5000-point batch is ~5 ms of
+            # encoding that alarms need not wait behind.
+            for a in range(0, len(kb), _ENCODE_SLICE):
+                enc = self.encoder.encode_kind(kb, a, a + _ENCODE_SLICE)
+                lines += enc.lines
+                empty += enc.empty
+                if len(kb) > _ENCODE_SLICE:
+                    await asyncio.sleep(0)
+        if empty:
+            self.metrics.points.labels("empty").inc(empty)
+
+    def _stored(self, tickets: list[int]) -> None:
+        for t in tickets:
+            self.acks.done(t)
 
     async def _rules_loop(self) -> None:
         while True:
@@ -358,32 +405,52 @@ class Pipeline:
             await self._alarm_q.put((now, self.engine.tick(now), None))
 
     async def _alarm_loop(self) -> None:
+        q = self._alarm_q
         while True:
-            now, transitions, ticket = await self._alarm_q.get()
+            items = [await q.get()]
+            while not q.empty():  # everything waiting: group commit
+                items.append(q.get_nowait())
             try:
-                # SQLite commits: on a thread. One at a time, in the engine's order.
-                events = await asyncio.to_thread(self._apply, now, transitions)
-                if ticket is not None:
-                    self.acks.done(ticket)  # committed: its messages may be acknowledged
+                # Consecutive transitions of the rules go in one SQLite transaction (one
+                # fsync), in the engine's order; a tick is a commit of its own.
+                groups: list[tuple[int | None, list[Transition]]] = []
+                for now, trs, _ in items:
+                    if now is None and groups and groups[-1][0] is None:
+                        groups[-1][1].extend(trs)
+                    else:
+                        groups.append((now, list(trs)))
+                events = await asyncio.to_thread(self._apply_all, groups)  # SQLite: a thread
+                for _, _, ticket in items:
+                    if ticket is not None:
+                        self.acks.done(ticket)  # committed: its messages may be acked
                 if events:
-                    self.dispatcher.wake()
+                    self.dispatcher.wake()  # deliveries start right after the commit
                     for ev in events:
                         self.alarm_events[ev.event] += 1
                     text = alarm_lines(events).decode()
                     await self.storage.submit([ln for ln in text.split("\n") if ln])
             finally:
-                self._alarm_q.task_done()
+                for _ in items:
+                    q.task_done()
 
-    def _unstored(self, ticket: int, readings: int) -> None:
-        """The storage part of a ticket failed (spool error): leave its messages
+    def _apply_all(self, groups: list[tuple[int | None, list[Transition]]]
+                   ) -> list[AlarmEvent]:
+        events: list[AlarmEvent] = []
+        for now, transitions in groups:
+            events += self._apply(now, transitions)
+        return events
+
+    def _unstored(self, tickets: list[int]) -> None:
+        """The storage part of tickets failed (spool error): leave their messages
         unacknowledged, or acknowledge them when too many are held (see AckSequencer)."""
-        held, n = self.acks.abandon(ticket)
-        if held:
-            self.metrics.unacked.inc(n)
-        else:
-            log.error("spool failing with %d messages unacknowledged already: acknowledging "
-                      "%d more whose %d readings could not be kept", self.acks.hold_max, n,
-                      readings)
+        for ticket in tickets:
+            held, n = self.acks.abandon(ticket)
+            if held:
+                self.metrics.unacked.inc(n)
+            else:
+                log.error("spool failing with %d messages unacknowledged already: "
+                          "acknowledging %d more whose readings could not be kept",
+                          self.acks.hold_max, n)
 
     def _apply(self, now: int | None, transitions: list[Transition]) -> list[AlarmEvent]:
         events = self.manager.on_transitions(transitions) if transitions else []
