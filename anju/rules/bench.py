@@ -232,6 +232,8 @@ def run_bench(*, readings: int = 1_000_000, devices: int = 10_000, batch_size: i
     _, fast_prefix = _drive(RuleEngine(site, rules), prefix)
     agree = sorted(map(_key, fast_prefix)) == sorted(map(_key, slow_out))
 
+    fixed_us = _fixed_cost_us(site, rules, batches, total / fast_s)
+
     # the ratio of the figures reported, so that speedup == readings_per_s / baseline
     rate = round(total / fast_s)
     base = round(n / slow_s)
@@ -248,4 +250,26 @@ def run_bench(*, readings: int = 1_000_000, devices: int = 10_000, batch_size: i
         "transitions": len(fast_out),
         "agree_on_baseline": agree,
         "seconds": round(fast_s, 3),
+        "batch_fixed_cost_us": fixed_us,
     }
+
+
+def _fixed_cost_us(site: Site, rules: Any, batches: list[tuple[Batch, int]],
+                   rate: float, size: int = 100, count: int = 300) -> float:
+    """What one batch costs beyond its readings: the mean time of ``process`` on batches of
+    about ``size`` readings of the same traffic (the full catalogue, warmed up), minus
+    those readings at the large-batch rate ``rate`` — the live pipeline's small, quick
+    batches pay it every few milliseconds."""
+    small = [(Batch({k: kb.take(np.arange(min(len(kb), -(-size * len(kb) // b.readings))))
+                     for k, kb in b.kinds.items()}, messages=0), t)
+             for b, t in batches[:count] if b]
+    small = [(b, t) for b, t in small if b]
+    if not small:
+        return 0.0
+    engine = RuleEngine(site, rules)
+    _drive(engine, small[:10])  # warm
+    seconds, _ = _drive(engine, small[10:]) if len(small) > 10 else _drive(engine, small)
+    timed = small[10:] if len(small) > 10 else small
+    per_batch = seconds / len(timed)
+    readings = sum(b.readings for b, _ in timed) / len(timed)
+    return round(max(0.0, per_batch - readings / rate) * 1e6, 1)
