@@ -199,3 +199,25 @@ async def test_intake_pauses_instead_of_growing(services: LocalServices, cid: st
         got = await _drain(c, 100)
         assert len(got) == 100
         c.ack(got)
+
+
+def test_fast_publish_properties_decode_as_pahos_own() -> None:
+    import struct
+
+    import paho.mqtt._packet as packet
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from anju.ingest import mqtt as ours
+
+    assert packet.Properties is ours._FastProperties  # installed on import
+    topic, payload = b"anju/e1/b1/smoke/s-1", b'{"ts": 1, "temp_c": 20}'
+    head = struct.pack("!H", len(topic)) + topic + struct.pack("!H", 7)
+    # none; then Message Expiry Interval 60 s and a User Property
+    for props in (b"\x00", b"\x0e\x02\x00\x00\x00\x3c\x26\x00\x01k\x00\x03val"):
+        got = packet.decode_publish(0x32, head + props + payload, 5)
+        assert (got.topic, got.payload, got.mid, got.qos) == (topic, payload, 7, 1)
+        want = Properties(PacketTypes.PUBLISH)  # paho's own class, for comparison
+        want.unpack(props)
+        assert got.properties is not None
+        assert got.properties.json() == want.json()

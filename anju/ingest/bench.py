@@ -88,11 +88,11 @@ def _reading(kind: str, k: int, alarm: bool) -> dict[str, Any]:
 
 
 # -- processes (spawned) -----------------------------------------------------------------
-def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gateway: bool,
+def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gateway: int,
                messages: int, rate: float, base_ts: int, counters: dict[str, int],
                alarm_every: int) -> dict[str, Any]:
     """Publishes ``messages`` messages round-robin over its streams (a device's topic, or a
-    building's batch topic with 100 readings), paced at ``rate`` msg/s when > 0."""
+    building's batch topic with ``gateway`` readings), paced at ``rate`` msg/s when > 0."""
     import threading
 
     import paho.mqtt.client as mqtt
@@ -124,7 +124,7 @@ def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gat
     alarms: list[tuple[str, int, float]] = []
     readings = 0
     start = time.monotonic()
-    per_msg = 100 if gateway else 1
+    per_msg = gateway or 1
     try:
         for j in range(messages):
             topic, devs = streams[j % len(streams)]
@@ -268,6 +268,7 @@ def _ceiling_c(host: str, port: int, cid: str, mode: str, expected: int,
 
 # -- the run -----------------------------------------------------------------------------
 def run_bench(*, messages: int = 50_000, seconds: float = 5.0, gateway: bool = False,
+              gateway_batch: int = 0,
               publishers: int = 2, estates: int = 10, buildings: int = 10,
               alarms_per_s: float = 10.0,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -275,11 +276,12 @@ def run_bench(*, messages: int = 50_000, seconds: float = 5.0, gateway: bool = F
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="anju-bench-") as tmp:
         return asyncio.run(_run(Path(tmp), messages=messages, seconds=seconds,
-                                gateway=gateway, publishers=publishers, estates=estates,
+                                gateway=gateway_batch or (100 if gateway else 0),
+                                publishers=publishers, estates=estates,
                                 buildings=buildings, alarms_per_s=alarms_per_s, say=say))
 
 
-async def _run(tmp: Path, *, messages: int, seconds: float, gateway: bool, publishers: int,
+async def _run(tmp: Path, *, messages: int, seconds: float, gateway: int, publishers: int,
                estates: int, buildings: int, alarms_per_s: float,
                say: Callable[[str], None]) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
@@ -324,7 +326,7 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: bool, publi
                               0, 10.0)
                 await in_pool(_ceiling_c, host, port, "anju-bench-c", "prepare", 0, 10.0)
 
-                shape = "gateway, 100 readings each" if gateway else "one reading each"
+                shape = f"gateway, {gateway} readings each" if gateway else "one reading each"
                 say(f"queueing {messages:,} messages ({shape}) from {publishers} publisher "
                     "processes")
                 res = await asyncio.gather(*(

@@ -44,7 +44,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, ClassVar, Self, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -480,6 +480,53 @@ class MqttConsumer:
             self._sleeping = False
             self._ready.set()
 
+
+class _FastProperties(Properties):
+    """paho's MQTT 5 ``Properties``, built and emptied cheaply.
+
+    paho decodes every PUBLISH's properties into a new ``Properties``, whose constructor
+    builds three tables (30 names, 27 property types) and whose ``unpack`` first "clears" by
+    probing every name with ``hasattr``: profiled here, that was a third of paho's cost per
+    received message, more than the rest of the PUBLISH decoding. This subclass shares one
+    copy of the (read-only) tables, clears only what was set, and returns at once when a
+    packet has no properties, which is what our publishers send. Installed in place of the
+    class paho's packet decoder uses (see :func:`_install_fast_properties`)."""
+
+    _tables: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, packetType: int) -> None:
+        d = self.__dict__
+        d["packetType"] = packetType
+        d.update(self._tables)
+
+    def clear(self) -> None:
+        d = self.__dict__
+        for k in [k for k in d if k not in _PRIVATE]:
+            del d[k]
+
+    def unpack(self, buffer: Any) -> tuple[Properties, int]:
+        if buffer[:1] == b"\x00":  # property length 0 (one byte): nothing to read
+            return self, 1
+        return cast(tuple[Properties, int], super().unpack(buffer))
+
+
+_PRIVATE = frozenset(("packetType", "types", "names", "properties"))
+
+
+def _install_fast_properties() -> None:
+    """Makes paho's packet decoder use :class:`_FastProperties`; leaves paho alone if its
+    private layout is not the one this was written for (paho 2.1)."""
+    import paho.mqtt._packet as packet  # private: checked below, falls back to paho's own
+
+    template = Properties(PacketTypes.PUBLISH)
+    if getattr(packet, "Properties", None) is not Properties or \
+            not all(hasattr(template, k) for k in _PRIVATE - {"packetType"}):
+        return
+    _FastProperties._tables = {k: getattr(template, k) for k in _PRIVATE - {"packetType"}}
+    packet.Properties = _FastProperties  # type: ignore[misc]
+
+
+_install_fast_properties()
 
 _PUBACK = struct.Struct("!BBH")
 
