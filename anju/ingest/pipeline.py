@@ -11,9 +11,9 @@
 Storage and rules are separate branches after decoding: each has its own bounded queue and
 task, and storage never blocks (it spools when InfluxDB is behind), so a slow InfluxDB
 cannot delay an alarm. Batches are small and quick (what the socket delivered within
-``_RULES_LINGER_MS``, or longer when the engine's cost per batch asks for it: see
-``_pace_rules``; larger when the rules branch is behind, as the batch loop then waits and
-the consumer's buffer grows): the rules see a reading within milliseconds, while the
+``_RULES_LINGER_MS``, spaced by the engine's cost per batch: see ``_pace_rules``; larger
+when the rules branch is behind, as the batch loop then waits and the consumer's buffer
+grows): the rules see a reading within milliseconds, while the
 storage branch gathers batches into large writes on its own clock (``batch_max`` readings or
 ``batch_linger_ms``). The alarm branch commits every transition waiting for it in one
 SQLite transaction (one fsync), then wakes the webhook deliveries.
@@ -69,8 +69,8 @@ __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
 
-_RULES_LINGER_MS = 2  # a decoded batch closes this long after its first message, at least…
-_RULES_CPU_SHARE = 0.15  # …or longer, so the engine's per-batch cost stays ≤ this of a core
+_RULES_LINGER_MS = 1  # a decoded batch closes this long after its first message, at least…
+_RULES_CPU_SHARE = 0.15  # …and no sooner than the engine's cost per batch / this after the last
 _QUEUE_RULES = 2  # decoded batches waiting for the rules: few, so a busy engine gets larger
 _QUEUE_STORE = 64  # decoded batches waiting to be encoded and gathered for storage
 _ENCODE_SLICE = 1000  # rows encoded between two yields to the event loop
@@ -389,7 +389,7 @@ class Pipeline:
             try:
                 t0 = time.perf_counter()
                 transitions = self.engine.process(batch)
-                self._pace_rules(time.perf_counter() - t0)
+                self._pace_rules(t0, time.perf_counter())
                 if transitions:
                     await self._alarm_q.put((None, transitions, ticket))
                 else:
@@ -397,16 +397,17 @@ class Pipeline:
             finally:
                 self._rules_q.task_done()
 
-    def _pace_rules(self, seconds: float) -> None:
-        """Adapts the batches' linger to the engine's cost per batch: a batch every
-        ``cost / _RULES_CPU_SHARE`` at most, never under ``_RULES_LINGER_MS`` nor over the
-        storage linger. The engine costs about a millisecond a batch whatever its size
+    def _pace_rules(self, t0: float, t1: float) -> None:
+        """Spaces batches by the engine's cost: the next batch closes no sooner than
+        ``cost / _RULES_CPU_SHARE`` after this one started (nor later than the storage
+        linger). The engine costs about a millisecond a batch almost whatever its size
         (numpy calls per rule), so a batch per socket read at 5 000 msg/s would take half a
-        core; this keeps alarms a few milliseconds behind and the CPU bounded."""
-        self._rules_cost = 0.8 * self._rules_cost + 0.2 * seconds
-        lo = _RULES_LINGER_MS / 1000
-        hi = max(lo, self.settings.batch_linger_ms / 1000)
-        self.batcher.linger_s = min(hi, max(lo, self._rules_cost / _RULES_CPU_SHARE))
+        core; spaced so, it takes at most ~15 % of one, and a reading arriving after a
+        quiet spell is evaluated at once."""
+        self._rules_cost = 0.8 * self._rules_cost + 0.2 * (t1 - t0)
+        gap = min(self._rules_cost / _RULES_CPU_SHARE, self.settings.batch_linger_ms / 1000)
+        loop = asyncio.get_running_loop()
+        self.batcher.not_before = loop.time() - (t1 - t0) + gap
 
     async def _clock_loop(self) -> None:
         period = self.settings.tick_s
