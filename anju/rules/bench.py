@@ -255,21 +255,29 @@ def run_bench(*, readings: int = 1_000_000, devices: int = 10_000, batch_size: i
 
 
 def _fixed_cost_us(site: Site, rules: Any, batches: list[tuple[Batch, int]],
-                   rate: float, size: int = 100, count: int = 300) -> float:
-    """What one batch costs beyond its readings: the mean time of ``process`` on batches of
-    about ``size`` readings of the same traffic (the full catalogue, warmed up), minus
-    those readings at the large-batch rate ``rate`` — the live pipeline's small, quick
-    batches pay it every few milliseconds."""
-    small = [(Batch({k: kb.take(np.arange(min(len(kb), -(-size * len(kb) // b.readings))))
-                     for k, kb in b.kinds.items()}, messages=0), t)
-             for b, t in batches[:count] if b]
-    small = [(b, t) for b, t in small if b]
-    if not small:
+                   rate: float, size: int = 100, count: int = 2000) -> float:
+    """What one batch costs beyond its readings: the same traffic cut into consecutive
+    batches of about ``size`` readings (the first ``count`` of them; the full catalogue,
+    warmed up), the mean time of ``process`` on one, minus its readings at the large-batch
+    rate ``rate`` — the live pipeline's small, quick batches pay it every few
+    milliseconds."""
+    small: list[tuple[Batch, int]] = []
+    for b, t in batches:
+        parts = max(1, b.readings // size)
+        for j in range(parts):
+            cut = {k: kb.take(np.arange(j * len(kb) // parts, (j + 1) * len(kb) // parts))
+                   for k, kb in b.kinds.items()}
+            part = Batch({k: kb for k, kb in cut.items() if len(kb)}, messages=0)
+            if part:
+                small.append((part, t))
+        if len(small) >= count:
+            break
+    if len(small) < 20:
         return 0.0
     engine = RuleEngine(site, rules)
     _drive(engine, small[:10])  # warm
-    seconds, _ = _drive(engine, small[10:]) if len(small) > 10 else _drive(engine, small)
-    timed = small[10:] if len(small) > 10 else small
+    timed = small[10:count]
+    seconds, _ = _drive(engine, timed)
     per_batch = seconds / len(timed)
     readings = sum(b.readings for b, _ in timed) / len(timed)
     return round(max(0.0, per_batch - readings / rate) * 1e6, 1)
