@@ -14,12 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-# Debian's mosquitto and influxdb (1.6.7, v1 API) when their binaries are missing.
+# Debian's mosquitto, influxdb (1.6.7, v1 API) and mosquitto-clients (mosquitto_sub: the C
+# ceiling of anju bench ingest) when their binaries are missing.
 services:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_passwd >/dev/null 2>&1 || missing="$$missing mosquitto"; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
+	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing with apt-get"; \

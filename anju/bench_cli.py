@@ -39,6 +39,7 @@ def bench_rules(
     typer.echo(f"reference:  {res['baseline_readings_per_s']:,} readings/s "
                f"(on {res['baseline_readings']:,} readings)")
     typer.echo(f"speedup:    {res['speedup']}×   transitions agree: {res['agree_on_baseline']}")
+    typer.echo(f"fixed cost: {res['batch_fixed_cost_us']} µs a batch (of 100 readings)")
 
 
 @app.command("ingest")
@@ -47,6 +48,9 @@ def bench_ingest(
     seconds: Annotated[float, typer.Option(help="length of the live (80 %) phase")] = 5.0,
     gateway: Annotated[bool, typer.Option(
         "--gateway", help="gateway batches: 100 readings per message")] = False,
+    gateway_batch: Annotated[int, typer.Option(
+        "--gateway-batch", help="gateway batches of N readings per message (the contract's "
+        "batch topics)")] = 0,
     publishers: Annotated[int, typer.Option(help="publisher processes")] = 2,
     quick: Annotated[bool, typer.Option(
         "--quick", help="a few seconds in all, for the test suite")] = False,
@@ -56,8 +60,10 @@ def bench_ingest(
     from anju.ingest.bench import run_bench
 
     if quick:
-        messages, seconds = min(messages, 200 if gateway else 3000), min(seconds, 1.5)
-    res = run_bench(messages=messages, seconds=seconds, gateway=gateway, publishers=publishers,
+        messages, seconds = min(messages, 200 if gateway or gateway_batch else 3000), \
+            min(seconds, 1.5)
+    res = run_bench(messages=messages, seconds=seconds, gateway=gateway,
+                    gateway_batch=gateway_batch, publishers=publishers,
                     progress=lambda m: typer.echo(m, err=True))
     extra = res.pop("extra")
     if json:

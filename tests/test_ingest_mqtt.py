@@ -58,6 +58,7 @@ def test_backoff_is_capped_and_jittered() -> None:
 class _FakeConsumer:
     def __init__(self) -> None:
         self.acked: list[int] = []
+        self.generation = 0
 
     def ack(self, messages: list[Message]) -> None:
         self.acked += [m.mid for m in messages]
@@ -77,6 +78,43 @@ def test_acks_go_out_in_received_order() -> None:
     seq.done(tickets[0])  # twice: ignored
     seq.done(tickets[3])
     assert fake.acked == list(range(12)) and seq.pending == 0
+
+
+def test_two_part_tickets_ack_only_when_both_parts_are_done() -> None:
+    fake = _FakeConsumer()
+    seq = AckSequencer(fake)  # type: ignore[arg-type]
+    t = [seq.issue([Message("t", b"", mid, 1, 0)], parts=2) for mid in range(3)]
+    seq.done(t[0])  # stored, alarms not yet committed
+    seq.done(t[1])
+    seq.done(t[1])  # both parts of the second
+    assert fake.acked == [] and seq.pending == 3
+    seq.done(t[0])  # the first's alarms committed: both go, in order
+    assert fake.acked == [0, 1] and seq.pending == 1
+    seq.done(t[2])
+    assert fake.acked == [0, 1]
+    seq.done(t[2])
+    assert fake.acked == [0, 1, 2] and seq.pending == 0
+
+
+def test_an_abandoned_ticket_is_never_acked_and_does_not_hold_back_later_ones() -> None:
+    fake = _FakeConsumer()
+    seq = AckSequencer(fake)  # type: ignore[arg-type]
+    seq.hold_max = 3
+    t = [seq.issue([Message("t", b"", 2 * k, 1, 0), Message("t", b"", 2 * k + 1, 1, 0)],
+                   parts=2) for k in range(4)]
+    seq.done(t[0])
+    assert seq.abandon(t[0]) == (True, 2)  # storage failed: its alarms part is moot
+    seq.done(t[0])  # the alarms part, late: ignored
+    seq.done(t[1])
+    seq.done(t[1])
+    assert fake.acked == [2, 3] and seq.pending == 2 and seq.abandoned == 2
+    # A second failure would hold 4 > hold_max messages: acknowledged after all, so the
+    # broker's in-flight window never fills.
+    assert seq.abandon(t[2]) == (False, 2)
+    assert fake.acked == [2, 3, 4, 5]
+    fake.generation = 1  # a new connection: the broker redelivered what was held
+    assert seq.abandon(t[3]) == (True, 2)
+    assert fake.acked == [2, 3, 4, 5] and seq.pending == 0 and seq.abandoned == 4
 
 
 # -- against the real broker ---------------------------------------------------------------
@@ -161,3 +199,25 @@ async def test_intake_pauses_instead_of_growing(services: LocalServices, cid: st
         got = await _drain(c, 100)
         assert len(got) == 100
         c.ack(got)
+
+
+def test_fast_publish_properties_decode_as_pahos_own() -> None:
+    import struct
+
+    import paho.mqtt._packet as packet
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from anju.ingest import mqtt as ours
+
+    assert packet.Properties is ours._FastProperties  # installed on import
+    topic, payload = b"anju/e1/b1/smoke/s-1", b'{"ts": 1, "temp_c": 20}'
+    head = struct.pack("!H", len(topic)) + topic + struct.pack("!H", 7)
+    # none; then Message Expiry Interval 60 s and a User Property
+    for props in (b"\x00", b"\x0e\x02\x00\x00\x00\x3c\x26\x00\x01k\x00\x03val"):
+        got = packet.decode_publish(0x32, head + props + payload, 5)
+        assert (got.topic, got.payload, got.mid, got.qos) == (topic, payload, 7, 1)
+        want = Properties(PacketTypes.PUBLISH)  # paho's own class, for comparison
+        want.unpack(props)
+        assert got.properties is not None
+        assert got.properties.json() == want.json()

@@ -104,3 +104,30 @@ async def test_async_facade(tmp_path: Path) -> None:
     await sp.commit(pos, n)
     await sp.close()
     assert lines == _chunk(0, 4) and sp.spool.points == 0
+
+
+def test_a_failed_append_raises_and_leaves_no_torn_record(tmp_path: Path) -> None:
+    sp = Spool(tmp_path, 10 << 20, segment_bytes=64)  # a segment per append
+    sp.open()
+    sp.append([_chunk(0, 5)])
+    seg_files = sorted(tmp_path.glob("*.seg"))
+    # The next segment's file name is taken by a directory: opening it fails (EISDIR), as a
+    # full disk or an I/O error would fail an append.
+    blocker = tmp_path / f"{len(seg_files):016d}.seg"
+    blocker.mkdir()
+    try:
+        sp.append([_chunk(5, 5)])
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the append should have failed")
+    points = sp.points
+    blocker.rmdir()
+    sp.append([_chunk(10, 5)])  # works again, after the failure
+    assert sp.points == points + 5
+    sp.close()
+    again = Spool(tmp_path, 10 << 20, segment_bytes=64)
+    again.open()
+    got = _drain(again)
+    assert got[:5] == _chunk(0, 5) and got[-5:] == _chunk(10, 5)
+    assert len(got) == again.replayed

@@ -39,6 +39,9 @@ class Batcher:
         self.max_messages = max_messages or batch_max
         self.metrics = metrics or ingest_metrics(None)
         self.clock = clock or (lambda: int(time.time() * 1000))
+        # loop time before which a batch does not close (unless full): set by a consumer of
+        # batches that wants them no more often than it can afford (Pipeline._pace_rules)
+        self.not_before = 0.0
         self._builder = BatchBuilder()
 
     async def next_batch(self, *, wait: bool = True) -> tuple[Batch, list[Message]]:
@@ -48,7 +51,7 @@ class Batcher:
         if wait and not await consumer.wait(None):
             return self._builder.build(), []  # woken without data: the pipeline is stopping
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.linger_s
+        deadline = max(loop.time() + self.linger_s, self.not_before)
         msgs: list[Message] = []
         readings = 0
         cpu = 0.0

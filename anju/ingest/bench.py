@@ -88,11 +88,11 @@ def _reading(kind: str, k: int, alarm: bool) -> dict[str, Any]:
 
 
 # -- processes (spawned) -----------------------------------------------------------------
-def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gateway: bool,
+def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gateway: int,
                messages: int, rate: float, base_ts: int, counters: dict[str, int],
                alarm_every: int) -> dict[str, Any]:
     """Publishes ``messages`` messages round-robin over its streams (a device's topic, or a
-    building's batch topic with 100 readings), paced at ``rate`` msg/s when > 0."""
+    building's batch topic with ``gateway`` readings), paced at ``rate`` msg/s when > 0."""
     import threading
 
     import paho.mqtt.client as mqtt
@@ -124,7 +124,7 @@ def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gat
     alarms: list[tuple[str, int, float]] = []
     readings = 0
     start = time.monotonic()
-    per_msg = 100 if gateway else 1
+    per_msg = gateway or 1
     try:
         for j in range(messages):
             topic, devs = streams[j % len(streams)]
@@ -214,8 +214,61 @@ def _ceiling(host: str, port: int, cid: str, mode: str, expected: int,
         c.loop(0.05)
 
 
+def _ceiling_burst(url: str, cid: str, mode: str, expected: int, timeout_s: float) -> float:
+    """The best bare Python consumer we can build: the pipeline's own :class:`MqttConsumer`
+    (paho driven from asyncio, burst reads, a batch's PUBACKs in one write) with nothing
+    behind it — each take is acknowledged at once. Messages per second from the start of
+    the connection to the last expected message (``prepare``: creates the session)."""
+    from anju.config import SecretUrl, Settings
+    from anju.ingest.mqtt import MqttConsumer
+
+    async def run() -> float:
+        settings = Settings(mqtt_url=SecretUrl(url), mqtt_client_id=cid)
+        got = 0
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + timeout_s
+        async with MqttConsumer(settings, ["anju/#"]) as consumer:
+            if mode == "prepare":
+                # The consumer sets a plain flag on SUBACK; polling it is what it offers.
+                while not consumer.subscribed and time.monotonic() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                return 0.0
+            while got < expected and time.monotonic() < deadline:
+                if await consumer.wait(0.5):
+                    msgs = consumer.take(100_000)
+                    consumer.ack(msgs)
+                    got += len(msgs)
+            return got / (time.perf_counter() - t0)
+
+    return asyncio.run(run())
+
+
+def _ceiling_c(host: str, port: int, cid: str, mode: str, expected: int,
+               timeout_s: float) -> float | None:
+    """Debian's ``mosquitto_sub`` (C, libmosquitto) draining the same kind of queue: MQTT 5,
+    QoS 1, persistent session; None when it is not installed (``make`` installs it)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("mosquitto_sub")
+    if exe is None:
+        return None
+    argv = [exe, "-h", host, "-p", str(port), "-i", cid, "-V", "mqttv5", "-c", "-x", "3600",
+            "-q", "1", "-t", "anju/#"]
+    if mode == "prepare":  # subscribe, then leave (-W: exit after 1 s without a message)
+        subprocess.run([*argv, "-W", "1", "-C", "1"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False, timeout=30)
+        return 0.0
+    t0 = time.perf_counter()
+    proc = subprocess.run([*argv, "-C", str(expected), "-W", str(int(timeout_s))],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+                          timeout=timeout_s + 10)
+    return expected / (time.perf_counter() - t0) if proc.returncode == 0 else None
+
+
 # -- the run -----------------------------------------------------------------------------
 def run_bench(*, messages: int = 50_000, seconds: float = 5.0, gateway: bool = False,
+              gateway_batch: int = 0,
               publishers: int = 2, estates: int = 10, buildings: int = 10,
               alarms_per_s: float = 10.0,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -223,11 +276,12 @@ def run_bench(*, messages: int = 50_000, seconds: float = 5.0, gateway: bool = F
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="anju-bench-") as tmp:
         return asyncio.run(_run(Path(tmp), messages=messages, seconds=seconds,
-                                gateway=gateway, publishers=publishers, estates=estates,
+                                gateway=gateway_batch or (100 if gateway else 0),
+                                publishers=publishers, estates=estates,
                                 buildings=buildings, alarms_per_s=alarms_per_s, say=say))
 
 
-async def _run(tmp: Path, *, messages: int, seconds: float, gateway: bool, publishers: int,
+async def _run(tmp: Path, *, messages: int, seconds: float, gateway: int, publishers: int,
                estates: int, buildings: int, alarms_per_s: float,
                say: Callable[[str], None]) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
@@ -268,8 +322,11 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: bool, publi
                 async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
                     await _poll(lambda: p.consumer.subscribed, 30)
                 await in_pool(_ceiling, host, port, "anju-bench-ceiling", "prepare", 0, 10.0)
+                await in_pool(_ceiling_burst, svc.mosquitto.url, "anju-bench-burst", "prepare",
+                              0, 10.0)
+                await in_pool(_ceiling_c, host, port, "anju-bench-c", "prepare", 0, 10.0)
 
-                shape = "gateway, 100 readings each" if gateway else "one reading each"
+                shape = f"gateway, {gateway} readings each" if gateway else "one reading each"
                 say(f"queueing {messages:,} messages ({shape}) from {publishers} publisher "
                     "processes")
                 res = await asyncio.gather(*(
@@ -280,8 +337,16 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: bool, publi
                 published = sum(r["readings"] for r in res)
 
                 say("ceiling: a bare paho subscriber drains its queue")
-                ceiling = await in_pool(_ceiling, host, port, "anju-bench-ceiling", "drain",
-                                        messages, 300.0)
+                plain = await in_pool(_ceiling, host, port, "anju-bench-ceiling", "drain",
+                                      messages, 300.0)
+                say("ceiling: the pipeline's own consumer, nothing behind it")
+                burst = await in_pool(_ceiling_burst, svc.mosquitto.url, "anju-bench-burst",
+                                      "drain", messages, 300.0)
+                say("ceiling: mosquitto_sub (C) drains its queue")
+                c_rate = await in_pool(_ceiling_c, host, port, "anju-bench-c", "drain",
+                                       messages, 300.0)
+                # The honest ceiling: the best bare Python consumer of this run.
+                ceiling = max(plain, burst)
 
                 say("pipeline: drains the same queue into InfluxDB, rules and alarms on")
                 registry = CollectorRegistry()
@@ -348,6 +413,10 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: bool, publi
         "extra": {
             "messages": messages, "gateway": gateway, "publishers": publishers,
             "devices": len(site.devices), "drain_s": round(drain_s, 2),
+            "ceiling_paho_loop_msgs_per_s": round(plain, 1),
+            "ceiling_paho_burst_msgs_per_s": round(burst, 1),
+            "ceiling_mosquitto_sub_msgs_per_s": round(c_rate, 1) if c_rate else None,
+            "ratio_to_mosquitto_sub": round(msgs_per_s / c_rate, 3) if c_rate else None,
             "alarms_injected": len(injected), "alarms_received": len(lat),
             "sustained_msgs_per_s": round(sustained, 1), "live_msgs_per_s": round(rate, 1),
             "live_published_msgs_per_s": round(sum(

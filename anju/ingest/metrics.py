@@ -34,6 +34,8 @@ class IngestMetrics:
     batch_seconds: Histogram  # decode time of a batch
     late: Counter  # readings older than their device's newest: not seen by state rules
     clock_steps: Counter  # device clocks that jumped and were rebased (anju.rules.clock)
+    spool_errors: Counter  # spool appends that failed (OSError: disk full, I/O error)
+    unacked: Counter  # messages left unacknowledged (their storage failed): redelivered later
 
 
 def _make(r: CollectorRegistry | None) -> IngestMetrics:
@@ -70,6 +72,11 @@ def _make(r: CollectorRegistry | None) -> IngestMetrics:
                      registry=r),
         clock_steps=Counter("anju_device_clock_steps", "Device clocks that jumped back or "
                             "ahead and were rebased", registry=r),
+        spool_errors=Counter("anju_spool_errors", "Spool appends that failed (disk full, I/O "
+                             "error); their points were not kept", registry=r),
+        unacked=Counter("anju_mqtt_messages_unacked", "Messages left unacknowledged because "
+                        "their readings could not be stored or spooled (the broker redelivers "
+                        "them on the next connection)", registry=r),
     )
 
 

@@ -136,14 +136,25 @@ class Spool:
         need = sum(len(r) for r, _ in records)
         dropped = self._make_room(need)
         seg = self._active_segment()
-        for rec, n in records:
-            if seg.size >= self.segment_bytes:
-                self._sync_writer()
-                seg = self._new_segment()
-            self._writer.write(rec)
-            seg.size += len(rec)
-            seg.points += n
-        self._sync_writer()
+        size, points = seg.size, seg.points
+        try:
+            for rec, n in records:
+                if seg.size >= self.segment_bytes:
+                    self._sync_writer()
+                    seg = self._new_segment()
+                    size, points = seg.size, seg.points
+                self._writer.write(rec)
+                seg.size += len(rec)
+                seg.points += n
+            self._sync_writer()
+        except OSError:
+            # Disk full or an I/O error: cut the segment back to its last whole record, so
+            # a later append does not follow a torn one (open() would cut everything after
+            # it). Records of this call fsync'd in earlier segments stay: replayed twice at
+            # worst, which InfluxDB de-duplicates.
+            seg.size, seg.points = size, points
+            self._rewind(seg)
+            raise
         self.metrics.spooled.inc(sum(n for _, n in records))
         self._update_metrics()
         return dropped
@@ -179,6 +190,7 @@ class Spool:
     def _new_segment(self) -> _Segment:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None  # if the open below fails, no closed file is left behind
         n = self._segments[-1].number + 1 if self._segments else self._cursor.segment
         seg = _Segment(n, self._path(n), 0, 0)
         self._writer = seg.path.open("ab")
@@ -187,6 +199,19 @@ class Spool:
         if len(self._segments) == 1:
             self._cursor = Position(n, 0)
         return seg
+
+    def _rewind(self, seg: _Segment) -> None:
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
+                writer.close()  # may fail to flush what the disk refused: dropped anyway
+        except OSError:
+            pass
+        try:
+            with seg.path.open("r+b") as fh:
+                fh.truncate(seg.size)
+        except OSError:
+            pass  # nothing more to do now; open() cuts a torn tail after a restart
 
     def _sync_writer(self) -> None:
         if self._writer is not None:

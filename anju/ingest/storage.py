@@ -10,9 +10,15 @@
 
 ``done`` is the chunk's callback: the pipeline acknowledges the readings to the broker
 there, so a reading is acknowledged once it is in InfluxDB, on disk in the spool, or refused
-by InfluxDB for good (400, counted). ``submit`` never waits on InfluxDB: when the writers are
-behind, chunks go to the spool, so storage cannot hold up the batcher and with it the rules
-(DESIGN.md: alarms never wait on InfluxDB). It waits only if the disk is slower still.
+by InfluxDB for good (400, counted). A spool append that fails (``OSError``: disk full, I/O
+error) calls the chunk's ``failed`` instead: its points are not kept, the pipeline leaves
+its messages unacknowledged so the broker redelivers them on the next connection, and the
+error is counted (``anju_spool_errors``), logged (the first at WARNING) and shown in
+:meth:`Storage.health`. Storage carries on: alarms never stop for a full disk.
+
+``submit`` never waits on InfluxDB: when the writers are behind, chunks go to the spool,
+so storage cannot hold up the batcher and with it the rules (DESIGN.md: alarms never wait
+on InfluxDB). It waits only if the disk is slower still.
 
 While the spool holds points every new chunk goes there too (mode ``spooling``), so replay
 keeps order; when the replayer has emptied it and InfluxDB answers, mode returns to
@@ -50,10 +56,18 @@ class Chunk:
 
     lines: list[str]
     on_done: Callable[[], None] | None = None
+    on_failed: Callable[[], None] | None = None  # neither stored nor spooled (spool error)
 
     def done(self) -> None:
+        self.on_failed = None
         if self.on_done is not None:
             cb, self.on_done = self.on_done, None
+            cb()
+
+    def failed(self) -> None:
+        self.on_done = None
+        if self.on_failed is not None:
+            cb, self.on_failed = self.on_failed, None
             cb()
 
 
@@ -90,6 +104,9 @@ class Storage:
         self.spooled = 0
         self.replayed = 0
         self.spool_dropped = 0
+        self.spool_errors = 0
+        self.spool_lost = 0  # points neither stored nor spooled (spool errors)
+        self.spool_error: str | None = None  # the last spool error, until an append works
 
     # -- lifecycle -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -133,14 +150,24 @@ class Storage:
                 await self.writer.__aexit__(None, None, None)
 
     async def drain(self) -> None:
-        """Waits until every submitted chunk is stored, spooled or refused."""
-        await self._q.join()
-        await self._spool_q.join()
+        """Waits until every submitted chunk is stored, spooled, refused or failed; returns
+        early when one of the storage tasks has died (nothing would empty its queue)."""
+        for q in (self._q, self._spool_q):
+            join = asyncio.ensure_future(q.join())
+            try:
+                await asyncio.wait([join, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                join.cancel()
+            if any(t.done() for t in self._tasks):
+                log.error("InfluxDB storage: a task has stopped; not waiting for its queue")
+                return
 
     # -- the pipeline's side ---------------------------------------------------------------
-    async def submit(self, lines: list[str], on_done: Callable[[], None] | None = None) -> None:
-        """Hands points to storage; ``on_done`` runs once they are durable (or refused)."""
-        chunk = Chunk(lines, on_done)
+    async def submit(self, lines: list[str], on_done: Callable[[], None] | None = None,
+                     on_failed: Callable[[], None] | None = None) -> None:
+        """Hands points to storage; ``on_done`` runs once they are durable (or refused),
+        ``on_failed`` if they could be neither stored nor spooled."""
+        chunk = Chunk(lines, on_done, on_failed)
         if not lines:
             chunk.done()
             return
@@ -162,12 +189,17 @@ class Storage:
             "spool_points": self.spool_points,
             "spool_bytes": self.spool.bytes,
             "mode_since_ms": self.mode_since_ms,
+            "spool_ok": self.spool_error is None,
+            "spool_errors": self.spool_errors,
+            "spool_error": self.spool_error,
+            "points_lost": self.spool_lost,
         }
 
     def stats(self) -> dict[str, int]:
         return {"stored": self.stored, "dropped": self.dropped, "spooled": self.spooled,
                 "replayed": self.replayed, "spool_dropped": self.spool_dropped,
-                "spool_points": self.spool_points}
+                "spool_points": self.spool_points, "spool_errors": self.spool_errors,
+                "spool_lost": self.spool_lost}
 
     # -- tasks -----------------------------------------------------------------------------
     def _set_mode(self, mode: str, why: str) -> None:
@@ -227,8 +259,16 @@ class Storage:
             while not self._spool_q.empty() and len(chunks) < 256:
                 chunks.append(self._spool_q.get_nowait())
             try:
-                dropped = await self.spool.append([c.lines for c in chunks])
                 n = sum(len(c.lines) for c in chunks)
+                try:
+                    dropped = await self.spool.append([c.lines for c in chunks])
+                except OSError as exc:
+                    self._spool_failed(exc, chunks, n)
+                    continue
+                if self.spool_error is not None:
+                    log.warning("spool: writable again (%d appends had failed)",
+                                self.spool_errors)
+                    self.spool_error = None
                 self.spooled += n
                 self.spool_dropped += dropped
                 self.spool_points = self.spool.points
@@ -241,6 +281,21 @@ class Storage:
             finally:
                 for _ in chunks:
                     self._spool_q.task_done()
+
+    def _spool_failed(self, exc: OSError, chunks: list[Chunk], points: int) -> None:
+        """Neither InfluxDB nor the disk took these points: count, tell, carry on."""
+        first = self.spool_error is None
+        self.spool_error = f"{type(exc).__name__}: {exc}"[:300]
+        self.spool_errors += 1
+        self.spool_lost += points
+        self.metrics.spool_errors.inc()
+        # The first failure of a run of them is a WARNING; repeats (every batch while the
+        # disk stays full) would flood the log, so INFO until an append works again.
+        log.log(logging.WARNING if first else logging.INFO,
+                "spool append failed (%s): %d points not kept; their messages stay "
+                "unacknowledged for the broker to redeliver", self.spool_error, points)
+        for c in chunks:
+            c.failed()
 
     async def _replay_loop(self) -> None:
         backoff = Backoff(base_s=0.25, cap_s=30.0)
