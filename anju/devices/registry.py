@@ -93,6 +93,7 @@ class _SiteModel(BaseModel):
     escalation: _EscalationModel = Field(
         default_factory=lambda: _EscalationModel.model_validate({}))
     rules: dict[str, dict[str, Any]] = {}  # per-site rule overrides: {rule_id: {param: value}}
+    report: dict[str, Any] = {}  # accountability report settings (anju/report/scoring.py)
 
 
 # -- what the rest of anju sees -------------------------------------------------------------
@@ -175,6 +176,7 @@ class Site:
     rule_overrides: dict[str, dict[str, Any]]
     load_s: float = 0.0
     rule_override_lines: dict[str, int] = field(default_factory=dict)  # site.yaml lines
+    report_settings: dict[str, Any] = field(default_factory=dict)  # site.yaml report:
 
     def building(self, estate: str, building: str) -> Building | None:
         e = self.estates.get(estate)
@@ -364,6 +366,7 @@ def load_site(root: str | Path) -> Site:
         gateways=gateways,
         rule_overrides=model.rules,
         rule_override_lines=_override_lines(raw.get("rules")),
+        report_settings=model.report,
     )
     site.load_s = time.perf_counter() - t0
     return site
