@@ -44,6 +44,12 @@ browser:
 	    echo "chromium is missing: the console's browser tests will be skipped."; \
 	  fi; \
 	fi
+	@# a CJK font, so that the report's screenshots show its Chinese (docs/report.md)
+	@if [ -d /usr/share/fonts ] && ! ls /usr/share/fonts/truetype/wqy >/dev/null 2>&1 \
+	    && command -v apt-get >/dev/null 2>&1; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    fonts-wqy-microhei || echo "no CJK font: report screenshots will show boxes"; \
+	fi
 
 demo: $(STAMP) services
 	$(BIN)/anju demo --seconds $(DEMO_SECONDS)

@@ -38,7 +38,7 @@ DEADLINE_S = 300
 PROFILES: dict[str, dict[str, Any]] = {
     "prompt": {"ack_p": 0.97, "delay_s": (15, 150), "never_clear": 0.0, "outages": 3,
                "outage_h": (0.5, 3.0), "supervisor_p": 0.0},
-    "slow": {"ack_p": 0.85, "delay_s": (120, 1200), "never_clear": 0.1, "outages": 6,
+    "slow": {"ack_p": 0.85, "delay_s": (60, 900), "never_clear": 0.1, "outages": 6,
              "outage_h": (2.0, 12.0), "supervisor_p": 0.2},
     "negligent": {"ack_p": 0.35, "delay_s": (600, 7200), "never_clear": 0.4, "outages": 10,
                   "outage_h": (6.0, 60.0), "supervisor_p": 0.5},
