@@ -191,7 +191,8 @@ def test_escalation_to_supervisor_and_reminders(mgr: AlarmManager, store: AlarmS
     assert mgr.tick(T0 + AFTER - 1) == []
     [esc] = mgr.tick(T0 + AFTER)
     assert esc.event == "escalated" and esc.teams == ["street-e1"] and esc.ts == T0 + AFTER
-    assert esc.details["escalation"] == {"level": 1, "unacknowledged_s": 300.0}
+    assert esc.details["escalation"] == {"level": 1, "unacknowledged_s": 300.0, "step": 0,
+                                         "notify": ["supervisor"], "reminder": False}
     assert mgr.tick(T0 + AFTER) == [] and mgr.tick(T0 + 2 * AFTER - 1) == []
     # a late tick: the reminder goes out then, and the next one an interval after it
     [rem] = mgr.tick(T0 + 2 * AFTER + 7000)

@@ -227,6 +227,9 @@ def make_api(
     from anju.alarms import console_api  # it builds on this module's helpers
 
     console_api.install(app)
+    from anju.alarms import maintenance_api
+
+    maintenance_api.install(app)
     return app
 
 

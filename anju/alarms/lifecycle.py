@@ -37,6 +37,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from anju.alarms.errors import AlarmNotFound, AlarmStateError
+from anju.alarms.maintenance import MaintenanceBook, Window, window_covers
 from anju.alarms.metrics import alarm_metrics
 from anju.alarms.model import (
     AlarmEvent,
@@ -45,8 +46,18 @@ from anju.alarms.model import (
     alarm_id_for,
     delivery_id_for,
 )
-from anju.alarms.routing import escalation_targets, route
-from anju.alarms.store import AlarmStore, Commit
+from anju.alarms.stages import (
+    GATEWAY_OFFLINE,
+    MAINTENANCE_OVERDUE,
+    Escalator,
+    GatewayWatch,
+    Inhibitor,
+    MaintenanceGate,
+    OverdueWatch,
+    Router,
+)
+from anju.alarms.store import AlarmQuery, AlarmStore, Commit
+from anju.devices.kinds import KIND_CODES
 from anju.devices.registry import Site
 from anju.devices.targets import destination_keys
 from anju.rules.transition import Transition
@@ -64,10 +75,21 @@ class AlarmManager:
     """
 
     def __init__(self, site: Site, store: AlarmStore, *,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None,
+                 book: MaintenanceBook | None = None) -> None:
         self.site = site
         self.store = store
         self.escalate_after_ms = round(site.unacknowledged_after_s * 1000)
+        # the stages (stages.py): route → inhibit → maintenance → (dedupe) → escalate
+        policy = site.policy()
+        self.book = book
+        self.router = Router(site, policy)
+        self.inhibitor = Inhibitor(site, policy)
+        self.gate = MaintenanceGate(book)
+        self.escalator = Escalator(self.router, policy)
+        self.gateways = GatewayWatch(site, policy)
+        self.overdue = OverdueWatch(site, policy)
+        self._watches_restored = False
         # outbox keys per team: its webhook (the team id) and its robots (team/name)
         self._targets = {t.id: destination_keys(t.id, bool(t.webhook), t.targets)
                          for t in site.teams}
@@ -85,36 +107,131 @@ class AlarmManager:
         clock runs minutes slow must not have its alarms escalated minutes early.
         """
         with self._lock:
-            self._now = now_ms
-            staged: dict[str, AlarmRecord] = {}  # alarm_id → newest record in this batch
-            open_ids: dict[tuple[str, str], str | None] = {}  # (rule, subject) → open alarm
-            commit = Commit()
-            for tr in transitions:
-                if tr.event == "raised":
-                    self._raise(tr, staged, open_ids, commit)
-                else:
-                    self._clear(tr, staged, open_ids, commit)
-            commit.alarms = list(staged.values())
-            return self._commit(commit)
+            return self._apply(list(transitions), now_ms)
+
+    def watch_gateways(self, seen: dict[str, int]) -> None:
+        """Shares the decoder's record of gateway batches (gateway → receiving ms)."""
+        self.gateways.seen = seen
+
+    def _apply(self, transitions: list[Transition], now_ms: int | None) -> list[AlarmEvent]:
+        self._now = now_ms
+        staged: dict[str, AlarmRecord] = {}  # alarm_id → newest record in this batch
+        open_ids: dict[tuple[str, str], str | None] = {}  # (rule, subject) → open alarm
+        commit = Commit()
+        windows = self.book.windows(open_only=True) if self.book is not None else []
+        cleared: list[AlarmRecord] = []
+        for tr in transitions:
+            if tr.event == "raised":
+                if tr.rule == "device.offline" and now_ms is not None:
+                    # a silent gateway explains it: the gateway's alarm first, which
+                    # then inhibits this one and the rest of its building's
+                    gw = self.gateways.explains(tr, now_ms)
+                    if gw is not None and gw not in self.gateways.active:
+                        self._raise(self.gateways.raise_now(gw, now_ms), staged, open_ids,
+                                    commit, windows)
+                self._raise(tr, staged, open_ids, commit, windows)
+            else:
+                rec = self._clear(tr, staged, open_ids, commit)
+                if rec is not None and tr.rule in self.inhibitor.sources:
+                    cleared.append(rec)
+        for rec in cleared:  # what they inhibited and is still active is delivered now
+            self._release_inhibited(rec, staged, commit, now_ms)
+        commit.alarms = list(staged.values())
+        return self._commit(commit)
 
     def tick(self, now_ms: int) -> list[AlarmEvent]:
         """Escalations and reminders due at ``now_ms``; returns the events committed."""
         with self._lock:
+            events = self._close_windows(now_ms)
+            events += self._watch(now_ms)
             commit = Commit()
             for rec in self.store.due_escalations(now_ms):
-                targets = [t.id for t in escalation_targets(self.site, rec.estate,
-                                                            rec.base.severity)]
-                if not targets:  # nobody to escalate to: stop asking
-                    commit.alarms.append(replace(rec, next_escalation_ms=None))
+                due = self.escalator.due(rec, now_ms)
+                if not due.teams:
+                    # nobody at this step: on to the next one; nobody to remind: stop asking
+                    nxt = None if due.details["reminder"] else due.next_ms
+                    commit.alarms.append(replace(rec, chain_step=due.step,
+                                                 next_escalation_ms=nxt))
                     continue
                 level = rec.escalations + 1
-                details = {**rec.base.details, "escalation": {
-                    "level": level, "unacknowledged_s": (now_ms - rec.raised_ts) / 1000}}
-                ev = self._event(rec.base, "escalated", now_ms, targets, details=details)
-                rec = replace(rec, escalations=level,
-                              next_escalation_ms=now_ms + self.escalate_after_ms)
-                commit.alarms.append(self._append(rec, ev, commit, new_teams=targets))
-            return self._commit(commit)
+                details = {**rec.base.details, "escalation": due.details}
+                ev = self._event(rec.base, "escalated", now_ms, due.teams, details=details)
+                rec = replace(rec, escalations=level, chain_step=due.step,
+                              next_escalation_ms=due.next_ms)
+                commit.alarms.append(self._append(rec, ev, commit, new_teams=due.teams))
+            return events + self._commit(commit)
+
+    # -- supervision: watches, windows, inhibition -------------------------------------------
+    def _watch(self, now_ms: int) -> list[AlarmEvent]:
+        """gateway.offline and elevator.maintenance_overdue, judged at ``now_ms``."""
+        if not self._watches_restored:
+            self._watches_restored = True
+            for rec in self.store.query_alarms(AlarmQuery(
+                    state="open", rules=(GATEWAY_OFFLINE, MAINTENANCE_OVERDUE))):
+                if rec.rule == GATEWAY_OFFLINE:
+                    self.gateways.restore([(rec.subject, now_ms)])
+                else:
+                    self.overdue.active[rec.subject] = rec.base.started_at
+        trs = self.gateways.tick(now_ms) if self.gateways.seen else []
+        if self.book is not None:
+            trs += self.overdue.tick(now_ms, self.book.maintained())
+        return self._apply(trs, now_ms) if trs else []
+
+    def _close_windows(self, now_ms: int) -> list[AlarmEvent]:
+        """Windows that are over: their elevators are maintained as of the window's end,
+        and their critical alarms still open are delivered now."""
+        if self.book is None:
+            return []
+        commit = Commit()
+        for w in self.book.to_close(now_ms):
+            for rec in self.store.query_alarms(AlarmQuery(state="open", estates=(w.estate,))):
+                if rec.held == "maintenance" and rec.held_by == str(w.id) \
+                        and rec.base.severity == "critical":
+                    commit.alarms.append(self._release(rec, now_ms, commit))
+            for dev in self._elevators_in(w):
+                self.book.set_maintained(dev, w.to_ms, w.ended_by or w.by, now_ms)
+            self.book.mark_closed(w.id)
+        return self._commit(commit)
+
+    def _elevators_in(self, w: Window) -> list[str]:
+        devs = self.site.devices
+        code = KIND_CODES["elevator"]
+        out = []
+        for i in devs.of_kind("elevator").tolist():
+            b = self.site.buildings[int(devs.building[i])]
+            if devs.kind[i] == code and window_covers(w, b.estate, b.id, devs.ids[i]):
+                out.append(devs.ids[i])
+        return out
+
+    def _release_inhibited(self, source: AlarmRecord, staged: dict[str, AlarmRecord],
+                           commit: Commit, now_ms: int | None) -> None:
+        now = source.cleared_ts if now_ms is None else now_ms
+        assert now is not None
+        held = {r.alarm_id: r for r in self.store.query_alarms(
+            AlarmQuery(state="open", estates=(source.estate,)))}
+        held.update({a: r for a, r in staged.items() if r.estate == source.estate})
+        for aid, rec in held.items():
+            if rec.is_open and rec.held == "inhibited" and rec.held_by == source.alarm_id:
+                staged[aid] = self._release(rec, now, commit)
+
+    def _release(self, rec: AlarmRecord, now_ms: int, commit: Commit) -> AlarmRecord:
+        """A held alarm delivered after all: a ``raised`` event at ``now_ms`` to its teams,
+        its escalation chain starting now."""
+        teams = list(rec.base.teams)
+        details = {**rec.base.details, "released": {"held": rec.held, "by": rec.held_by}}
+        ev = self._event(rec.base, "raised", now_ms, teams, details=details)
+        step, due = self.escalator.first_due(rec.rule, rec.base.severity, now_ms)
+        rec = replace(rec, held=None, held_by=None, chain_from_ms=now_ms, chain_step=step,
+                      next_escalation_ms=due if rec.state == "raised" else None)
+        return self._append(rec, ev, commit, new_teams=teams)
+
+    def _open_of(self, staged: dict[str, AlarmRecord]) -> Any:
+        def open_of(rule: str, estate: str, building: str) -> list[AlarmRecord]:
+            found = {r.alarm_id: r for r in self.store.query_alarms(
+                AlarmQuery(state="open", rules=(rule,), estates=(estate,)))}
+            found.update({a: r for a, r in staged.items() if r.rule == rule})
+            return [r for r in found.values() if r.is_open and r.estate == estate]
+        return open_of
 
     def acknowledge(self, alarm_id: str, team_id: str | None, by: str, note: str,
                     now_ms: int) -> AlarmEvent:
@@ -206,7 +323,8 @@ class AlarmManager:
         return team is not None and team.covers(rec.estate)
 
     def _raise(self, tr: Transition, staged: dict[str, AlarmRecord],
-               open_ids: dict[tuple[str, str], str | None], commit: Commit) -> None:
+               open_ids: dict[tuple[str, str], str | None], commit: Commit,
+               windows: list[Window]) -> None:
         aid = alarm_id_for(tr.rule, tr.subject, tr.started_at)
         key = (tr.rule, tr.subject)
         if aid in staged or self.store.get(aid) is not None:
@@ -222,30 +340,48 @@ class AlarmManager:
                         "dropped (engine state out of step with the alarm store)",
                         tr.rule, tr.subject, open_id)
             return  # at most one open alarm per (rule, subject)
-        teams = [t.id for t in route(self.site, tr.estate, tr.roles)]
+        now = tr.ts if self._now is None else self._now
+        teams = self.router.raise_targets(tr)  # route
+        details = dict(tr.details)
+        held: str | None = None
+        held_by: str | None = None
+        inhibitor = (self.inhibitor.inhibitor(tr, self._open_of(staged))
+                     if tr.rule in self.inhibitor.by_target else None)
+        window = self.gate.window(tr, now, windows) if inhibitor is None else None
+        if inhibitor is not None:  # inhibit: recorded, not delivered while it lasts
+            held, held_by = "inhibited", inhibitor
+            details["inhibited_by"] = inhibitor
+        elif window is not None:  # maintenance: recorded, not delivered
+            held, held_by = "maintenance", str(window.id)
+            details["maintenance"] = True
+            details["maintenance_window"] = window.id
         base = AlarmEvent(
             alarm_id=aid, event="raised", rule=tr.rule, severity=tr.severity, kind=tr.kind,
             device=tr.device, estate=tr.estate, building=tr.building, floor=tr.floor,
             zone=tr.zone, ts=tr.ts, started_at=tr.started_at, value=tr.value,
-            message=tr.message, details=dict(tr.details), teams=teams,
+            message=tr.message, details=details, teams=teams,
         )
+        step, due = self.escalator.first_due(tr.rule, tr.severity, now)  # escalate
         rec = AlarmRecord(
             alarm_id=aid, rule=tr.rule, subject=tr.subject, is_event=tr.is_event,
             state="raised", base=base, last=base, teams=(), seq=0, raised_ts=tr.ts,
-            next_escalation_ms=(tr.ts if self._now is None else self._now)
-            + self.escalate_after_ms,
+            next_escalation_ms=None if held else due, chain_step=step, chain_from_ms=now,
+            held=held, held_by=held_by,
         )
-        staged[aid] = self._append(rec, base, commit, new_teams=teams)
+        # deliver: outbox rows to the teams, unless held (then nobody is told yet)
+        staged[aid] = self._append(rec, base, commit, new_teams=None if held else teams,
+                                   deliver=held is None)
         if not tr.is_event:
             open_ids[key] = aid
 
     def _clear(self, tr: Transition, staged: dict[str, AlarmRecord],
-               open_ids: dict[tuple[str, str], str | None], commit: Commit) -> None:
+               open_ids: dict[tuple[str, str], str | None],
+               commit: Commit) -> AlarmRecord | None:
         key = (tr.rule, tr.subject)
         aid = None if tr.is_event else self._open_id(key, staged, open_ids)
         if aid is None:  # nothing open, or an event alarm (closed by acknowledgement only)
             self._metrics.duplicates.labels(tr.rule, "cleared").inc()
-            return
+            return None
         rec = staged.get(aid) or self.store.get(aid)
         assert rec is not None
         ev = self._event(rec.base, "cleared", tr.ts, list(rec.teams), value=tr.value,
@@ -253,6 +389,7 @@ class AlarmManager:
         rec = replace(rec, state="cleared", cleared_ts=tr.ts, next_escalation_ms=None)
         staged[aid] = self._append(rec, ev, commit)
         open_ids[key] = None
+        return staged[aid]
 
     def _open_id(self, key: tuple[str, str], staged: dict[str, AlarmRecord],
                  open_ids: dict[tuple[str, str], str | None]) -> str | None:
@@ -275,11 +412,12 @@ class AlarmManager:
         return base.model_copy(update=update)
 
     def _append(self, rec: AlarmRecord, ev: AlarmEvent, commit: Commit, *,
-                new_teams: list[str] | None = None) -> AlarmRecord:
-        """Adds ``ev`` as the next event of ``rec`` with its outbox rows; the updated record."""
+                new_teams: list[str] | None = None, deliver: bool = True) -> AlarmRecord:
+        """Adds ``ev`` as the next event of ``rec`` with its outbox rows (none when not
+        ``deliver``: a held alarm is recorded only); the updated record."""
         seq = rec.seq + 1
         commit.events.append((seq, ev))
-        for team in ev.teams:
+        for team in ev.teams if deliver else ():
             for key in self._targets.get(team, ()):
                 commit.deliveries.append(Delivery(
                     delivery_id=delivery_id_for(rec.alarm_id, seq, key),

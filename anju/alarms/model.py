@@ -141,6 +141,13 @@ class AlarmRecord:
     next_escalation_ms: int | None = None
     assignee: str | None = None  # the person now assigned (the newest ``assigned`` event)
     comments: int = 0
+    # Supervision (issue 18): the escalation chain's next step and the receiving-clock time
+    # its steps count from; ``held`` ("inhibited", "maintenance") while recorded but not
+    # delivered, ``held_by`` the inhibiting alarm or the window id.
+    chain_step: int = 0
+    chain_from_ms: int | None = None
+    held: str | None = None
+    held_by: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -162,6 +169,8 @@ class AlarmRecord:
         out["comments"] = self.comments
         out["raised_at"] = self.raised_ts
         out["next_escalation_ms"] = self.next_escalation_ms
+        out["held"] = self.held
+        out["held_by"] = self.held_by
         return out
 
 

@@ -291,6 +291,9 @@ class Decoder:
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.newest_ts = 0
+        # gateway id → receiving clock of its newest batch: the alarm stage's gateway watch
+        # (gateway.offline, and which device.offline alarms a silent gateway explains)
+        self.gateway_seen: dict[str, int] = {}
 
     # -- public -----------------------------------------------------------------------
     def decode(self, topic: str, payload: bytes, builder: BatchBuilder,
@@ -311,6 +314,8 @@ class Decoder:
             self._reject(topic, exc, payload, _rcv(received_ms, now_ms))
             return 0
         t = route.topic
+        if t.kind is None and now_ms is not None:
+            self.gateway_seen[t.device] = now_ms
         if type(value) is list:
             items = value
         elif t.kind is None:

@@ -23,15 +23,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from anju.devices.kinds import KIND_CODES, KINDS
+from anju.devices.supervision import ChainModel, Supervision, SupervisionModel
 from anju.devices.targets import RobotTarget, RobotTargetModel
 from anju.errors import RegistryError
 
 __all__ = [
     "ID_RE",
+    "LEVELS",
     "PIPELINE_USER",
     "Building",
     "DeviceTable",
     "Estate",
+    "Jurisdiction",
     "Site",
     "Team",
     "load_site",
@@ -42,6 +45,10 @@ ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PIPELINE_USER = "anju-pipeline"
 _ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 Role = Literal["property", "fire", "supervisor"]
+#: The supervision chain, broadest first: city (the site) → district (县区) → street
+#: (街道) → community (社区); a team listing estates only is at level "estate".
+LEVELS = ("city", "district", "street", "community")
+Level = Literal["city", "district", "street", "community", "estate"]
 
 
 # -- site.yaml, validated by pydantic ------------------------------------------------------
@@ -60,14 +67,28 @@ class _EstateModel(BaseModel):
     name: str = ""
     district: str = ""
     street: str = ""
+    community: str = ""
     buildings: list[_BuildingModel] = Field(min_length=1)
+
+
+class _JurisdictionModel(BaseModel):
+    """``jurisdiction:`` of a team: each level a name or a list of names (any of them);
+    several levels narrow each other (``{district: 西城区, street: 东街街道}``);
+    ``city: true`` (or the city's name) is the whole site."""
+
+    model_config = ConfigDict(extra="forbid")
+    city: bool | str | None = None
+    district: str | list[str] | None = None
+    street: str | list[str] | None = None
+    community: str | list[str] | None = None
 
 
 class _TeamModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=_ID_PATTERN)
     role: Role
-    estates: list[str] = Field(min_length=1)
+    estates: list[str] = []
+    jurisdiction: _JurisdictionModel | None = None
     webhook: str | None = None
     secret_env: str | None = None
     token_env: str | None = None
@@ -84,16 +105,28 @@ class _TeamModel(BaseModel):
 class _EscalationModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     unacknowledged_after_s: float = Field(300, gt=0)
+    chains: dict[str, ChainModel] = {}  # severity or rule id → chain (devices/supervision.py)
+
+    @field_validator("chains")
+    @classmethod
+    def _chain_keys(cls, v: dict[str, ChainModel]) -> dict[str, ChainModel]:
+        for key in v:
+            if key not in ("critical", "major", "minor", "warning") and "." not in key:
+                raise ValueError(f"chain {key!r}: a severity (critical, major, minor, "
+                                 "warning) or a rule id (kind.name)")
+        return v
 
 
 class _SiteModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    city: str = ""  # the site's name as the top of the supervision chain (市住建局)
     estates: list[_EstateModel] = Field(min_length=1)
     teams: list[_TeamModel] = []
     escalation: _EscalationModel = Field(
         default_factory=lambda: _EscalationModel.model_validate({}))
     rules: dict[str, dict[str, Any]] = {}  # per-site rule overrides: {rule_id: {param: value}}
     report: dict[str, Any] = {}  # accountability report settings (anju/report/scoring.py)
+    supervision: SupervisionModel | None = None
 
 
 # -- what the rest of anju sees -------------------------------------------------------------
@@ -115,6 +148,44 @@ class Estate:
     district: str
     street: str
     buildings: dict[str, Building]
+    community: str = ""
+
+    def at(self, level: str) -> str:
+        """The estate's name at one level of the chain ("" where site.yaml names none)."""
+        return {"district": self.district, "street": self.street,
+                "community": self.community}.get(level, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Jurisdiction:
+    """What a supervisor team oversees: names per level, each level a set (any of them),
+    levels narrowing each other. ``city`` True is the whole site."""
+
+    city: bool = False
+    district: tuple[str, ...] = ()
+    street: tuple[str, ...] = ()
+    community: tuple[str, ...] = ()
+
+    @property
+    def level(self) -> Level:
+        """The narrowest level named: the team's place in the chain."""
+        for lv in ("community", "street", "district"):
+            if getattr(self, lv):
+                return lv
+        return "city"
+
+    def covers(self, estate: Estate) -> bool:
+        """Whether an estate lies inside this jurisdiction."""
+        return all(not names or estate.at(lv) in names
+                   for lv, names in (("district", self.district), ("street", self.street),
+                                     ("community", self.community)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The jurisdiction as site.yaml says it (levels named only)."""
+        out: dict[str, Any] = {"city": True} if self.city else {}
+        out.update({lv: list(getattr(self, lv)) for lv in ("district", "street", "community")
+                    if getattr(self, lv)})
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +197,17 @@ class Team:
     secret_env: str | None
     token_env: str | None
     targets: tuple[RobotTarget, ...] = ()
+    # Set for teams scoped by jurisdiction; ``estates`` then holds the estates it resolves
+    # to (with any listed ones), so every estate check keeps working unchanged.
+    jurisdiction: Jurisdiction | None = None
+
+    @property
+    def level(self) -> Level:
+        """Where the team sits in the supervision chain: its jurisdiction's level, "city"
+        for ``estates: ["*"]``, else "estate"."""
+        if self.jurisdiction is not None:
+            return self.jurisdiction.level
+        return "city" if "*" in self.estates else "estate"
 
     def covers(self, estate: str) -> bool:
         return "*" in self.estates or estate in self.estates
@@ -177,6 +259,13 @@ class Site:
     load_s: float = 0.0
     rule_override_lines: dict[str, int] = field(default_factory=dict)  # site.yaml lines
     report_settings: dict[str, Any] = field(default_factory=dict)  # site.yaml report:
+    supervision: Supervision | None = None  # None: built from unacknowledged_after_s
+
+    def policy(self) -> Supervision:
+        """Escalation chains, inhibitions and maintenance settings (devices/supervision.py)."""
+        if self.supervision is None:
+            self.supervision = Supervision.build(self.unacknowledged_after_s, {}, None)
+        return self.supervision
 
     def building(self, estate: str, building: str) -> Building | None:
         e = self.estates.get(estate)
@@ -184,6 +273,12 @@ class Site:
 
     def teams_for(self, estate: str, roles: tuple[str, ...] | list[str]) -> list[Team]:
         return [t for t in self.teams if t.role in roles and t.covers(estate)]
+
+    def supervisors_at(self, estate: str, level: str) -> list[Team]:
+        """The supervisor teams at one level of the chain (city, district, street,
+        community) that oversee an estate."""
+        return [t for t in self.teams
+                if t.role == "supervisor" and t.level == level and t.covers(estate)]
 
     def estate_ids(self) -> list[str]:
         return list(self.estates)
@@ -332,7 +427,8 @@ def load_site(root: str | Path) -> Site:
             b = Building(len(buildings), bm.id, em.id, bm.floors, bm.floor_height_m, bm.basements)
             blds[bm.id] = b
             buildings.append(b)
-        estates[em.id] = Estate(ei, em.id, em.name, em.district, em.street, blds)
+        estates[em.id] = Estate(ei, em.id, em.name, em.district, em.street, blds,
+                                em.community)
 
     teams: list[Team] = []
     seen_teams: set[str] = set()
@@ -345,14 +441,23 @@ def load_site(root: str | Path) -> Site:
             if e != "*" and e not in estates:
                 raise RegistryError(yname, _line_of(raw, ("teams", ti, "estates", j)),
                                     f"teams.{ti}.estates.{j}", f"unknown estate {e!r}")
+        jur = _jurisdiction(tm.jurisdiction, estates, yname, raw, ti)
+        if jur is None and not tm.estates:
+            raise RegistryError(yname, _line_of(raw, ("teams", ti)), f"teams.{ti}.estates",
+                                "a team needs estates or a jurisdiction")
+        scope = tuple(tm.estates)
+        if jur is not None:
+            scope = ("*",) if jur.city and jur.level == "city" else tuple(dict.fromkeys(
+                [*tm.estates, *(e.id for e in estates.values() if jur.covers(e))]))
         names = [t.name or t.type for t in tm.targets]
         for k, n in enumerate(names):
             if n in names[:k]:
                 raise RegistryError(yname, _line_of(raw, ("teams", ti, "targets", k)),
                                     f"teams.{ti}.targets.{k}.name",
                                     f"duplicate target name {n!r} (give each a name)")
-        teams.append(Team(tm.id, tm.role, tuple(tm.estates), tm.webhook, tm.secret_env,
-                          tm.token_env, tuple(RobotTarget.from_model(t) for t in tm.targets)))
+        teams.append(Team(tm.id, tm.role, scope, tm.webhook, tm.secret_env,
+                          tm.token_env, tuple(RobotTarget.from_model(t) for t in tm.targets),
+                          jur))
 
     devices = _load_devices(root / "devices.csv", estates)
     gateways = _load_gateways(root / "gateways.csv", estates, devices)
@@ -367,9 +472,40 @@ def load_site(root: str | Path) -> Site:
         rule_overrides=model.rules,
         rule_override_lines=_override_lines(raw.get("rules")),
         report_settings=model.report,
+        supervision=Supervision.build(model.escalation.unacknowledged_after_s,
+                                      model.escalation.chains, model.supervision),
     )
     site.load_s = time.perf_counter() - t0
     return site
+
+
+def _jurisdiction(jm: _JurisdictionModel | None, estates: dict[str, Estate], yname: str,
+                  raw: Any, ti: int) -> Jurisdiction | None:
+    """A team's ``jurisdiction:`` checked against the estates: each name must be some
+    estate's, and the whole must cover at least one estate (a typo would silence a team)."""
+    if jm is None:
+        return None
+
+    def names(v: str | list[str] | None) -> tuple[str, ...]:
+        return () if v is None else (v,) if isinstance(v, str) else tuple(v)
+
+    jur = Jurisdiction(city=jm.city not in (None, False), district=names(jm.district),
+                       street=names(jm.street), community=names(jm.community))
+    if not jur.city and jur.level == "city":
+        raise RegistryError(yname, _line_of(raw, ("teams", ti, "jurisdiction")),
+                            f"teams.{ti}.jurisdiction",
+                            "name a city, district, street or community")
+    for lv in ("district", "street", "community"):
+        known = {e.at(lv) for e in estates.values()}
+        for name in getattr(jur, lv):
+            if name not in known:
+                raise RegistryError(yname, _line_of(raw, ("teams", ti, "jurisdiction", lv)),
+                                    f"teams.{ti}.jurisdiction.{lv}",
+                                    f"no estate has {lv} {name!r}")
+    if not any(jur.covers(e) for e in estates.values()):
+        raise RegistryError(yname, _line_of(raw, ("teams", ti, "jurisdiction")),
+                            f"teams.{ti}.jurisdiction", "covers no estate")
+    return jur
 
 
 def _override_lines(raw: Any) -> dict[str, int]:

@@ -38,6 +38,7 @@ from anju.alarms import (
     alarm_lines,
     make_api,
 )
+from anju.alarms.maintenance import MaintenanceBook
 from anju.config import Settings
 from anju.devices.batch import Batch
 from anju.devices.deadletter import DEFAULT_NAME, DeadLetters
@@ -126,10 +127,14 @@ class Pipeline:
         except ConfigError:
             self.store.close()
             raise
-        self.manager = AlarmManager(self.site, self.store, registry=self.registry)
+        # maintenance windows and records live in the alarm store's file (issue 18)
+        self.book = MaintenanceBook(self.store.path)
+        self.manager = AlarmManager(self.site, self.store, registry=self.registry,
+                                    book=self.book)
         self.engine = RuleEngine(self.site, self._rules, estates=self.estates)
         self._restore_engine()
         self.decoder = Decoder(self.site, on_reject=self._on_reject, estates=self.estates)
+        self.manager.watch_gateways(self.decoder.gateway_seen)  # gateway.offline
         self.encoder = LineEncoder(self.site)
         self.batcher = Batcher(self.consumer, self.decoder, batch_max=self.settings.batch_max,
                                linger_ms=self.settings.batch_linger_ms, metrics=self.metrics,
@@ -156,6 +161,7 @@ class Pipeline:
         await stack.__aenter__()
         try:
             stack.callback(self.store.close)
+            stack.callback(self.book.close)
             # Opens its file and starts its writer thread: only now, after validate().
             self.dead_letters = DeadLetters(self.settings.state_dir / DEFAULT_NAME,
                                             self.settings.deadletter_max_mb << 20)
