@@ -57,6 +57,16 @@ def test_every_company_figure_equals_the_ground_truth(month: tuple[Site, MonthPl
     assert neg["acked_by_supervisor"] > 0 and neg["open_at_start"] > 0
 
 
+def test_maintenance_windows_are_not_counted_as_downtime(
+        month: tuple[Site, MonthPlan, Path]) -> None:
+    site, plan, state = month
+    report = _report(site, state)
+    assert report.meta["maintenance_windows"] == len(plan.windows) > 0
+    hours = sum(r["device_hours"] for r in report.tables["companies"])
+    devices = sum(r["devices"] for r in report.tables["companies"])
+    assert hours < devices * 30 * 24  # the windows' device-hours are not registered time
+
+
 def test_ranking_is_prompt_slow_negligent(month: tuple[Site, MonthPlan, Path]) -> None:
     site, plan, state = month
     report = _report(site, state)
@@ -81,6 +91,18 @@ def test_hot_spots_and_trapped_passengers_equal_the_truth(
     trapped = sorted(((r["device"], r["ack_s"]) for r in report.tables["trapped"]), key=key)
     assert trapped == sorted(truth["trapped"], key=key)
     assert any(a is None for _, a in trapped) and any(a is not None for _, a in trapped)
+
+
+def test_a_jurisdiction_scopes_the_report(month: tuple[Site, MonthPlan, Path]) -> None:
+    site, _plan, state = month
+    street = site.estates["e001"].street
+    report = _report(site, state, jurisdiction=(("street", street),))
+    want = {e for e, est in site.estates.items() if est.street == street}
+    assert {r["estate"] for r in report.tables["estates"]} == want
+    assert len(want) < len(site.estates)
+    everyone = _report(site, state)
+    mine = {r["company"]: r["alarms"] for r in report.tables["companies"]}
+    assert sum(mine.values()) < sum(r["alarms"] for r in everyone.tables["companies"])
 
 
 def test_a_team_sees_only_its_estates(month: tuple[Site, MonthPlan, Path]) -> None:

@@ -36,7 +36,7 @@ from anju.report.period import Period
 from anju.report.scope import Scope
 from anju.report.scoring import ReportSettings, components, level_for, score
 
-__all__ = ["NO_COMPANY", "Report", "compute", "deadline_ms", "nearest_rank"]
+__all__ = ["NO_COMPANY", "Report", "compute", "deadline_ms", "maintenance_of", "nearest_rank"]
 
 NO_COMPANY = "(none)"  # estates without a property team
 _SEVERITIES = ("critical", "major", "minor", "warning")
@@ -75,8 +75,31 @@ def nearest_rank(sorted_values: Sequence[float] | np.ndarray, p: float) -> float
 
 
 def deadline_ms(site: Site, severity: str, rule: str) -> int:
-    """The acknowledgement deadline of an alarm: its first escalation step."""
-    return round(site.unacknowledged_after_s * 1000)
+    """The acknowledgement deadline of an alarm: the first step of its escalation chain
+    after the raise (issue 18); ``unacknowledged_after_s`` when the chain has none."""
+    chain = site.policy().chain_for(rule, severity)
+    return next((s.after_ms for s in chain.steps if s.after_ms > 0),
+                round(site.unacknowledged_after_s * 1000))
+
+
+def maintenance_of(site: Site, windows: Sequence[tuple[str, str, int, int]]) -> Windows:
+    """Device → its maintenance windows, from (scope, target, from, to) rows: a window on
+    a device, its building (``estate/building``) or its estate."""
+    by_target: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for _scope, target, a, b in windows:
+        by_target[target].append((a, b))
+    if not by_target:
+        return lambda dev: ()
+    dt = site.devices
+
+    def of(dev: str) -> Sequence[tuple[int, int]]:
+        i = dt.index.get(dev)
+        if i is None:
+            return ()
+        b = site.buildings[int(dt.building[i])]
+        return [*by_target.get(dev, ()), *by_target.get(f"{b.estate}/{b.id}", ()),
+                *by_target.get(b.estate, ())]
+    return of
 
 
 def _r(x: float | None, nd: int = 3) -> float | None:
@@ -147,6 +170,7 @@ class _Acc:
         self.camera_dark_ms = 0
         self.falling = 0
         self.trapped = 0
+        self.held = 0
 
     def row(self) -> dict[str, Any]:
         p50, p90, mx = _stats(self.own_ack_ms)
@@ -171,13 +195,16 @@ class _Acc:
             "camera_hours": _r(self.camera_ms / _HOUR),
             "camera_dark_hours": _r(self.camera_dark_ms / _HOUR),
             "camera_coverage": _r(cover, 6), "falling_objects": self.falling,
-            "trapped": self.trapped,
+            "trapped": self.trapped, "held": self.held,
         }
 
 
 def compute(site: Site, scope: Scope, period: Period, table: AlarmTable,
             settings: ReportSettings, *, maintenance: Windows | None = None) -> Report:
-    """All tables of a report over ``table`` (alarms of ``scope``'s estates)."""
+    """All tables of a report over ``table`` (alarms of ``scope``'s estates); maintenance
+    windows come from the table unless given."""
+    if maintenance is None:
+        maintenance = maintenance_of(site, table.windows)
     t0, t1 = period.start_ms, period.end_ms
     in_scope = set(scope.estates)
     company_of = _companies(site, scope.estates)
@@ -232,12 +259,17 @@ def compute(site: Site, scope: Scope, period: Period, table: AlarmTable,
             continue
         # -- an alarm of the period -------------------------------------------------------
         sev = table.severity[i]
+        held = bool(table.held[i])
         d = deadline_ms(site, sev, rule)
+        # the company's clock starts when it was told: the raise, or the release of an alarm
+        # held by a maintenance window or an inhibition (issue 18)
+        q = int(table.asked[i])
         role = None if a == NONE else _role(table.ack_team[i], own_teams[e], role_of)
-        answered_in_time = role == "own" and a - r <= d
-        # at the deadline: neither acknowledged nor cleared, and the deadline within the period
-        pending_at_deadline = (r + d <= t1 and (a == NONE or a - r > d)
-                               and (c == NONE or c - r > d))
+        answered_in_time = role == "own" and a - q <= d
+        # at the deadline: neither acknowledged nor cleared, and the deadline within the
+        # period; an alarm still held was never put to the company
+        pending_at_deadline = (not held and q + d <= t1 and (a == NONE or a - q > d)
+                               and (c == NONE or c - q > d))
         esc, lvl = int(table.escalations[i]), int(table.level[i])
         for acc in accs:
             acc.alarms += 1
@@ -246,8 +278,10 @@ def compute(site: Site, scope: Scope, period: Period, table: AlarmTable,
                 acc.due += 1
             if answered_in_time:
                 acc.in_deadline += 1
+            if held:
+                acc.held += 1
             if role == "own":
-                acc.own_ack_ms.append(a - r)
+                acc.own_ack_ms.append(a - q)
             elif role is not None:
                 acc.by_role[role] += 1
             if esc:
@@ -268,7 +302,7 @@ def compute(site: Site, scope: Scope, period: Period, table: AlarmTable,
             trapped.append({
                 "company": company_of[e], "estate": e, "building": table.building[i],
                 "device": dev, "alarm_id": table.alarm_id[i], "raised": period.label(r),
-                "raised_ms": r, "ack_s": None if a == NONE else _r((a - r) / 1000),
+                "raised_ms": r, "ack_s": None if a == NONE else _r((a - q) / 1000),
                 "acked_by": None if role is None else (
                     "property" if role == "own" else role),
                 "clear_s": None if c == NONE else _r((c - r) / 1000),
@@ -281,6 +315,7 @@ def compute(site: Site, scope: Scope, period: Period, table: AlarmTable,
     meta = {"title": "物业企业告警处置情况报告 / Accountability report",
             "period": period.as_dict(), "scope": scope.as_dict(),
             "deadline_s": site.unacknowledged_after_s,
+            "maintenance_windows": len(table.windows),
             "settings": settings.model_dump(), "alarms_read": len(table)}
     return Report(meta, tables)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ class AlarmTable:
     cleared: np.ndarray  # int64, NONE when not cleared before the end
     escalations: np.ndarray  # int32: escalated events before the end
     level: np.ndarray  # int32: the highest escalation level reached before the end
+    asked: np.ndarray  # int64: when the company was told (the escalation chain's start)
+    held: np.ndarray  # bool: recorded but never delivered (maintenance, inhibited)
+    windows: list[tuple[str, str, int, int]] = field(default_factory=list)
+    # maintenance windows (scope, target, from, to) overlapping the period (issue 18)
 
     def __len__(self) -> int:
         return len(self.alarm_id)
@@ -98,6 +102,7 @@ def load_sqlite(path: str | Path, period: Period, estates: Sequence[str]) -> Ala
             "SELECT e.alarm_id, e.body FROM events e JOIN alarms a ON a.alarm_id = e.alarm_id "
             "WHERE e.event = 'escalated' AND e.ts < ? AND a.started_at < ? "
             "AND a.estate IN (SELECT estate FROM scope)", (t1, t1)).fetchall()
+        windows = _windows(db, period)
     except sqlite3.Error as exc:
         raise StoreMissing(f"{path}: {exc}") from exc
     finally:
@@ -105,7 +110,22 @@ def load_sqlite(path: str | Path, period: Period, estates: Sequence[str]) -> Ala
     levels: dict[str, list[int]] = {}
     for aid, body in esc:
         levels.setdefault(aid, []).append(_level(orjson.loads(body)))
-    return _build((orjson.loads(r[0]) for r in rows), period, levels)
+    table = _build((orjson.loads(r[0]) for r in rows), period, levels)
+    wanted = set(estates)
+    table.windows = [(str(w[0]), str(w[1]), int(w[2]), int(w[3])) for w in windows
+                     if w[4] in wanted]
+    return table
+
+
+def _windows(db: sqlite3.Connection, period: Period) -> list[tuple[Any, ...]]:
+    """Maintenance windows overlapping the period; none in a store older than issue 18."""
+    have = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                      "name = 'maintenance'").fetchone()
+    if not have:
+        return []
+    return db.execute("SELECT scope, target, from_ms, to_ms, estate FROM maintenance "
+                      "WHERE from_ms < ? AND to_ms > ?", (period.end_ms, period.start_ms)
+                      ).fetchall()
 
 
 def _level(event: dict[str, Any]) -> int:
@@ -135,7 +155,8 @@ def from_records(store: AlarmStore, recs: Iterable[AlarmRecord], period: Period)
         d = orjson.loads(orjson.dumps({
             "alarm_id": rec.alarm_id, "is_event": rec.is_event, "raised_ts": rec.raised_ts,
             "acked_ts": rec.acked_ts, "ack_team": rec.ack_team, "cleared_ts": rec.cleared_ts,
-            "base": rec.base.model_dump(mode="json")}))
+            "chain_from_ms": getattr(rec, "chain_from_ms", None),
+            "held": getattr(rec, "held", None), "base": rec.base.model_dump(mode="json")}))
         dicts.append(d)
         if rec.escalations:
             evs: list[AlarmEvent] = store.events(rec.alarm_id)
@@ -163,6 +184,8 @@ def _build(records: Iterable[dict[str, Any]], period: Period,
     cleared: list[int] = []
     n_esc: list[int] = []
     level: list[int] = []
+    asked: list[int] = []
+    held: list[bool] = []
     for d in records:
         r = int(d["raised_ts"])
         if r >= t1:
@@ -190,6 +213,9 @@ def _build(records: Iterable[dict[str, Any]], period: Period,
         ack_team.append((team or "") if ok else None)
         c = d.get("cleared_ts")
         cleared.append(int(c) if c is not None and c < t1 else NONE)
+        told = d.get("chain_from_ms")
+        asked.append(int(told) if told is not None else r)
+        held.append(d.get("held") is not None)
         lv = levels.get(aid, ())
         n_esc.append(len(lv))
         level.append(max(lv, default=0))
@@ -199,4 +225,5 @@ def _build(records: Iterable[dict[str, Any]], period: Period,
         is_event=np.asarray(is_event, dtype=bool), raised=np.asarray(raised, dtype=np.int64),
         started=np.asarray(started, dtype=np.int64), acked=np.asarray(acked, dtype=np.int64),
         ack_team=ack_team, cleared=np.asarray(cleared, dtype=np.int64),
-        escalations=np.asarray(n_esc, dtype=np.int32), level=np.asarray(level, dtype=np.int32))
+        escalations=np.asarray(n_esc, dtype=np.int32), level=np.asarray(level, dtype=np.int32),
+        asked=np.asarray(asked, dtype=np.int64), held=np.asarray(held, dtype=bool))
