@@ -112,16 +112,19 @@ def _team(tid: str, role: str, estates: list[str]) -> dict[str, Any]:
 
 def plan_month(site: Any, start_ms: int, end_ms: int, seed: int = 19,
                alarms_per_estate: int = 60) -> MonthPlan:
-    """The alarms of every estate of ``site`` (a :class:`~anju.devices.registry.Site`
-    written by :func:`write_month_site`) from 5 days before the start to a day after the end."""
+    """The alarms of every estate of ``site`` from 5 days before the start to a day after
+    the end. A property team named ``property-<profile>`` behaves as that profile; the
+    others (a generated city's) take the profiles in turn."""
     rng = np.random.default_rng([seed, 0x19])
-    company_of = {}
-    profile_of = {}
+    company_of: dict[str, str] = {}
+    profile_of: dict[str, str] = {}
+    names = list(PROFILES)
     for t in site.teams:
         if t.role == "property":
-            profile_of[t.id] = t.id.removeprefix("property-")
+            name = t.id.removeprefix("property-")
+            profile_of[t.id] = name if name in PROFILES else names[len(profile_of) % 3]
             for e in t.estates:
-                company_of[e] = t.id
+                company_of.setdefault(e, t.id)
     plan = MonthPlan(start_ms, end_ms, company_of, profile_of)
     dt = site.devices
     for e in site.estates.values():
@@ -132,7 +135,11 @@ def plan_month(site: Any, start_ms: int, end_ms: int, seed: int = 19,
     mix = np.array([_RULES[r][4] for r in rules])
     mix = mix / mix.sum()
     for eid in site.estates:
-        prof = PROFILES[profile_of[company_of[eid]]]
+        company = company_of[eid]
+        sup = site.teams_for(eid, ("supervisor",))
+        fire = site.teams_for(eid, ("fire",))
+        prof = {**PROFILES[profile_of[company]], "company": company,
+                "supervisor": sup[0].id if sup else None, "fire": fire[0].id if fire else None}
         hot = None  # the falling-object hot spot of the estate: one building, one floor
         for _ in range(alarms_per_estate):
             rule = str(rng.choice(rules, p=mix))
@@ -230,7 +237,7 @@ def _alarm(rng: np.random.Generator, site: Any, plan: MonthPlan, estate: str, ru
 def _answer(rng: np.random.Generator, p: Planned, prof: dict[str, Any], *,
             state: bool, late: bool = False) -> None:
     """Who acknowledges when, and when a state alarm clears, by the company's profile."""
-    company = f"property-{_profile_name(prof)}"
+    company = prof["company"]
     if state and p.clear is None and rng.random() < 0.25:
         p.clear = p.raised + int(rng.integers(20_000, 200_000))  # gone before anyone acts
         return
@@ -238,8 +245,10 @@ def _answer(rng: np.random.Generator, p: Planned, prof: dict[str, Any], *,
         p.ack = p.raised + int(rng.uniform(*prof["delay_s"]) * 1000) + int(rng.integers(1, 997))
         p.ack_team = company
     elif rng.random() < prof["supervisor_p"]:
-        p.ack = p.raised + int(rng.integers(400, 1800)) * 1000 + 333
-        p.ack_team = "fire-district" if p.rule == "elevator.trapped" else "supervisor-street"
+        other = prof["fire"] if p.rule == "elevator.trapped" else prof["supervisor"]
+        if other is not None:
+            p.ack = p.raised + int(rng.integers(400, 1800)) * 1000 + 333
+            p.ack_team = other
     if not state and p.ack is None and (not late or rng.random() >= prof["never_clear"]):
         # an event alarm closes only on acknowledgement: answered at last, hours late
         p.ack = p.raised + int(rng.integers(2, 12)) * HOUR + 4_321
@@ -251,10 +260,6 @@ def _answer(rng: np.random.Generator, p: Planned, prof: dict[str, Any], *,
             p.clear = p.raised + int(rng.integers(1, 12)) * HOUR + 777
     if p.clear is not None and p.ack is not None and p.ack >= p.clear:
         p.ack = p.ack_team = None  # cleared first: there is nothing left to acknowledge
-
-
-def _profile_name(prof: dict[str, Any]) -> str:
-    return next(k for k, v in PROFILES.items() if v is prof)
 
 
 def _no_overlap(alarms: list[Planned]) -> list[Planned]:
