@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["DEFAULT_TZ", "Period", "parse_instant", "parse_period"]
+__all__ = ["DEFAULT_TZ", "Period", "last_month", "parse_instant", "parse_period"]
 
 DEFAULT_TZ = "Asia/Shanghai"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -66,3 +66,12 @@ def parse_period(start: str, end: str, tz: str = DEFAULT_TZ) -> Period:
     if b <= a:
         raise ValueError(f"the period is empty: --to {end!r} is not after --from {start!r}")
     return Period(a, b, tz)
+
+
+def last_month(now_ms: int, tz: str = DEFAULT_TZ) -> Period:
+    """The last full calendar month before ``now_ms``, local midnights in ``tz``."""
+    zone = ZoneInfo(tz)
+    today = dt.datetime.fromtimestamp(now_ms / 1000, tz=zone).date()
+    first = today.replace(day=1)
+    prev = (first - dt.timedelta(days=1)).replace(day=1)
+    return parse_period(prev.isoformat(), first.isoformat(), tz)
