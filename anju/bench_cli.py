@@ -79,3 +79,29 @@ def bench_ingest(
     typer.echo(f"alarm latency (publish → webhook) at 80 %: p50 {lat['p50']} ms, "
                f"p99 {lat['p99']} ms ({extra['alarms_received']}/{extra['alarms_injected']})")
     typer.echo(f"peak RSS {extra['rss_mb_peak']} MB")
+
+
+@app.command("report")
+def bench_report(
+    estates: Annotated[int, typer.Option(help="estates of the generated city")] = 500,
+    alarms_per_estate: Annotated[int, typer.Option(help="alarms a month per estate, besides "
+                                                   "outages")] = 60,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="a few estates, for the test suite")] = False,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A month of a city through ``anju report`` (budget: 500 estates in under 60 s)."""
+    from anju.report.bench import run_bench
+
+    if quick:
+        estates, alarms_per_estate = min(estates, 3), min(alarms_per_estate, 20)
+    res = run_bench(estates=estates, alarms_per_estate=alarms_per_estate,
+                    progress=lambda m: typer.echo(m, err=True))
+    if json:
+        sys.stdout.write(orjson.dumps(res).decode() + "\n")
+        return
+    typer.echo(f"{res['estates']} estates, {res['devices']:,} devices, {res['alarms']:,} "
+               f"alarms ({res['events']:,} events; generated in {res['generate_s']} s)")
+    typer.echo(f"report: {res['report_s']} s (site {res['site_s']} s, store + figures "
+               f"{res['compute_s']} s, files {res['write_s']} s), CPU {res['cpu_s']} s; "
+               f"budget {res['budget_s']:.0f} s: {'ok' if res['within_budget'] else 'OVER'}")

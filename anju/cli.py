@@ -14,6 +14,7 @@ from anju.cliutil import quiet_flag_types
 from anju.dashboards.cli import app as dashboards_app
 from anju.devices.cli import app as devices_app
 from anju.ingest.cli import register as _register_run
+from anju.report.cli import register as _register_report
 from anju.rules.cli import app as rules_app
 from anju.services.cli import app as services_app
 from anju.simulators.cli import app as simulate_app
@@ -34,6 +35,7 @@ app = typer.Typer(
 _register_run(app)
 _register_demo(app)
 _register_alarms(app)
+_register_report(app)
 app.add_typer(simulate_app, name="simulate", help="City model, scenarios and publishers.")
 app.add_typer(services_app, name="services", help="Local Mosquitto and InfluxDB.")
 app.add_typer(rules_app, name="rules", help="Rule files: check, replay recordings.")

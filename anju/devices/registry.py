@@ -125,6 +125,7 @@ class _SiteModel(BaseModel):
     escalation: _EscalationModel = Field(
         default_factory=lambda: _EscalationModel.model_validate({}))
     rules: dict[str, dict[str, Any]] = {}  # per-site rule overrides: {rule_id: {param: value}}
+    report: dict[str, Any] = {}  # accountability report settings (anju/report/scoring.py)
     supervision: SupervisionModel | None = None
 
 
@@ -257,6 +258,7 @@ class Site:
     rule_overrides: dict[str, dict[str, Any]]
     load_s: float = 0.0
     rule_override_lines: dict[str, int] = field(default_factory=dict)  # site.yaml lines
+    report_settings: dict[str, Any] = field(default_factory=dict)  # site.yaml report:
     supervision: Supervision | None = None  # None: built from unacknowledged_after_s
 
     def policy(self) -> Supervision:
@@ -469,6 +471,7 @@ def load_site(root: str | Path) -> Site:
         gateways=gateways,
         rule_overrides=model.rules,
         rule_override_lines=_override_lines(raw.get("rules")),
+        report_settings=model.report,
         supervision=Supervision.build(model.escalation.unacknowledged_after_s,
                                       model.escalation.chains, model.supervision),
     )

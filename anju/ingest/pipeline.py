@@ -64,6 +64,7 @@ from anju.ingest.lineproto import LineEncoder
 from anju.ingest.metrics import ingest_metrics
 from anju.ingest.mqtt import AckSequencer, MqttConsumer, topics_for
 from anju.ingest.storage import Storage
+from anju.report.api import add_reports
 from anju.rules import RuleEngine, RuleSet, load_rules
 from anju.rules.transition import Transition
 from anju.web import add_console
@@ -213,6 +214,7 @@ class Pipeline:
                        registry=self.registry, clock_ms=self._now,
                        on_events=self._committed_events)
         add_console(app)  # the operators' console at / (anju/web)
+        add_reports(app)  # GET /reports: the accountability report (anju/report)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

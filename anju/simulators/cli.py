@@ -57,6 +57,40 @@ def site_cmd(
         typer.echo(f"and, for the alarm API, their tokens: {' '.join(tokens)}")
 
 
+@app.command("month")
+def month_cmd(
+    out: Annotated[Path, typer.Option("--out", help="directory: site/, state/, truth.json")],
+    start: Annotated[str, typer.Option("--from", help="first day of the month")] = "2026-11-01",
+    end: Annotated[str, typer.Option("--to", help="day after the last")] = "2026-12-01",
+    seed: Annotated[int, typer.Option("--seed")] = 19,
+    json: JsonOpt = False,
+) -> None:
+    """A month of alarm handling by three property companies (prompt, slow, negligent),
+    through the real alarm lifecycle, with the ground truth of the accountability report."""
+    from anju.devices.registry import load_site
+    from anju.report.period import parse_period
+    from anju.simulators.month import ground_truth, plan_month, run_month, write_month_site
+
+    try:
+        period = parse_period(start, end)
+    except ValueError as exc:
+        raise fail(exc) from None
+    site = load_site(write_month_site(out / "site", seed))
+    plan = plan_month(site, period.start_ms, period.end_ms, seed)
+    events = run_month(site, plan, out / "state")
+    truth = ground_truth(site, plan)
+    truth["falling_objects"] = [[*k, n] for k, n in truth["falling_objects"].items()]
+    (out / "truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
+    summary = {"out": str(out), "alarms": len(plan.alarms), "events": events,
+               "order": truth["order"]}
+    if json:
+        emit_json(summary)
+    else:
+        typer.echo(f"wrote {out}: {len(plan.alarms)} alarms, {events} events; "
+                   f"anju report --site {out / 'site'} --state-dir {out / 'state'} "
+                   f"--from {start} --to {end} --out {out / 'report'}")
+
+
 @app.command("run")
 def run_cmd(
     site: SiteOpt,

@@ -2,7 +2,7 @@
 // data-i18n / data-i18n-placeholder attributes and by app.js through t().
 export const WORDS = {
   zh: {
-    title: "安居 · 值班台", token: "团队令牌", signin: "登录", signout: "退出",
+    title: "安居 · 值班台", token: "团队令牌", signin: "登录", signout: "退出", report: "上月报告",
     signin_failed: "令牌无效", signin_limited: "失败次数过多，请稍后再试",
     offline: "未连接", live: "实时", open_alarms: "当前告警", history: "历史",
     health: "设备健康", estate: "小区", building: "楼栋", kind: "类型", severity: "级别",
@@ -24,7 +24,7 @@ export const WORDS = {
     out: { pending: "待推送", delivered: "已送达", dead: "失败（待重发）" },
   },
   en: {
-    title: "Anju · control room", token: "Team token", signin: "Sign in", signout: "Sign out",
+    title: "Anju · control room", token: "Team token", signin: "Sign in", signout: "Sign out", report: "Last month's report",
     signin_failed: "Invalid token", signin_limited: "Too many failed sign-ins; try later",
     offline: "offline", live: "live", open_alarms: "Open alarms", history: "History",
     health: "Device health", estate: "Estate", building: "Building", kind: "Kind",
