@@ -59,7 +59,7 @@ def register(root: typer.Typer) -> None:
 
 
 async def _serve(settings: Settings, site: Site) -> None:
-    from anju.ingest.pipeline import Pipeline
+    from anju.app.pipeline import Pipeline
 
     log = logging.getLogger("anju.run")
     stop = asyncio.Event()

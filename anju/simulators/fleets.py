@@ -1,13 +1,14 @@
-"""Signal generators, one module per device kind, and the incidents each can stage.
+"""Signal generators, one per device kind, and the incidents each can stage.
 
-Each module defines a fleet class and ``INCIDENTS`` (name → :class:`IncidentType`); this
-table collects them. ``silent`` (the device stops reporting) applies to every kind.
+Each kind's ``anju/kinds/<kind>/simulator.py`` defines ``FLEET`` (a :class:`Fleet`
+subclass) and ``INCIDENTS`` (name → :class:`IncidentType`); this table collects them from
+the kind table. ``silent`` (the device stops reporting) applies to every kind.
 """
 
 from __future__ import annotations
 
-from anju.simulators.kinds import camera, elevator, smoke, water
-from anju.simulators.kinds._base import (
+from anju.kinds import KINDS, kind_module
+from anju.simulators.fleet import (
     BoundIncident,
     Fleet,
     FleetContext,
@@ -26,17 +27,9 @@ __all__ = [
     "Readings",
 ]
 
-FLEETS: dict[str, type[Fleet]] = {
-    "camera": camera.CameraFleet,
-    "elevator": elevator.ElevatorFleet,
-    "smoke": smoke.SmokeFleet,
-    "water": water.WaterFleet,
-}
+FLEETS: dict[str, type[Fleet]] = {kind: kind_module(kind, "simulator").FLEET for kind in KINDS}
 
 INCIDENT_TYPES: dict[str, IncidentType] = {
-    **camera.INCIDENTS,
-    **elevator.INCIDENTS,
-    **smoke.INCIDENTS,
-    **water.INCIDENTS,
+    **{name: t for kind in KINDS for name, t in kind_module(kind, "simulator").INCIDENTS.items()},
     "silent": IncidentType("silent", "*", SilentParams, "the device stops reporting"),
 }
