@@ -57,9 +57,9 @@ from anju.alarms.stages import (
     Router,
 )
 from anju.alarms.store import AlarmQuery, AlarmStore, Commit
-from anju.devices.kinds import KIND_CODES
 from anju.devices.registry import Site
 from anju.devices.targets import destination_keys
+from anju.kinds import KIND_CODES
 from anju.rules.transition import Transition
 
 __all__ = ["AlarmManager"]

@@ -24,9 +24,9 @@ from typing import Any
 
 from anju.alarms.maintenance import MaintenanceBook, Window, window_covers
 from anju.alarms.model import AlarmRecord
-from anju.devices.kinds import KIND_CODES
 from anju.devices.registry import LEVELS, Site
 from anju.devices.supervision import Chain, Inhibit, Supervision
+from anju.kinds import KIND_CODES
 from anju.rules.transition import Transition
 
 __all__ = ["Escalator", "GatewayWatch", "Inhibitor", "MaintenanceGate", "OverdueWatch",

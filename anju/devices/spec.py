@@ -1,7 +1,7 @@
 """What a device kind is: its payload fields, heartbeat and registry params.
 
 A kind is declared once, as a :class:`KindSpec` in its own module under
-``anju/devices/kinds/``; :mod:`anju.devices.kinds` discovers those modules, so adding a
+``anju/devices/kinds/``; :mod:`anju.kinds` discovers those modules, so adding a
 kind touches its module (and its rules) and nothing else.
 """
 
