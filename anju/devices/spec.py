@@ -97,6 +97,12 @@ class KindSpec:
     check: Callable[[dict[str, Any]], None] | None = None
     # What ``check`` enforces, said in JSON Schema for the kind's published schema.
     schema_extra: dict[str, Any] | None = None
+    # Statutory maintenance interval: past it without a maintenance record, the rule
+    # ``{kind}.maintenance_overdue`` is raised (anju.alarms.stages.OverdueWatch).
+    maintenance_days: float | None = None
+    # (source rule, target rule): while the source is open on a device of this kind, the
+    # target is inhibited in its building (a lift's power cut silences the building).
+    inhibits: tuple[tuple[str, str], ...] = ()
     field_index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
