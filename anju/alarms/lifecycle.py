@@ -78,25 +78,38 @@ class AlarmManager:
     def __init__(self, site: Site, store: AlarmStore, *,
                  registry: CollectorRegistry | None = None,
                  book: MaintenanceBook | None = None) -> None:
-        self.site = site
         self.store = store
-        self.escalate_after_ms = round(site.unacknowledged_after_s * 1000)
-        # the stages (stages.py): route → inhibit → maintenance → (dedupe) → escalate
-        policy = site.policy()
         self.book = book
-        self.router = Router(site, policy)
-        self.inhibitor = Inhibitor(site, policy)
-        self.gate = MaintenanceGate(book)
-        self.escalator = Escalator(self.router, policy)
-        self.gateways = GatewayWatch(site, policy)
-        self.overdue = OverdueWatch(site, policy)
-        self._watches_restored = False
-        # outbox keys per team: its webhook (the team id) and its robots (team/name)
-        self._targets = {t.id: destination_keys(t.id, bool(t.webhook), t.targets)
-                         for t in site.teams}
         self._metrics = alarm_metrics(registry)
         self._lock = threading.Lock()
         self._now: int | None = None
+        self._use(site)
+
+    def _use(self, site: Site) -> None:
+        self.site = site
+        self.escalate_after_ms = round(site.unacknowledged_after_s * 1000)
+        # the stages (stages.py): route → inhibit → maintenance → (dedupe) → escalate
+        policy = site.policy()
+        self.router = Router(site, policy)
+        self.inhibitor = Inhibitor(site, policy)
+        self.gate = MaintenanceGate(self.book)
+        self.escalator = Escalator(self.router, policy)
+        seen = getattr(self, "gateways", None)
+        self.gateways = GatewayWatch(site, policy)
+        if seen is not None:
+            self.gateways.seen = seen.seen
+        self.overdue = OverdueWatch(site, policy)
+        self._watches_restored = False  # the watches take their open alarms from the store
+        # outbox keys per team: its webhook (the team id) and its robots (team/name)
+        self._targets = {t.id: destination_keys(t.id, bool(t.webhook), t.targets)
+                         for t in site.teams}
+
+    def reload(self, site: Site) -> None:
+        """Uses a reloaded registry from the next step on (SIGHUP): routing, escalation
+        chains, inhibition and the watches are rebuilt for it; open alarms stay as they
+        are in the store."""
+        with self._lock:
+            self._use(site)
 
     # -- steps -----------------------------------------------------------------------------
     def on_transitions(self, transitions: Iterable[Transition], *,

@@ -31,12 +31,14 @@ connection), the rules and alarms carry on, ``health()`` shows it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -104,6 +106,7 @@ class Pipeline:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = ingest_metrics(self.registry)
         self._rules = rules
+        self.given_rules = rules  # a reload keeps rules given here; else reads the site's
         self._api_enabled = api
         part = settings.partition_spec
         owned = [e.id for e in site.estates.values() if part.owns(e.index)]
@@ -118,6 +121,10 @@ class Pipeline:
         self._stopping = asyncio.Event()
         self.dead_letters: DeadLetters | None = None
         self._health = HealthReport()
+        # work the batch loop runs between two batches (a registry reload), and its result
+        self._between: collections.deque[tuple[Callable[[], Awaitable[None]],
+                                               asyncio.Future[None]]] = collections.deque()
+        self.last_reload: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -303,7 +310,7 @@ class Pipeline:
             deliveries=deliveries() if callable(deliveries) else None,
             dead_by_team=dead_letters_by_team(self.registry), late=self.engine.stats.late,
             pipeline={"ok": self.started, "batches_unacked": self.acks.pending,
-                      "messages_held": self.acks.abandoned,
+                      "messages_held": self.acks.abandoned, "last_reload": self.last_reload,
                       "queues": {"store": self._store_q.qsize(),
                                  "rules": self._rules_q.qsize(),
                                  "alarms": self._alarm_q.qsize()} if self.started else {}})
@@ -341,6 +348,8 @@ class Pipeline:
 
     async def _batch_loop(self) -> None:
         while True:
+            while self._between:
+                await self._run_between(*self._between.popleft())
             draining = self._stopping.is_set()
             if draining and not self.consumer.buffered:
                 return
@@ -355,6 +364,49 @@ class Pipeline:
             await self._store_q.put((batch, ticket))
             # A full buffer never makes the batcher wait: let the branches run.
             await asyncio.sleep(0)
+
+    async def _run_between(self, fn: Callable[[], Awaitable[None]],
+                           fut: asyncio.Future[None]) -> None:
+        try:
+            # decoded batches hold the registry's device indices: judge and store them first
+            for q in (self._rules_q, self._store_q):
+                await self._join(q)
+            await fn()
+        except Exception as exc:  # the caller reports it; the pipeline goes on
+            if not fut.done():
+                fut.set_exception(exc)
+        else:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def between_batches(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Runs ``fn`` in the batch loop between two batches, once every batch decoded before
+        it has been judged and stored (a registry swap must not meet a batch half decoded
+        with the old registry)."""
+        if not self.started:
+            await fn()
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._between.append((fn, fut))
+        self.consumer.nudge()
+        await fut
+
+    async def reload(self, root: Path | None = None) -> dict[str, Any]:
+        """Reloads site.yaml, devices.csv and gateways.csv (SIGHUP; anju.app.reload); an
+        invalid registry leaves the running one in place. Returns what changed."""
+        from anju.app.reload import reload_registry
+
+        result = (await reload_registry(self, root)).summary()
+        self.last_reload = {**result, "at_ms": self._now()}
+        return result
+
+    def now(self) -> int:
+        """The receiving clock."""
+        return self._now()
+
+    async def enqueue_transitions(self, now: int, transitions: list[Transition]) -> None:
+        """Transitions made outside the rules branch (a reload's clears) to the alarms."""
+        await self._alarm_q.put((now, transitions, None))
 
     async def _encode_loop(self) -> None:
         """Encodes each decoded batch and gathers them into one storage chunk of up to

@@ -79,13 +79,25 @@ async def _serve(settings: Settings, site: Site) -> None:
     log = logging.getLogger("anju.run")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    hup = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, hup.set)  # reload site.yaml, devices.csv, …
     pipeline = Pipeline(settings, site)
     async with pipeline:
         host, port = settings.api_host_port
         log.info("running: %d topic filter(s), partition %s, API http://%s:%d",
                  len(pipeline.topics), settings.partition, host, port)
-        await stop.wait()
+        while not stop.is_set():
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(hup.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+            if hup.is_set() and not stop.is_set():
+                hup.clear()
+                log.info("SIGHUP: reloading the registry from %s", site.root)
+                await pipeline.reload()
         log.info("stopping: draining")
     log.info("stopped: %s", pipeline.stats())

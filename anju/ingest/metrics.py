@@ -35,6 +35,7 @@ class IngestMetrics:
     late: Counter  # readings older than their device's newest: not seen by state rules
     clock_steps: Counter  # device clocks that jumped and were rebased (anju.rules.clock)
     spool_errors: Counter  # spool appends that failed (OSError: disk full, I/O error)
+    reloads: Counter  # labels outcome (ok | failed): registry reloads (SIGHUP)
     unacked: Counter  # messages left unacknowledged (their storage failed): redelivered later
 
 
@@ -74,6 +75,8 @@ def _make(r: CollectorRegistry | None) -> IngestMetrics:
                             "ahead and were rebased", registry=r),
         spool_errors=Counter("anju_spool_errors", "Spool appends that failed (disk full, I/O "
                              "error); their points were not kept", registry=r),
+        reloads=Counter("anju_registry_reloads", "Registry reloads (SIGHUP), by outcome",
+                        ["outcome"], registry=r),
         unacked=Counter("anju_mqtt_messages_unacked", "Messages left unacknowledged because "
                         "their readings could not be stored or spooled (the broker redelivers "
                         "them on the next connection)", registry=r),

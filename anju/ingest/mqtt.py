@@ -226,6 +226,10 @@ class MqttConsumer:
             self._reader(True)
         return out
 
+    def nudge(self) -> None:
+        """Wakes a :meth:`wait` in progress without data (work waits between batches)."""
+        self._ready.set()
+
     async def wait(self, timeout_s: float | None = None) -> bool:
         """Waits until a message is buffered (or ``timeout_s`` passes); True if one is."""
         if self._buf:
