@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from anju.alarms.cli import register as _register_alarms
+from anju.alarms.maintenance_cli import register as _register_maintenance
 from anju.bench_cli import app as bench_app
 from anju.cliutil import quiet_flag_types
 from anju.dashboards.cli import app as dashboards_app
@@ -34,6 +35,7 @@ app = typer.Typer(
 _register_run(app)
 _register_demo(app)
 _register_alarms(app)
+_register_maintenance(app)
 app.add_typer(simulate_app, name="simulate", help="City model, scenarios and publishers.")
 app.add_typer(services_app, name="services", help="Local Mosquitto and InfluxDB.")
 app.add_typer(rules_app, name="rules", help="Rule files: check, replay recordings.")
