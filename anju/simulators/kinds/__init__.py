@@ -6,7 +6,7 @@ table collects them. ``silent`` (the device stops reporting) applies to every ki
 
 from __future__ import annotations
 
-from anju.simulators.kinds import camera, elevator, smoke, water
+from anju.simulators.kinds import camera, elevator, smoke, supervision, water
 from anju.simulators.kinds._base import (
     BoundIncident,
     Fleet,
@@ -38,5 +38,6 @@ INCIDENT_TYPES: dict[str, IncidentType] = {
     **elevator.INCIDENTS,
     **smoke.INCIDENTS,
     **water.INCIDENTS,
+    **supervision.INCIDENTS,
     "silent": IncidentType("silent", "*", SilentParams, "the device stops reporting"),
 }
