@@ -138,6 +138,9 @@ _GOOD: dict[str, Any] = {
 }
 
 
+T_START = 1_772_409_600_000
+
+
 def _with(**changes: Any) -> dict[str, Any]:
     doc = orjson.loads(orjson.dumps(_GOOD))
     doc["incidents"][0].update(changes)
@@ -221,3 +224,54 @@ def test_cli_truth_and_score(demo_site: Site, tmp_path: Path) -> None:
     res = runner.invoke(app, ["simulate", "scenarios", "--json"])
     assert res.exit_code == 0
     assert {s["name"] for s in orjson.loads(res.stdout)["scenarios"]} >= {"demo", "hour"}
+
+
+def test_supervision_incidents_bind_and_route_through_the_gateway(demo_site: Site) -> None:
+    doc = _with(type="gateway_silent", device=None, building="e001/b12", at=5,
+                params={"duration_s": 10},
+                expect=[{"rule": "gateway.offline", "device": "e001-b12-gw", "within": [0, 9]}])
+    bound = bind(Scenario.model_validate(doc), demo_site)
+    b12 = {d for d in demo_site.devices.ids if d.startswith("e001-b12-")}
+    assert bound.silenced() == b12 and len(b12) > 40
+    traffic = Traffic(demo_site, start_ms=T_START, duration_s=20, scenario=bound)
+    msgs = list(traffic.messages())
+    batches = [m for m in msgs if "/batch/" in m.topic]
+    assert batches and {m.topic for m in batches} == {"anju/e001/b12/batch/e001-b12-gw"}
+    assert not any(m.topic.startswith("anju/e001/b12/") and "/batch/" not in m.topic
+                   for m in msgs)  # the building only through its gateway
+    assert all(b"device" not in m.payload for m in msgs if "/batch/" not in m.topic)
+    quiet = [m for m in batches if T_START + 5_000 <= m.ts < T_START + 15_000]
+    assert quiet == [] and any(m.ts >= T_START + 15_000 for m in batches)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"type": "gateway_silent", "device": None, "building": "e001/b99", "params": {}},
+     "building 'e001/b99' is not in the site"),
+    ({"type": "maintenance", "device": "e001-b01-f3-a", "params": {"overdue": True}},
+     "only an elevator's maintenance can be overdue"),
+    ({"expect": [{"rule": "smoke.tamper", "device": "e001-b01-f3-a", "within": [0, 1],
+                  "to": ["nobody"]}]}, "expected team 'nobody'"),
+    ({"expect": [{"rule": "device.offline", "building": "e001/b99", "within": [0, 1]}]},
+     "expected building 'e001/b99'"),
+])
+def test_supervision_that_does_not_fit_the_site(demo_site: Site, changes: dict[str, Any],
+                                                message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        bind(Scenario.model_validate(_with(**changes)), demo_site)
+
+
+@pytest.mark.parametrize(("expect", "message"), [
+    ({"rule": "x.y", "device": "d", "building": "e1/b1", "within": [0, 1]}, "exactly one"),
+    ({"rule": "x.y", "building": "e1", "within": [0, 1]}, "estate/building"),
+    ({"rule": "x.y", "device": "d", "within": [0, 1], "delivered": False, "to": ["t"]},
+     "tells nobody"),
+    ({"rule": "x.y", "device": "d", "within": [0, 1],
+      "escalated": [{"level": 1, "after": [0, 1]}, {"level": 1, "after": [2, 3]}]}, "repeat"),
+])
+def test_invalid_supervision_expectations(expect: dict[str, Any], message: str) -> None:
+    from pydantic import ValidationError
+
+    from anju.simulators.scenario import Expect
+
+    with pytest.raises(ValidationError, match=message):
+        Expect.model_validate(expect)
