@@ -13,6 +13,7 @@ from anju.commands.alarms import register as _register_alarms
 from anju.commands.bench import app as bench_app
 from anju.commands.dashboards import app as dashboards_app
 from anju.commands.devices import app as devices_app
+from anju.commands.maintenance import register as _register_maintenance
 from anju.commands.report import register as _register_report
 from anju.commands.rules import app as rules_app
 from anju.commands.run import register as _register_run
@@ -36,6 +37,7 @@ _register_run(app)
 _register_demo(app)
 _register_alarms(app)
 _register_report(app)
+_register_maintenance(app)
 app.add_typer(simulate_app, name="simulate", help="City model, scenarios and publishers.")
 app.add_typer(services_app, name="services", help="Local Mosquitto and InfluxDB.")
 app.add_typer(rules_app, name="rules", help="Rule files: check, replay recordings.")

@@ -177,3 +177,33 @@ async def test_console_live_ack_assign_comment_and_english(served: Any, browser:
     assert crit.alarm_id not in ids2 and old.alarm_id not in ids2 and len(ids2) == 1
 
     assert dialogs == [] and errors == []
+
+
+async def test_held_alarms_are_shown_apart_with_their_reason(served: Any, browser: Any) -> None:
+    """An inhibited alarm (issue 18) is listed, marked held, with what inhibits it."""
+    url, mgr, _ = served
+    import time
+
+    now = int(time.time() * 1000)
+    gw = Transition(rule="gateway.offline", event="raised", kind="gateway", severity="major",
+                    roles=("property",), subject="gw-1", device="gw-1", estate="e1",
+                    building="b1", floor=None, zone=None, ts=now, started_at=now, value=None,
+                    message="gateway gw-1 offline")
+    [source] = await asyncio.to_thread(mgr.on_transitions, [gw])
+    [held] = await asyncio.to_thread(mgr.on_transitions, [
+        tr("s-2", now + 1000, rule="device.offline")])
+    assert held.details["inhibited_by"] == source.alarm_id
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await sign_in(page, url, TOKENS["prop-e1"])
+    row = page.locator(f"tr[data-id='{held.alarm_id}']")
+    await row.wait_for(timeout=WAIT_MS)
+    assert await row.get_attribute("data-held") == "inhibited"
+    assert "held" in (await row.get_attribute("class") or "")
+    assert (await row.locator(".held-why").text_content()) == \
+        f"已抑制，未通知（由 {source.alarm_id}）"
+    plain = page.locator(f"tr[data-id='{source.alarm_id}']")
+    assert await plain.get_attribute("data-held") is None
+    assert await plain.locator(".held-why").count() == 0
+    assert errors == []

@@ -26,9 +26,11 @@ def test_demo_scorecard_is_perfect(tmp_path: Path) -> None:
     # the contract's keys, in its order
     assert list(card)[:7] == ["incidents", "detected", "missed", "false_alarms",
                               "detection_latency_ms", "stored", "lost"]
-    assert card["missing"] == [] and card["false"] == []
-    assert card["incidents"] == card["detected"] == 15
+    assert card["missing"] == [] and card["false"] == [], (
+        [m.get("why") for m in card["missing"]], card["false"])
+    assert card["incidents"] == card["detected"] == 18
     assert card["missed"] == [] and card["false_alarms"] == 0
+    assert card["out_of_scope"] == []  # no team was told of an estate outside its scope
     assert card["published"] > 3_000 and card["stored"] == card["published"]
     assert card["lost"] == 0
     assert card["bad_signatures"] == 0 and card["webhooks"] >= 24

@@ -143,3 +143,100 @@ def test_a_clear_window_before_the_raise_window_is_refused() -> None:
 
     with pytest.raises(ValidationError, match="cleared"):
         Expect(rule="elevator.ebike", device="L1", within=(0, 3), cleared=(1, 2))
+
+
+# -- supervision (issue 18): held alarms, who is told, escalation levels, scope ----------
+
+def _esc(rule: str, ts: int, level: int, alarm_id: str) -> dict[str, Any]:
+    return _ev(rule, ts, "p", event="escalated", alarm_id=alarm_id,
+               details={"escalation": {"level": level}})
+
+
+def test_held_expectation_needs_a_recorded_alarm_and_no_delivery() -> None:
+    truth = [Truth("mnt", "elevator.vibration", "L1", None, T0, T0 + 9_000, delivered=False)]
+    held = _ev("elevator.vibration", T0 + 6_000, "L1", alarm_id="v1",
+               details={"maintenance": True, "maintenance_window": 1})
+    # in a replay's event list the details say it was held; in the demo the store does
+    assert score(truth, [Observed(held)]).perfect
+    assert score(truth, [Observed(held, delivered=False)]).perfect
+    nothing = score(truth, [])
+    assert nothing.missed == ["mnt"] and "why" not in nothing.missing[0]
+    # told anyway (a webhook arrived): missed, with the reason, and not a false alarm
+    told = score(truth, [Observed(held, delivered=False),
+                         Observed(held, 5.0, team="prop", delivered=True)])
+    assert told.missed == ["mnt"] and told.false_alarms == 0
+    assert told.missing[0]["why"] == "delivered, should be held"
+    # and the other way round: an expectation of a delivery is not met by a held alarm
+    plain = [Truth("mnt", "elevator.vibration", "L1", None, T0, T0 + 9_000)]
+    assert score(plain, [Observed(held)]).missing[0]["why"] == "recorded, never delivered"
+    # released after the window: the later delivered raise counts
+    released = {**held, "ts": T0 + 60_000, "details": {**held["details"], "released": {}}}
+    assert score(plain, [Observed(held), Observed(released)]).perfect
+
+
+def test_building_subject_optional_absence_fails_on_any_delivery() -> None:
+    truth = [Truth("gw", "device.offline", None, None, T0, T0 + 200_000, optional=True,
+                   building=("e1", "b1"), delivered=False)]
+    inhibited = [_ev("device.offline", T0 + 90_000, d, details={"inhibited_by": "g"})
+                 for d in ("s-1", "l-1")]
+    assert score(truth, []).perfect  # optional: none at all is fine
+    assert score(truth, [Observed(e) for e in inhibited]).perfect
+    leaked = _ev("device.offline", T0 + 95_000, "s-2")
+    card = score(truth, [*(Observed(e) for e in inhibited), Observed(leaked)])
+    assert card.missed == ["gw"] and card.false_alarms == 0
+    other = {**leaked, "building": "b2"}  # another building's is not this expectation's
+    assert score(truth, [Observed(other)]).false_alarms == 1
+
+
+def test_teams_told_and_not_told() -> None:
+    truth = [Truth("burst", "water.burst", "p", None, T0, T0 + 40_000, to=("prop", "street-a"),
+                   not_to=("street-b",))]
+    raised = _ev("water.burst", T0 + 5_000, "p", alarm_id="b1")
+    esc = _esc("water.burst", T0 + 25_000, 1, "b1")
+    ok = [Observed(raised, team="prop"), Observed(esc, team="street-a")]
+    assert score(truth, ok).perfect
+    assert score(truth, ok[:1]).missing[0]["why"] == "not told: ['street-a']"
+    bad = score(truth, [*ok, Observed(esc, team="street-b")])
+    assert bad.missed == ["burst"] and bad.missing[0]["why"] == "told: ['street-b']"
+    # a replay's events name their teams themselves
+    assert score(truth, [Observed({**raised, "teams": ["prop"]}),
+                         Observed({**esc, "teams": ["street-a"]})]).perfect
+
+
+def test_escalation_levels_exactly_and_in_their_windows() -> None:
+    truth = [Truth("fire", "smoke.fire_confirmed", "p", None, T0, T0 + 10_000,
+                   escalated=((1, 16_000, 30_000, ("street",)), (2, 66_000, 80_000, ())))]
+    raised = Observed(_ev("smoke.fire_confirmed", T0 + 1_000, "p", alarm_id="f1"), team="prop")
+
+    def card(*levels: tuple[int, int, str]) -> Any:
+        return score(truth, [raised, *(Observed(_esc("smoke.fire_confirmed", T0 + 1_000 + at,
+                                                     lv, "f1"), team=t)
+                                       for lv, at, t in levels)])
+
+    assert card((1, 20_000, "street"), (1, 20_000, "comm"), (2, 70_000, "district")).perfect
+    assert card((1, 20_000, "street")).missing[0]["why"] == \
+        "escalation levels [1], expected [1, 2]"
+    assert "level 3" not in str(card((1, 20_000, "street"), (2, 70_000, "d")).missing)
+    extra = card((1, 20_000, "street"), (2, 70_000, "d"), (3, 110_000, "city"))
+    assert extra.missing[0]["why"] == "escalation levels [1, 2, 3], expected [1, 2]"
+    late = card((1, 31_000, "street"), (2, 70_000, "d"))
+    assert late.missing[0]["why"] == "level 1 at 31 s after the raise"
+    wrong = card((1, 20_000, "comm"), (2, 70_000, "d"))
+    assert wrong.missing[0]["why"] == "level 1 did not tell ['street']"
+
+
+def test_deliveries_outside_a_teams_scope_spoil_the_card() -> None:
+    scope = {"street-a": {"e1"}, "street-b": {"e2"}}
+
+    def covers(team: str, estate: str) -> bool:
+        return estate in scope.get(team, set())
+
+    truth = [Truth("x", "water.burst", "p", None, T0, T0 + 40_000)]
+    raised = _ev("water.burst", T0 + 5_000, "p", alarm_id="b1")
+    assert score(truth, [Observed(raised, team="street-a")], covers=covers).perfect
+    card = score(truth, [Observed(raised, team="street-a"), Observed(raised, team="street-b")],
+                 covers=covers)
+    assert not card.perfect and card.missed == []
+    assert card.out_of_scope == [{"team": "street-b", "event": "raised", "rule": "water.burst",
+                                  "device": "p", "estate": "e1", "building": "b1",
+                                  "floor": None, "ts": T0 + 5_000}]

@@ -61,6 +61,7 @@ from anju.alarms.stages import (
 from anju.alarms.store import AlarmQuery, AlarmStore, Commit
 from anju.devices.registry import Site
 from anju.devices.targets import destination_keys
+from anju.kinds import KINDS
 from anju.rules.transition import Transition
 
 __all__ = ["AlarmManager"]
@@ -160,6 +161,9 @@ class AlarmManager:
             events += self._watch(now_ms)
             commit = Commit()
             for rec in self.store.due_escalations(now_ms):
+                if rec.held is not None:  # a deferred release (_release_inhibited)
+                    commit.alarms.append(self._release(rec, now_ms, commit))
+                    continue
                 due = self.escalator.due(rec, now_ms)
                 if not due.teams:
                     # nobody at this step: on to the next one; nobody to remind: stop asking
@@ -227,6 +231,13 @@ class AlarmManager:
         held.update({a: r for a, r in staged.items() if r.estate == source.estate})
         for aid, rec in held.items():
             if rec.is_open and rec.held == "inhibited" and rec.held_by == source.alarm_id:
+                if source.rule == GATEWAY_OFFLINE and rec.rule == "device.offline" \
+                        and rec.base.kind in KINDS:
+                    # the gateway is back: its devices' next readings clear these within a
+                    # heartbeat; only a device still silent then is told (by tick)
+                    grace = round(KINDS[rec.base.kind].heartbeat_s * 1500)
+                    staged[aid] = replace(rec, next_escalation_ms=now + grace)
+                    continue
                 staged[aid] = self._release(rec, now, commit)
 
     def _release(self, rec: AlarmRecord, now_ms: int, commit: Commit) -> AlarmRecord:

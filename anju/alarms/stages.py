@@ -188,12 +188,17 @@ class GatewayWatch:
                 self.active[gw] = since
 
     def explains(self, tr: Transition, now_ms: int) -> str | None:
-        """The building's gateway that has been silent at least as long as the device of a
-        ``device.offline`` raise: the gateway, not the device, is what went quiet."""
-        limit = tr.ts - int(tr.details.get("last_seen", tr.ts))
+        """The building's gateway that went silent before the device of a ``device.offline``
+        raise missed its first reading (a heartbeat after its last): the gateway, not the
+        device, is what went quiet."""
+        last_seen = int(tr.details.get("last_seen", tr.ts))
+        # the device's first missed reading was due a heartbeat after its last one: a
+        # gateway silent since before then carried none of it
+        spec = KINDS.get(tr.kind)
+        due = last_seen + (round(spec.heartbeat_s * 1000) if spec else 0) + max(0, now_ms - tr.ts)
         for gw in self.by_building.get((tr.estate, tr.building), ()):
             last = self.seen.get(gw)
-            if last is not None and now_ms - last >= limit - 2000:
+            if last is not None and last <= due + 2000:
                 return gw
         return None
 

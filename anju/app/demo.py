@@ -136,10 +136,11 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
                          services: Any, console: Console, quiet: bool) -> dict[str, Any]:
     from anju.alarms.receiver import WebhookReceiver
     from anju.devices.registry import load_site
-    from anju.simulators.city import plan_city, write_site
+    from anju.simulators.city import write_site
+    from anju.simulators.recipe import plan_recipe
 
     recipe = sc.site or SiteRecipe(estates=2, seed=7)
-    plan = plan_city(recipe.estates, recipe.seed)  # teams first: they need secrets
+    plan = plan_recipe(recipe)  # teams first: they need secrets
     env: dict[str, str] = {}
     hook_secrets: dict[str, bytes] = {}
     for team in plan.teams:
@@ -150,7 +151,7 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
     receiver = WebhookReceiver(hook_secrets)
     await receiver.start()
     try:
-        plan = plan_city(recipe.estates, recipe.seed, webhook_port=receiver.port)
+        plan = plan_recipe(recipe, webhook_port=receiver.port)
         site_dir = write_site(plan, root / "site")
         site = load_site(site_dir)
         bound = bind(sc, site)
@@ -186,16 +187,24 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
     progress: dict[str, Any] = {}
     offset = time.time() - time.monotonic()  # the receiver stamps arrivals monotonically
 
+    held: list[Observed] = []  # alarms recorded but not delivered (supervision)
+
     def observed() -> list[Observed]:
-        out = []
-        for attempts in receiver.accepted.values():
+        out = list(held)
+        for team, attempts in receiver.accepted.items():
             for a in attempts:
-                out.append(Observed(a.event(), (a.at + offset) * 1000))
+                out.append(Observed(a.event(), (a.at + offset) * 1000, team=team,
+                                    delivered=True))
         return out
+
+    teams = {t.id: t for t in site.teams}
+
+    def covers(team: str, estate: str) -> bool:
+        return team in teams and teams[team].covers(estate)
 
     def card_now() -> Scorecard:
         return score(truth, observed(), silenced=bound.silenced(), wall_of=clock.wall_ms,
-                     until_ms=data_end)
+                     until_ms=data_end, covers=covers)
 
     log = (root / "publisher.log").open("wb")
     live = Live(render_live(state), console=console, refresh_per_second=4,
@@ -203,6 +212,8 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
     try:
         pipeline = Pipeline(settings, site, clock=clock)
         async with pipeline:
+            await asyncio.to_thread(_maintenance, pipeline, bound, site, data_start)
+            refresher = asyncio.create_task(_follow_held(pipeline, held), name="demo:held")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "anju.cli", "simulate", "run",
                 "--site", str(site.root), "--scenario", str(scenario_path),
@@ -222,6 +233,10 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
             state.phase = "draining the pipeline"
             if live is not None:
                 live.update(render_live(state))
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            held[:] = await asyncio.to_thread(_held, pipeline)
         stats = pipeline.stats()
         state.pipeline = stats
         state.stored = await asyncio.to_thread(_stored, services)
@@ -342,3 +357,37 @@ async def _watch(proc: asyncio.subprocess.Process, pipeline: Any, receiver: Any,
 def _stored(services: Any) -> int:
     """Readings in InfluxDB, all kinds."""
     return sum(services.influx.count(kind, _DB) for kind in KINDS)
+
+
+def _maintenance(pipeline: Any, bound: Any, site: Any, data_start: int) -> None:
+    """The scenario's maintenance windows and records, as the property company would file
+    them (``anju maintenance add``), in the pipeline's alarm store."""
+    from anju.simulators.supervision import maintenance_actions
+
+    incs = [(inc.id, site.devices.ids[inc.devices[0]], inc.at_ms, inc.params)
+            for inc in bound.incidents if inc.type == "maintenance"]
+    limit = site.policy().maintenance_overdue_ms
+    for act in maintenance_actions(incs, data_start, limit):
+        if act.maintained_at_ms is not None:
+            pipeline.book.set_maintained(act.device, act.maintained_at_ms, act.by, data_start)
+        i = site.devices.index[act.device]
+        estate = site.buildings[int(site.devices.building[i])].estate
+        pipeline.book.add("device", act.device, estate, act.from_ms, act.to_ms, act.by,
+                          act.reason, data_start)
+
+
+def _held(pipeline: Any) -> list[Observed]:
+    """Raises that were held (maintenance, inhibition): recorded, not delivered."""
+    out = []
+    for rec in pipeline.store.list_alarms(open_only=False):
+        d = rec.base.details or {}
+        if d.get("maintenance") or d.get("inhibited_by"):
+            out.append(Observed(rec.base.model_dump(mode="json"), None, delivered=False))
+    return out
+
+
+async def _follow_held(pipeline: Any, held: list[Observed]) -> None:
+    """Keeps ``held`` current while the demo runs, for the live scorecard."""
+    while True:
+        await asyncio.sleep(1.0)
+        held[:] = await asyncio.to_thread(_held, pipeline)

@@ -242,7 +242,8 @@ def score_cmd(
                     if line.strip()]
     except (AnjuError, OSError, orjson.JSONDecodeError) as exc:
         raise fail(exc) from None
-    card = score(ground_truth(bs, t0), observed, silenced=bs.silenced(),
+    # the events of `anju rules eval`: the rule engine's, without the alarm lifecycle
+    card = score(ground_truth(bs, t0, lifecycle=False), observed, silenced=bs.silenced(),
                  until_ms=t0 + bs.duration_ms)
     if json:
         emit_json(card.contract())

@@ -147,6 +147,7 @@ class IncidentType:
     min_at_s: float = 0.0  # how much run it needs before `at` to set the scene
     devices: tuple[int, int] = (1, 1)  # how many devices it involves, min and max
     needs_floor: bool = False
+    building: bool = False  # the scenario names a building (estate/building), not devices
 
 
 @dataclass
@@ -201,7 +202,7 @@ class Fleet:
         """Overrides that drop the readings of silenced devices."""
         out: list[Override] = []
         for inc in self.incidents:
-            if inc.type != "silent":
+            if inc.type not in ("silent", "gateway_silent"):
                 continue
             start = self.ctx.start_ms + inc.at_ms
             dur = inc.params.duration_s

@@ -8,6 +8,7 @@ the kind table. ``silent`` (the device stops reporting) applies to every kind.
 from __future__ import annotations
 
 from anju.kinds import KINDS, kind_module
+from anju.simulators import supervision
 from anju.simulators.fleet import (
     BoundIncident,
     Fleet,
@@ -31,5 +32,6 @@ FLEETS: dict[str, type[Fleet]] = {kind: kind_module(kind, "simulator").FLEET for
 
 INCIDENT_TYPES: dict[str, IncidentType] = {
     **{name: t for kind in KINDS for name, t in kind_module(kind, "simulator").INCIDENTS.items()},
+    **supervision.INCIDENTS,  # a gateway gone silent, a maintenance window
     "silent": IncidentType("silent", "*", SilentParams, "the device stops reporting"),
 }

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -39,8 +40,10 @@ from anju.kinds import KINDS
 from anju.simulators.fleets import INCIDENT_TYPES, BoundIncident
 
 __all__ = [
+    "BUILDING_RE",
     "GROUP_RE",
     "BoundScenario",
+    "EscalationExpect",
     "Expect",
     "Incident",
     "Scenario",
@@ -52,25 +55,56 @@ __all__ = [
 
 _ID = r"^[A-Za-z0-9_.-]{1,64}$"
 GROUP_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/(-?\d+)$")
+BUILDING_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})$")
+
+
+class EscalationExpect(BaseModel):
+    """One ``escalated`` event an alarm must get: its level, when (seconds after the
+    alarm's raise) and, optionally, teams that must receive it."""
+
+    model_config = ConfigDict(extra="forbid")
+    level: int = Field(ge=1)
+    after: tuple[float, float] = Field(description="seconds after the raise's ts")
+    to: list[str] = []
 
 
 class Expect(BaseModel):
-    """One alarm an incident must raise: rule, subject and a window of data time."""
+    """One alarm an incident must raise: rule, subject and a window of data time.
+
+    Supervision (issue 18): ``delivered: false`` — recorded (held by a maintenance window
+    or an inhibition) but never delivered; ``to`` / ``not_to`` — teams that must / must not
+    be told of the alarm; ``escalated`` — exactly these escalation levels, each in its
+    window. ``building`` (estate/building) matches any device of the building.
+    """
 
     model_config = ConfigDict(extra="forbid")
     rule: str = Field(pattern=r"^[a-z_]+\.[a-z_]+$")
     device: str | None = None
     group: str | None = Field(None, description="estate/building/floor, for floor alarms")
+    building: str | None = Field(None, description="estate/building: any device in it")
     within: tuple[float, float] = Field(description="seconds after the incident's `at`")
     cleared: tuple[float, float] | None = Field(
         None, description="seconds after `at` in which the alarm must clear, when it must")
     optional: bool = False
     floor: int | None = Field(None, description="the floor the alarm must name (cameras)")
+    delivered: bool = Field(True, description="false: recorded, never delivered (held)")
+    to: list[str] = Field([], description="teams that must be told of the alarm")
+    not_to: list[str] = Field([], description="teams that must never be told of it")
+    escalated: list[EscalationExpect] | None = Field(
+        None, description="exactly these escalation levels (none: not checked)")
 
     @model_validator(mode="after")
     def _subject(self) -> Expect:
-        if (self.device is None) == (self.group is None):
-            raise ValueError("give exactly one of device or group")
+        if sum(x is not None for x in (self.device, self.group, self.building)) != 1:
+            raise ValueError("give exactly one of device, group or building")
+        if self.building is not None and not BUILDING_RE.match(self.building):
+            raise ValueError(f"building {self.building!r} is not estate/building")
+        if not self.delivered and (self.to or self.escalated):
+            raise ValueError("an alarm that is not delivered tells nobody (to, escalated)")
+        if self.escalated is not None:
+            levels = [e.level for e in self.escalated]
+            if len(set(levels)) != len(levels):
+                raise ValueError(f"escalated levels {levels} repeat")
         if self.group is not None and not GROUP_RE.match(self.group):
             raise ValueError(f"group {self.group!r} is not estate/building/floor")
         lo, hi = self.within
@@ -90,6 +124,7 @@ class Incident(BaseModel):
     at: float = Field(ge=0)
     device: str | None = None
     devices: list[str] | None = None
+    building: str | None = Field(None, description="estate/building (gateway_silent)")
     floor: int | None = Field(None, description="falling_object: the floor it is thrown from")
     params: dict[str, Any] = {}
     expect: list[Expect] = Field(min_length=1)
@@ -104,11 +139,15 @@ class Incident(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Incident:
-        if (self.device is None) == (self.devices is None):
-            raise ValueError("give exactly one of device or devices")
         spec = INCIDENT_TYPES[self.type]
+        if spec.building:
+            if self.device is not None or self.devices is not None or self.building is None \
+                    or not BUILDING_RE.match(self.building):
+                raise ValueError(f"{self.type} names a building: estate/building")
+        elif (self.device is None) == (self.devices is None) or self.building is not None:
+            raise ValueError("give exactly one of device or devices")
         n = len(self.device_ids)
-        if not spec.devices[0] <= n <= spec.devices[1]:
+        if not spec.building and not spec.devices[0] <= n <= spec.devices[1]:
             raise ValueError(f"{self.type} involves {spec.devices[0]}–{spec.devices[1]} devices")
         if spec.needs_floor and self.floor is None:
             raise ValueError(f"{self.type} needs `floor`")
@@ -121,11 +160,20 @@ class Incident(BaseModel):
 
 
 class SiteRecipe(BaseModel):
-    """The generated city a scenario was written for (``anju simulate site``)."""
+    """The generated city a scenario was written for (``anju simulate site``), and what
+    supervision adds to it (issue 18): ``places`` moves estates to other streets and
+    communities (``{e002: {street: 建设街道, community: 和平社区}}``), ``teams`` adds teams
+    (supervisors by ``jurisdiction``; webhook and secrets are filled in), ``city``,
+    ``escalation`` and ``supervision`` are site.yaml's own blocks."""
 
     model_config = ConfigDict(extra="forbid")
     estates: int = Field(ge=1)
     seed: int = 0
+    city: str | None = None
+    places: dict[str, dict[Literal["district", "street", "community"], str]] = {}
+    teams: list[dict[str, Any]] = []
+    escalation: dict[str, Any] | None = None
+    supervision: dict[str, Any] | None = None
 
 
 class Scenario(BaseModel):
@@ -189,6 +237,7 @@ class BoundScenario:
 
     scenario: Scenario
     incidents: list[BoundIncident]
+    quiet: frozenset[str] = frozenset()  # devices behind a silent gateway
 
     @property
     def duration_ms(self) -> int:
@@ -197,7 +246,7 @@ class BoundScenario:
     def silenced(self) -> set[str]:
         """Ids of the devices a ``silent`` incident mutes."""
         return {d for inc in self.scenario.incidents if inc.type == "silent"
-                for d in inc.device_ids}
+                for d in inc.device_ids} | set(self.quiet)
 
 
 def bind(scenario: Scenario, site: Site) -> BoundScenario:
@@ -206,10 +255,22 @@ def bind(scenario: Scenario, site: Site) -> BoundScenario:
     kind_names = list(KINDS)
     bound = []
     busy: dict[int, list[tuple[float, float, str]]] = {}
+    quiet: set[str] = set()
     for inc in scenario.incidents:
         spec = INCIDENT_TYPES[inc.type]
         where = f"scenario {scenario.name!r} incident {inc.id!r}"
         idx = []
+        if inc.building is not None:
+            estate, _, bid = inc.building.partition("/")
+            b = site.building(estate, bid)
+            if b is None:
+                raise ConfigError(f"{where}: building {inc.building!r} is not in the site "
+                                  f"{site.root}")
+            idx = np.flatnonzero(devs.building == b.index).tolist()
+            if not idx:
+                raise ConfigError(f"{where}: building {inc.building!r} has no devices")
+            if inc.type == "gateway_silent":
+                quiet.update(devs.ids[i] for i in idx)
         for dev in inc.device_ids:
             i = devs.index.get(dev)
             if i is None:
@@ -231,9 +292,19 @@ def bind(scenario: Scenario, site: Site) -> BoundScenario:
             if len(places) != 1:
                 raise ConfigError(f"{where}: a fire's detectors are on one floor of one building")
         for ex in inc.expect:
-            if ex.device is not None and ex.device not in devs.index:
+            if ex.device is not None and ex.device not in devs.index \
+                    and ex.device not in site.gateways:
                 raise ConfigError(f"{where}: expected device {ex.device!r} is not in the site")
+            if ex.building is not None and site.building(*ex.building.split("/")) is None:
+                raise ConfigError(f"{where}: expected building {ex.building!r} is not in the "
+                                  "site")
+            for team in [*ex.to, *ex.not_to, *(t for e in ex.escalated or () for t in e.to)]:
+                if not any(t.id == team for t in site.teams):
+                    raise ConfigError(f"{where}: expected team {team!r} is not in the site")
         params = spec.params.model_validate(inc.params)
+        if inc.type == "maintenance" and getattr(params, "overdue", False) \
+                and kind_names[int(devs.kind[idx[0]])] != "elevator":
+            raise ConfigError(f"{where}: only an elevator's maintenance can be overdue")
         if spec.kind == "elevator":
             # One scripted episode at a time per car: they take the car over.
             span = (inc.at - 120.0, inc.at + float(getattr(params, "duration_s", 0) or 0) + 60)
@@ -245,7 +316,7 @@ def bind(scenario: Scenario, site: Site) -> BoundScenario:
         bound.append(BoundIncident(inc.id, inc.type, spec.kind if spec.kind != "*" else
                                    kind_names[int(devs.kind[idx[0]])],
                                    round(inc.at * 1000), tuple(idx), params, inc.floor))
-    out = BoundScenario(scenario, bound)
+    out = BoundScenario(scenario, bound, frozenset(quiet))
     _check_tracks(out, site)
     return out
 

@@ -46,7 +46,7 @@ class Message:
 
 
 def encode(r: Readings, seq: npt.NDArray[np.int64],
-           device: list[str] | None = None) -> list[dict[str, object]]:
+           device: list[str] | list[str | None] | None = None) -> list[dict[str, object]]:
     """The readings as JSON-ready dicts: ``ts``, ``seq`` (and ``device``), then the
     fields in the kind's order, absent (NaN) fields left out."""
     spec = KINDS[r.kind]
@@ -80,7 +80,7 @@ def encode(r: Readings, seq: npt.NDArray[np.int64],
     out: list[dict[str, object]] = []
     for i in range(len(ts)):
         d: dict[str, object] = {"ts": ts[i], "seq": sq[i]}
-        if device is not None:
+        if device is not None and device[i] is not None:
             d["device"] = device[i]
         for name, vals in zip(names, values, strict=True):
             v = vals[i]
@@ -127,10 +127,15 @@ class Traffic:
             for d, k, b in zip(devs.ids, devs.kind.tolist(), devs.building.tolist(), strict=True)
         ]
         self.gateways: dict[int, str] = {}
-        if via == "gateway":
+        # a building whose gateway a scenario silences sends through it for the whole run
+        behind = {int(devs.building[inc.devices[0]]) for inc in incidents
+                  if inc.type == "gateway_silent"}
+        if via == "gateway" or behind:
             by_place = {place: gw for gw, place in sorted(site.gateways.items())}
             for b in site.buildings:
-                self.gateways[b.index] = by_place.get((b.estate, b.id), f"{b.estate}-{b.id}-gw")
+                if via == "gateway" or b.index in behind:
+                    self.gateways[b.index] = by_place.get((b.estate, b.id),
+                                                          f"{b.estate}-{b.id}-gw")
         self.published_readings = 0
 
     @property
@@ -165,7 +170,7 @@ class Traffic:
             seq = self.seq[r.dev] + (np.arange(len(r)) - run_start)
             np.add.at(self.seq, r.dev, 1)
             ids = [self.site.devices.ids[i] for i in r.dev.tolist()] if self.via == "gateway" \
-                else None
+                else self._batched_ids(r.dev) if self.gateways else None
             docs.extend(encode(r, seq, ids))
             ts_parts.append(r.ts)
             dev_parts.append(r.dev)
@@ -175,10 +180,24 @@ class Traffic:
         dev = np.concatenate(dev_parts)
         order = np.lexsort((dev, ts))
         self.published_readings += int(ts.size)
-        if self.via == "device":
+        if self.via == "device" and not self.gateways:
             return [Message(int(ts[i]), self.topics[int(dev[i])], orjson.dumps(docs[i]), 1)
                     for i in order.tolist()]
-        return self._batches(ts, dev, docs, order)
+        if self.via == "gateway":
+            return self._batches(ts, dev, docs, order)
+        # some buildings behind their gateway, the rest on device topics
+        batched = np.isin(self.site.devices.building[dev[order]], list(self.gateways))
+        direct = [Message(int(ts[i]), self.topics[int(dev[i])], orjson.dumps(docs[i]), 1)
+                  for i in order[~batched].tolist()]
+        out = direct + self._batches(ts, dev, docs, order[batched])
+        out.sort(key=lambda m: m.ts)
+        return out
+
+    def _batched_ids(self, dev: npt.NDArray[np.int64]) -> list[str | None]:
+        """Device ids for readings that go in a gateway's batch, None for the others."""
+        devs = self.site.devices
+        return [devs.ids[d] if int(devs.building[d]) in self.gateways else None
+                for d in dev.tolist()]
 
     def _batches(self, ts: npt.NDArray[np.int64], dev: npt.NDArray[np.int64],
                  docs: list[dict[str, object]], order: npt.NDArray[np.intp]) -> list[Message]:

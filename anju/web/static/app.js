@@ -226,6 +226,12 @@ function alarmRow(row, closed) {
   const what = el("td");
   what.append(el("div", row.message, "msg"), el("small", `${t("kinds", row.kind)} · ${row.rule}`));
   tr.append(sev, what, el("td", where(row), "where"), el("td", t("st", row.state), "state"));
+  if (row.held) {  // recorded, not delivered (issue 18): say why, and by what
+    tr.classList.add("held", `held-${row.held}`);
+    tr.dataset.held = row.held;
+    const why = t("held", row.held);
+    what.append(el("div", typeof why === "function" ? why(row.held_by ?? "") : why, "held-why"));
+  }
   const raised = row.raised_at ?? row.started_at;
   if (closed) {
     tr.append(el("td", duration((row.cleared_at ?? raised) - raised)),
