@@ -239,10 +239,7 @@ class OverdueWatch:
 
     def __init__(self, site: Site, policy: Supervision) -> None:
         self.site = site
-        override = policy.maintenance_overdue_ms
-        self.limits = {code: override if override is not None
-                       else round(float(KINDS[k].maintenance_days or 0) * 86_400_000)
-                       for code, k in MAINTAINED.items()}
+        self.limits = {code: policy.overdue_ms(k) or 0 for code, k in MAINTAINED.items()}
         self.active: dict[str, int] = {}  # device → started_at of its open alarm
 
     def tick(self, now_ms: int, maintained: dict[str, int]) -> list[Transition]:

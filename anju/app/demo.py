@@ -366,7 +366,12 @@ def _maintenance(pipeline: Any, bound: Any, site: Any, data_start: int) -> None:
 
     incs = [(inc.id, site.devices.ids[inc.devices[0]], inc.at_ms, inc.params)
             for inc in bound.incidents if inc.type == "maintenance"]
-    limit = site.policy().maintenance_overdue_ms
+    policy = site.policy()
+    kinds = list(KINDS)
+
+    def limit(dev: str) -> int | None:
+        return policy.overdue_ms(kinds[int(site.devices.kind[site.devices.index[dev]])])
+
     for act in maintenance_actions(incs, data_start, limit):
         if act.maintained_at_ms is not None:
             pipeline.book.set_maintained(act.device, act.maintained_at_ms, act.by, data_start)

@@ -153,6 +153,14 @@ class Supervision:
     gateway_silent_ms: int = 90_000
     maintenance_overdue_ms: int | None = None  # None: each kind's maintenance_days
 
+    def overdue_ms(self, kind: str) -> int | None:
+        """How long a device of ``kind`` may go without maintenance: the site's
+        ``maintenance_overdue_days``, else the kind's own interval; None if it has none."""
+        days = KINDS[kind].maintenance_days
+        if days is None:
+            return None
+        return self.maintenance_overdue_ms or round(days * 86_400_000)
+
     def chain_for(self, rule: str, severity: str) -> Chain:
         """The rule's own chain, else its severity's, else the one-step default."""
         return self.chains.get(rule) or self.chains.get(severity) or self.default_chain

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from anju.kinds import KINDS
 from anju.simulators.scenario import GROUP_RE, BoundScenario
 
 __all__ = ["LIFECYCLE_RULES", "Observed", "Scorecard", "Truth", "ground_truth", "score"]
@@ -84,7 +85,9 @@ class Truth:
 
 
 #: Rules raised by the alarm lifecycle's watches, not by the rule engine (issue 18).
-LIFECYCLE_RULES = frozenset({"gateway.offline", "elevator.maintenance_overdue"})
+LIFECYCLE_RULES = frozenset({"gateway.offline", *(f"{k}.maintenance_overdue"
+                                                   for k, s in KINDS.items()
+                                                   if s.maintenance_days)})
 
 
 def ground_truth(bs: BoundScenario, start_ms: int, *, lifecycle: bool = True) -> list[Truth]:

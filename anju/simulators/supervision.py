@@ -17,6 +17,7 @@ whoever runs the pipeline applies ``maintenance`` (:func:`maintenance_actions`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,15 +75,17 @@ class MaintenanceAction:
 
 
 def maintenance_actions(incidents: list[tuple[str, str, int, MaintenanceParams]],
-                        start_ms: int, overdue_limit_ms: int) -> list[MaintenanceAction]:
+                        start_ms: int, overdue_limit_ms: Callable[[str], int | None]
+                        ) -> list[MaintenanceAction]:
     """The windows and records of ``(id, device, at_ms, params)`` for a run starting at
-    ``start_ms`` (data time); ``overdue_limit_ms`` is the site's overdue limit."""
+    ``start_ms`` (data time); ``overdue_limit_ms(device)`` is its overdue limit."""
     out = []
     for iid, dev, at_ms, p in incidents:
         at = start_ms + at_ms
         frm = at + round(p.window_after_s * 1000)
         # exactly the limit old at `at`: the first tick after `at` finds it overdue
-        rec = at - overdue_limit_ms if p.overdue else None
+        limit = overdue_limit_ms(dev) if p.overdue else None
+        rec = at - limit if limit is not None else None
         out.append(MaintenanceAction(iid, dev, frm, frm + round(p.duration_s * 1000), p.by,
                                      p.reason, rec))
     return out
