@@ -1,7 +1,12 @@
-"""Local stand-ins for the DingTalk, WeCom and Feishu robot endpoints, written from each
-platform's documentation (docs/alarms.md): they check signatures and the one-hour timestamp
+"""Local stand-ins for the DingTalk, WeCom and Feishu robot endpoints, for the tests and
+``anju demo --robot``, written from each platform's documentation (docs/alarms.md) and
+independent of :mod:`anju.alarms.robots`: they check signatures and the one-hour timestamp
 window the way the platforms do, answer HTTP 200 with an error code when they refuse, and
-enforce a rate limit by refusing (as DingTalk blocks a robot past 20 a minute)."""
+enforce a rate limit the way the platforms do: beyond ``limit`` (20 a minute) a DingTalk
+robot is blocked for ``block_s`` (10 minutes), refusing everything until then; WeCom and
+Feishu refuse what is over the limit. Time can be scaled down (a 0.6 s "minute", a 3 s
+"10 minutes") through ``limit`` and ``block_s``, or driven by an injected ``clock``.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,17 @@ import hashlib
 import hmac
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+__all__ = ["FakeRobots", "Robot", "message_text"]
+
+#: How long each platform blocks a robot past its limit (only DingTalk documents a block).
+BLOCK_S = {"dingtalk": 600.0, "wecom": 0.0, "feishu": 0.0}
 
 
 @dataclass
@@ -26,17 +37,34 @@ class Robot:
     inject: list[dict[str, Any]] = field(default_factory=list)  # answers to give first
     received: list[dict[str, Any]] = field(default_factory=list)  # accepted payloads
     refused: list[dict[str, Any]] = field(default_factory=list)  # error answers given
+    block_s: float | None = None  # blocked this long past the limit; None: the platform's
+    clock: Callable[[], float] = time.monotonic
+    blocked_until: float = 0.0
     _sent: deque[float] = field(default_factory=deque)
 
     def over_limit(self) -> bool:
-        now = time.monotonic()
+        """Counts one message; True when it is refused (over the limit, or blocked)."""
+        now = self.clock()
+        if now < self.blocked_until:
+            return True
         count, per_s = self.limit
         while self._sent and self._sent[0] <= now - per_s:
             self._sent.popleft()
         if len(self._sent) >= count:
+            block = BLOCK_S.get(self.platform, 0.0) if self.block_s is None else self.block_s
+            self.blocked_until = now + block
             return True
         self._sent.append(now)
         return False
+
+
+def message_text(body: dict[str, Any]) -> str:
+    """The text of an accepted payload, whatever the platform and message type."""
+    if "card" in body:
+        return "\n".join(str(e.get("content", "")) for e in body["card"].get("elements", []))
+    kind = body.get("msgtype", "")
+    part = body.get(kind, {})
+    return str(part.get("text") or part.get("content") or "")
 
 
 class FakeRobots:
