@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["FakeRobots", "Robot", "message_text"]
+__all__ = ["DemoRobots", "FakeRobots", "Robot", "message_text"]
 
 #: How long each platform blocks a robot past its limit (only DingTalk documents a block).
 BLOCK_S = {"dingtalk": 600.0, "wecom": 0.0, "feishu": 0.0}
@@ -168,3 +169,71 @@ class FakeRobots:
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class DemoRobots:
+    """``anju demo --robot KIND``: a fake robot of one platform for each property team of a
+    generated city, on one local server, with the platform's own rate limits (a DingTalk
+    robot is blocked for 10 minutes past 20 a minute, so a demo storm shows the digests).
+
+    :meth:`add_to` adds the target to the teams (before site.yaml is written), :meth:`env`
+    gives the URL and secret variables it names, :meth:`report` what the robots received.
+    """
+
+    def __init__(self, kind: str) -> None:
+        if kind not in BLOCK_S:
+            raise ValueError(f"unknown robot platform {kind!r}: dingtalk, wecom or feishu")
+        self.kind = kind
+        self._robots: dict[str, Robot] = {}  # team id → its robot
+        self._fake: FakeRobots | None = None
+
+    def add_to(self, teams: list[dict[str, Any]]) -> None:
+        """Gives every property team (site.yaml dicts) a robot target of this platform."""
+        for t in teams:
+            if t.get("role") != "property":
+                continue
+            env = "ANJU_DEMO_ROBOT_" + "".join(c if c.isalnum() else "_"
+                                               for c in str(t["id"])).upper()
+            secret = None if self.kind == "wecom" else secrets.token_hex(16)
+            limit = (5, 1.0) if self.kind == "feishu" else (20, 60.0)
+            self._robots[t["id"]] = Robot(self.kind, secrets.token_hex(8), secret, limit=limit)
+            target: dict[str, Any] = {"type": self.kind, "url_env": env + "_URL",
+                                      "mention": ["13800000000" if self.kind != "feishu"
+                                                  else "ou_demo"]}
+            if secret is not None:
+                target["secret_env"] = env + "_SECRET"
+            t.setdefault("targets", []).append(target)
+
+    def env(self) -> dict[str, str]:
+        """The variables the targets name (call once started)."""
+        assert self._fake is not None, "start first"
+        out = {}
+        for team, r in self._robots.items():
+            env = "ANJU_DEMO_ROBOT_" + "".join(c if c.isalnum() else "_" for c in team).upper()
+            out[env + "_URL"] = self._fake.url(r)
+            if r.secret is not None:
+                out[env + "_SECRET"] = r.secret
+        return out
+
+    async def start(self) -> None:
+        self._fake = await FakeRobots(*self._robots.values()).__aenter__()
+
+    async def stop(self) -> None:
+        if self._fake is not None:
+            await self._fake.__aexit__(None, None, None)
+            self._fake = None
+
+    def report(self) -> dict[str, Any]:
+        """Per team: messages accepted (and how many were digests), alarm events named,
+        answers refused; ``last``: the titles of the last few messages."""
+        teams = {}
+        for team, r in self._robots.items():
+            texts = [message_text(b) for b in r.received]
+            teams[team] = {
+                "messages": len(r.received),
+                "digests": sum(1 for t in texts if "告警汇总" in t),
+                "events": sum(t.count("/#/alarms/") for t in texts),
+                "refused": len(r.refused),
+                "last": [t.split("\n", 1)[0].lstrip("# ") for t in texts[-5:]],
+            }
+        return {"platform": self.kind, "teams": teams}
