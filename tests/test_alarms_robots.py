@@ -1,5 +1,5 @@
 """DingTalk, WeCom and Feishu robot targets against local fakes of the platforms
-(tests/robot_fakes.py): signatures checked as each platform does, error codes in an HTTP
+(anju/services/fake_robots.py): signatures checked as each platform does, error codes in an HTTP
 200 retried, rate limits kept by waiting, messages within each platform's size limit."""
 
 from __future__ import annotations
