@@ -1,22 +1,25 @@
 """DingTalk, WeCom and Feishu robot targets against local fakes of the platforms
-(tests/robot_fakes.py): signatures checked as each platform does, error codes in an HTTP
+(anju/services/fake_robots.py): signatures checked as each platform does, error codes in an HTTP
 200 retried, rate limits kept by waiting, messages within each platform's size limit."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
 from anju.alarms import AlarmManager, Backoff, SqliteAlarmStore, WebhookDispatcher
+from anju.alarms.robot_digest import plan, render_digests
 from anju.alarms.robot_message import render, utf8_len
 from anju.alarms.robots import dingtalk_sign
 from anju.devices.registry import Site, load_site
 from anju.errors import ConfigError, RegistryError
-from tests.robot_fakes import FakeRobots, Robot
+from anju.rules.transition import Transition
+from anju.services.fake_robots import FakeRobots, Robot, message_text
 from tests.test_alarms_delivery import raises, states, until
 
 FAST = Backoff(base_s=0.02, cap_s=0.1, min_s=0.01, client_cap_s=0.2,
@@ -158,32 +161,38 @@ async def test_wrong_secret_is_refused_in_a_200_and_retried_until_fixed(
 
 async def test_throttled_answer_is_retried_and_the_rate_limit_waits_never_drops(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # a robot taking 4 messages in any 0.5 s, refusing beyond (as DingTalk blocks past
-    # 20 a minute); our target is told the same limit, and must never be refused
-    dt = Robot("dingtalk", "dt-token", "SECdt", limit=(4, 0.5))
-    wc = Robot("wecom", "wc-key", limit=(4, 0.5),
+    # a robot taking 4 messages in any 1 s, refusing beyond (DingTalk blocks past 20 a
+    # minute); our target is told the same limit, and must never be refused
+    dt = Robot("dingtalk", "dt-token", "SECdt", limit=(4, 1.0), block_s=30.0)
+    wc = Robot("wecom", "wc-key", limit=(8, 1.0),
                inject=[{"errcode": 45009, "errmsg": "api freq out of limit"}])
     async with FakeRobots(dt, wc) as fake:
         monkeypatch.setenv("T_DT_URL", fake.url(dt))
         monkeypatch.setenv("T_WC_URL", fake.url(wc))
         monkeypatch.setenv("T_DT_SECRET", "SECdt")
         site = site_with(tmp_path / "site", """\
-      - {type: dingtalk, url_env: T_DT_URL, secret_env: T_DT_SECRET, rate_limits: [[4, 0.5]]}
-      - {type: wecom, url_env: T_WC_URL, rate_limits: [[4, 0.5]]}
+      - {type: dingtalk, url_env: T_DT_URL, secret_env: T_DT_SECRET, rate_limits: [[4, 1.0]]}
+      - {type: wecom, url_env: T_WC_URL, rate_limits: [[8, 1.0]]}
 """)
+        events = []
         with SqliteAlarmStore(tmp_path / "state") as store:
-            events = AlarmManager(site, store).on_transitions(raises(12, roles=("property",)))
+            mgr = AlarmManager(site, store)
             async with dispatcher(site, store) as d:
+                for k in range(4):  # four small bursts, each once the last is delivered
+                    events += mgr.on_transitions(raises(3, start=3 * k, roles=("property",)))
+                    d.wake()
+                    want = ["delivered"] * len(events)
+                    await until(lambda w=want: states(store, "prop/dingtalk") == w, within=15)
                 await until(lambda: states(store) == ["delivered"] * 24, within=15)
                 waited = d.destinations[0].limiter.waited_s  # type: ignore[union-attr]
     assert dt.refused == []  # never over the robot's limit: waited instead
     assert waited > 0
     assert wc.refused == [{"errcode": 45009, "errmsg": "api freq out of limit"}]
-    names = {e.alarm_id for e in events}
-    for bodies in (dt.received, [b for b in wc.received]):
-        assert len(bodies) == 12
-        text = orjson.dumps(bodies).decode()
-        assert all(a in text for a in names)  # every alarm named, none dropped
+    for r in (dt, wc):
+        text = "\n".join(message_text(b) for b in r.received)
+        for e in events:  # every alarm named once: none dropped, none twice
+            assert text.count(f"#/alarms/{e.alarm_id})") == 1, e.alarm_id
+    assert len(dt.received) < 12  # what came faster than the limit went in digests
 
 
 async def test_dispatcher_refuses_to_start_without_the_robot_env(
@@ -232,3 +241,154 @@ def test_window_limiter_keeps_every_limit() -> None:
     assert sends[99] < 60 <= sends[100]  # 100 in the first minute, not 200 (a token bucket)
     with pytest.raises(ValueError):
         WindowLimiter([(0, 60.0)])
+
+
+# -- bursts: critical first, the rest in digests, nothing lost ---------------------------------
+_SEVERITIES = ("major", "minor", "warning", "major", "critical")
+
+
+def burst(n: int, critical_every: int = 0, start: int = 0) -> list[Transition]:
+    """``n`` raises on distinct devices; every ``critical_every``-th one critical, the rest
+    major, minor or warning."""
+    out = []
+    for i in range(start, start + n):
+        sev = ("critical" if critical_every and i % critical_every == 0
+               else _SEVERITIES[i % 4])
+        out.append(Transition(rule=f"test.{sev}", event="raised", kind="smoke", severity=sev,
+                              roles=("property",), subject=f"s-{i}", device=f"s-{i}",
+                              estate="e1", building="b1", floor=3, zone="hall",
+                              ts=1_000_000 + i, started_at=1_000_000 + i, value=float(i),
+                              message=f"读数 {i}"))
+    return out
+
+
+def _named(r: Robot) -> list[str]:
+    """Alarm ids in the order the robot's accepted messages name them."""
+    return re.findall(r"#/alarms/([0-9a-f]{20})\)", "\n".join(message_text(b)
+                                                             for b in r.received))
+
+
+def test_plan_sends_urgent_alone_and_digests_the_rest() -> None:
+    evs = [{"severity": s, "event": e} for s, e in (
+        ("minor", "raised"), ("critical", "raised"), ("major", "raised"),
+        ("critical", "cleared"), ("critical", "escalated"), ("warning", "raised"))]
+    assert plan(evs, 10) == ([1, 4, 3, 2, 0, 5], [])  # room for all: each alone, urgent first
+    assert plan(evs, 2) == ([1], [4, 3, 2, 0, 5])  # one urgent alone, a slot for the digest
+    assert plan(evs, 1) == ([], [1, 4, 3, 2, 0, 5])
+    assert plan(evs[:2], 2) == ([1, 0], [])
+    assert plan(evs[:2], 1) == ([], [1, 0])  # one slot: both now, in one message
+    assert plan(evs[:3], 2) == ([1], [2, 0])  # the critical alone, a digest of two
+
+
+@pytest.mark.parametrize(("limit", "measure", "text_limit"), [
+    (20000, len, 20000), (4096, utf8_len, 2048), (18 * 1024, utf8_len, 18 * 1024)])
+def test_digests_name_every_event_within_the_limit(limit: int, measure: Callable[[str], int],
+                                                   text_limit: int) -> None:
+    evs = []
+    for i in range(300):
+        ev = dict(_event(f"事件 {i} " + "很长的说明" * 30, severity="critical" if i < 20
+                         else "minor"))
+        ev.update(alarm_id=f"{i:020x}", event="raised", details={})
+        evs.append(ev)
+    parts = render_digests(evs, console_url=CONSOLE, measure=measure,
+                           limit_for=lambda at: text_limit if at else limit,
+                           mentions=("13800001111",), mention=lambda m: f"@{m}", why=" (20/60 s)")
+    assert sorted(i for idx, _ in parts for i in idx) == list(range(300))
+    assert [i for idx, _ in parts for i in idx] == list(range(300))  # order kept
+    for idx, msg in parts:
+        at = any(i < 20 for i in idx)
+        assert measure(msg.text) <= (text_limit if at else limit)
+        assert ("@13800001111" in msg.text) == at and bool(msg.mentions) == at
+        for i in idx:
+            assert f"#/alarms/{i:020x})" in msg.text
+        assert msg.title.startswith("【告警汇总】") and "Digest of" in msg.text
+    assert len(parts) > 1 and f"（1/{len(parts)}）" in parts[0][1].title
+
+
+async def test_a_burst_of_200_reaches_a_20_a_minute_robot_as_a_few_digests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DingTalk's 20 a minute and 10-minute block, scaled: a 0.6 s minute, a 6 s block
+    dt = Robot("dingtalk", "dt-token", "SECdt", limit=(20, 0.6), block_s=6.0)
+    async with FakeRobots(dt) as fake:
+        monkeypatch.setenv("T_DT_URL", fake.url(dt))
+        monkeypatch.setenv("T_DT_SECRET", "SECdt")
+        site = site_with(tmp_path / "site", """\
+      - {type: dingtalk, url_env: T_DT_URL, secret_env: T_DT_SECRET, mention: ["13800001111"],
+         rate_limits: [[20, 0.6]]}
+""")
+        reg = CollectorRegistry()
+        with SqliteAlarmStore(tmp_path / "state") as store:
+            events = AlarmManager(site, store).on_transitions(burst(200, critical_every=7))
+            async with dispatcher(site, store, reg):
+                await until(lambda: states(store) == ["delivered"] * 200, within=20)
+    assert dt.refused == []  # never blocked
+    sev = {e.alarm_id: e.severity for e in events}
+    critical = [e.alarm_id for e in events if e.severity == "critical"]
+    assert len(critical) == 29
+    titles = [b["markdown"]["title"] for b in dt.received]
+    singles = [t for t in titles if "汇总" not in t]
+    digests = [b for b in dt.received if "汇总" in b["markdown"]["title"]]
+    assert len(singles) >= 17 and all("【紧急】" in t for t in singles)  # critical alone
+    assert 1 <= len(digests) <= 3  # a few digests, within DingTalk's 20 000 characters
+    assert len(dt.received) <= 20
+    named = _named(dt)
+    assert sorted(named) == sorted(sev)  # every alarm named, exactly once
+    assert all(sev[a] == "critical" for a in named[:29])  # critical first, then the rest
+    ranks = [("critical", "major", "minor", "warning").index(sev[a]) for a in named]
+    assert ranks == sorted(ranks)
+    first = digests[0]
+    assert "13800001111" in first["at"]["atMobiles"]  # it lists critical alarms: @ duty
+    assert "@13800001111" in first["markdown"]["text"]
+    assert reg.get_sample_value("anju_robot_digests_total",
+                                {"team": "prop/dingtalk"}) == len(digests)
+
+
+async def test_a_restart_in_the_middle_of_a_burst_loses_and_repeats_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 messages in any second, blocked for 30 s beyond (a test would time out): the
+    # second dispatcher must know what the first one sent just before it stopped. 300
+    # alarms make three digests of DingTalk's 20 000 characters: two go, the third waits
+    dt = Robot("dingtalk", "dt-token", "SECdt", limit=(2, 1.0), block_s=30.0)
+    async with FakeRobots(dt) as fake:
+        monkeypatch.setenv("T_DT_URL", fake.url(dt))
+        monkeypatch.setenv("T_DT_SECRET", "SECdt")
+        site = site_with(tmp_path / "site", """\
+      - {type: dingtalk, url_env: T_DT_URL, secret_env: T_DT_SECRET, rate_limits: [[2, 1.0]]}
+""")
+        state = tmp_path / "state"
+        with SqliteAlarmStore(state) as store:
+            events = AlarmManager(site, store).on_transitions(burst(300, critical_every=7))
+            async with dispatcher(site, store):
+                await until(lambda: len(dt.received) >= 2)
+            left = states(store).count("pending")
+            assert 0 < left < 300  # stopped in the middle: some delivered, some not
+            saved = store.target_state("prop/dingtalk")
+            assert saved is not None and len(saved["sends_ms"]) == 2
+        before = len(dt.received)
+        with SqliteAlarmStore(state) as store:  # a new store and dispatcher on the same dir
+            async with dispatcher(site, store):
+                await until(lambda: states(store) == ["delivered"] * 300, within=15)
+    assert dt.refused == []  # the restarted dispatcher kept the limit: never blocked
+    assert len(dt.received) > before
+    named = _named(dt)
+    assert sorted(named) == sorted(e.alarm_id for e in events)  # nothing lost, none twice
+
+
+async def test_a_refused_digest_leaves_every_event_pending_then_delivers_them_together(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wc = Robot("wecom", "wc-key", limit=(2, 0.5),
+               inject=[{"errcode": 45009, "errmsg": "api freq out of limit"}])
+    async with FakeRobots(wc) as fake:
+        monkeypatch.setenv("T_WC_URL", fake.url(wc))
+        site = site_with(tmp_path / "site",
+                         "      - {type: wecom, url_env: T_WC_URL, rate_limits: [[2, 0.5]]}\n")
+        with SqliteAlarmStore(tmp_path / "state") as store:
+            events = AlarmManager(site, store).on_transitions(burst(10))  # none critical
+            async with dispatcher(site, store):
+                await until(lambda: len(wc.refused) == 1)
+                await until(lambda: states(store) == ["delivered"] * 10)
+            rows = store.outbox()
+    assert [r["attempts"] for r in rows] == [2] * 10  # refused together, delivered together
+    [digest] = wc.received
+    assert digest["msgtype"] == "markdown" and "汇总" in digest["markdown"]["content"]
+    assert sorted(_named(wc)) == sorted(e.alarm_id for e in events)

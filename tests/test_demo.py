@@ -18,7 +18,7 @@ def test_demo_scorecard_is_perfect(tmp_path: Path) -> None:
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "anju.cli", "demo", "--seconds", "20", "--json",
-         "--workdir", str(tmp_path / "demo")],
+         "--workdir", str(tmp_path / "demo"), "--robot", "dingtalk"],
         capture_output=True, timeout=180, check=False)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
@@ -40,3 +40,8 @@ def test_demo_scorecard_is_perfect(tmp_path: Path) -> None:
     # the city, the publisher's log and the pipeline's state stay in --workdir
     assert (tmp_path / "demo" / "site" / "devices.csv").exists()
     assert elapsed < 90
+    # --robot: each property team's fake DingTalk robot got signed messages, never refused
+    robots = card["robot"]["teams"]
+    assert len(robots) == 2 and all(r["refused"] == 0 and r["messages"] > 0
+                                    for r in robots.values())
+    assert sum(r["events"] for r in robots.values()) >= 15  # 15 incidents

@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import orjson
 from prometheus_client import CollectorRegistry
 
 from anju.alarms.errors import AlarmStoreError, DeliveryRefused
@@ -43,6 +44,9 @@ from anju.alarms.metrics import alarm_metrics
 from anju.alarms.model import Delivery
 from anju.alarms.ratelimit import WindowLimiter
 from anju.alarms.retry import Backoff
+from anju.alarms.robot_digest import plan
+from anju.alarms.robot_message import Message
+from anju.alarms.robots import RobotSender
 from anju.alarms.store import AlarmStore
 from anju.alarms.webhook import Sender, WebhookSender
 from anju.config import Settings, load_settings
@@ -103,6 +107,7 @@ class WebhookDispatcher:
         poll_s: float = 1.0,
         drain_s: float = 5.0,
         batch: int = 50,
+        robot_batch: int = 1000,
         retention_s: float | None = 7 * 86400,
         wall_ms: Callable[[], int] = _wall_ms,
         rng: random.Random | None = None,
@@ -119,6 +124,7 @@ class WebhookDispatcher:
         self.poll_s = poll_s
         self.drain_s = drain_s
         self.batch = batch
+        self.robot_batch = robot_batch  # a robot's round takes this many, to digest them
         self.retention_s = retention_s
         self._wall_ms = wall_ms
         self._rng = rng or random.Random()
@@ -272,6 +278,7 @@ class WebhookDispatcher:
         connector = aiohttp.TCPConnector(limit=4)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector,
                                          raise_for_status=False) as session:
+            await self._restore_limit(dest)
             while not self._stopping:
                 wake.clear()
                 try:
@@ -287,6 +294,14 @@ class WebhookDispatcher:
 
     async def _round(self, dest: Destination, session: aiohttp.ClientSession) -> float:
         """Delivers what is due; returns how long to sleep before the next round."""
+        if dest.limiter is not None and isinstance(dest.sender, RobotSender):
+            try:
+                return await self._robot_round(dest, dest.sender, dest.limiter, session)
+            except (asyncio.CancelledError, AlarmStoreError):
+                raise
+            except Exception:  # a bug: keep the worker alive
+                log.exception("delivery %s: a round failed unexpectedly", dest.key)
+                return self.poll_s
         now = self._wall_ms()
         due = await asyncio.to_thread(self.store.due_deliveries, dest.key, now, self.batch)
         for d in due:
@@ -301,6 +316,10 @@ class WebhookDispatcher:
                 return self.poll_s
         if due:
             return 0.0  # more may be due already
+        return await self._idle(dest)
+
+    async def _idle(self, dest: Destination) -> float:
+        """Nothing due: how long until something is (at most ``poll_s``)."""
         nxt, pending = await asyncio.to_thread(self._peek, dest.key)
         self._metrics.pending.labels(dest.key).set(pending)
         if nxt is None:
@@ -313,24 +332,150 @@ class WebhookDispatcher:
     async def _deliver(self, dest: Destination, session: aiohttp.ClientSession,
                        d: Delivery) -> None:
         attempts = d.attempts + 1
-        if dest.limiter is not None:
-            await dest.limiter.wait()  # the platform's rate limit: wait, never drop
+        if not await self._slot(dest):  # the platform's rate limit: wait, never drop
+            return
         try:
             status = await dest.sender.send(session, d, self._wall_ms())
         except DeliveryError as exc:
+            await self._sent(dest)
             await self._failed(dest, d, attempts, exc)
             return
-        finally:
+        except BaseException:
             if dest.limiter is not None:
-                dest.limiter.record()
+                dest.limiter.record()  # it may have reached the platform
+            raise
+        await self._sent(dest)
         now = self._wall_ms()
         await asyncio.to_thread(self.store.mark_delivered, d.delivery_id, now, status)
+        self._succeeded(dest, [d], now)
+
+    def _succeeded(self, dest: Destination, ds: list[Delivery], now: int) -> None:
         if dest.failing_since_ms is not None:
             log.info("delivery %s: delivering again after failing since %d ms",
                      dest.key, dest.failing_since_ms)
         dest.failing_since_ms, dest.last_error = None, None
-        self._metrics.deliveries.labels(dest.key, "delivered").inc()
-        self._metrics.latency.labels(dest.key).observe(max(0, now - d.committed_ms) / 1000)
+        self._metrics.deliveries.labels(dest.key, "delivered").inc(len(ds))
+        for d in ds:
+            self._metrics.latency.labels(dest.key).observe(max(0, now - d.committed_ms) / 1000)
+
+    # -- chat robots: rate limits, priorities and digests ----------------------------------
+    async def _restore_limit(self, dest: Destination) -> None:
+        """Takes back a robot's recent sends saved with the outbox: a restart must not
+        start a fresh window on a robot that was busy just before."""
+        if dest.limiter is None:
+            return
+        try:
+            saved = await asyncio.to_thread(self.store.target_state, dest.key)
+        except AlarmStoreError as exc:
+            log.error("delivery %s: cannot read its saved rate-limit state: %s", dest.key, exc)
+            return
+        if saved:
+            dest.limiter.restore([int(t) for t in saved.get("sends_ms", [])])
+
+    async def _slot(self, dest: Destination) -> bool:
+        """Waits until the target's rate limit allows one more send; False when leaving."""
+        lim = dest.limiter
+        while lim is not None and not self._stopping and (w := lim.wait_s()) > 0:
+            lim.waited_s += w
+            try:
+                await asyncio.wait_for(self._stop.wait(), w)
+            except TimeoutError:
+                pass
+        return not self._stopping
+
+    async def _sent(self, dest: Destination) -> None:
+        """Counts a send (answered, well or badly) against the rate limit, and saves the
+        send log with the outbox."""
+        if dest.limiter is None:
+            return
+        dest.limiter.record()
+        try:
+            await asyncio.to_thread(self.store.save_target_state, dest.key,
+                                    {"sends_ms": dest.limiter.snapshot()})
+        except AlarmStoreError as exc:
+            log.error("delivery %s: cannot save its rate-limit state: %s", dest.key, exc)
+
+    async def _robot_round(self, dest: Destination, sender: RobotSender, lim: WindowLimiter,
+                           session: aiohttp.ClientSession) -> float:
+        """One round of a robot: what is due goes alone while the robot can take it all,
+        else urgent events alone and the rest in digests (:mod:`anju.alarms.robot_digest`)."""
+        due = await asyncio.to_thread(self.store.due_deliveries, dest.key, self._wall_ms(),
+                                      self.robot_batch)
+        if not due:
+            return await self._idle(dest)
+        if lim.wait_s() > 0:
+            if not await self._slot(dest):
+                return 0.0
+            # what came in while waiting joins this round (and its digest)
+            due = await asyncio.to_thread(self.store.due_deliveries, dest.key,
+                                          self._wall_ms(), self.robot_batch)
+        why = " (" + ", ".join(f"{c}/{p:g} s" for c, p in lim.limits) + ")"
+
+        def grouped() -> tuple[list[int], list[int]]:  # rendering: tens of ms for 1 000
+            return plan([orjson.loads(d.body) for d in due], lim.free(),
+                        lambda idx: len(sender.digests([due[i] for i in idx], why)))
+
+        singles, digested = await asyncio.to_thread(grouped)
+        for i in singles:
+            if self._stopping:
+                return 0.0
+            await self._deliver(dest, session, due[i])
+        if not digested or self._stopping:
+            return 0.0
+        parts = await asyncio.to_thread(sender.digests, [due[i] for i in digested], why)
+        log.info("delivery %s: %d events due beyond the rate limit: %d alone, %d in %d "
+                 "digest(s)", dest.key, len(due), len(singles), len(digested), len(parts))
+        for members, msg in parts:
+            if not await self._slot(dest):
+                break
+            await self._deliver_digest(dest, sender, session, members, msg)
+        return 0.0
+
+    async def _deliver_digest(self, dest: Destination, sender: RobotSender,
+                              session: aiohttp.ClientSession, members: list[Delivery],
+                              msg: Message) -> None:
+        """Posts one digest; its rows are delivered together once it is accepted, and
+        retried together (each keeping its own horizon) when it is not."""
+        try:
+            status = await sender.post_message(session, msg, self._wall_ms())
+        except DeliveryError as exc:
+            await self._sent(dest)
+            await self._digest_failed(dest, members, exc)
+            return
+        except BaseException:
+            if dest.limiter is not None:
+                dest.limiter.record()  # it may have reached the platform
+            raise
+        await self._sent(dest)
+        now = self._wall_ms()
+        await asyncio.to_thread(self.store.mark_delivered_many,
+                                [d.delivery_id for d in members], now, status)
+        self._metrics.digests.labels(dest.key).inc()
+        self._succeeded(dest, members, now)
+
+    async def _digest_failed(self, dest: Destination, members: list[Delivery],
+                             exc: DeliveryError) -> None:
+        now = self._wall_ms()
+        live = [d for d in members if now < d.committed_ms + self.horizon_ms]
+        for d in members:
+            if d not in live:  # past its horizon: parked, as a lone delivery would be
+                await self._failed(dest, d, d.attempts + 1, exc)
+        if not live:
+            return
+        first = dest.failing_since_ms is None
+        if first:
+            dest.failing_since_ms = now
+        dest.last_error = str(exc)
+        attempts = max(d.attempts for d in live) + 1
+        delay_ms = round(1000 * self.backoff.delay(attempts, exc.retry_after_s, self._rng,
+                                                   slow=isinstance(exc, DeliveryRefused)))
+        nxt = min(now + delay_ms, min(d.committed_ms for d in live) + self.horizon_ms)
+        await asyncio.to_thread(self.store.mark_retry_many, [d.delivery_id for d in live],
+                                next_attempt_ms=nxt, status=exc.status, error=str(exc))
+        self._metrics.deliveries.labels(dest.key, "retried").inc(len(live))
+        log.log(logging.WARNING if first or attempts == 1 else logging.INFO,
+                "delivery %s: a digest of %d events failed (%s); next in %.1f s",
+                dest.key, len(live), exc, (nxt - now) / 1000)
 
     async def _failed(self, dest: Destination, d: Delivery, attempts: int,
                       exc: DeliveryError) -> None:

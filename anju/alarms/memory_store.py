@@ -45,6 +45,7 @@ class MemoryAlarmStore:
         self._wall_ms = wall_ms
         self._log: list[AlarmEvent] = []  # every event in commit order; its id = index + 1
         self._listeners: list[Listener] = []
+        self._targets: dict[str, dict[str, Any]] = {}  # a delivery target's saved state
 
     # -- alarms ----------------------------------------------------------------------------
     def get(self, alarm_id: str) -> AlarmRecord | None:
@@ -161,6 +162,28 @@ class MemoryAlarmStore:
             row = self._outbox[delivery_id]
             row.state, row.last_status, row.done_ms = "delivered", status, now_ms
             row.delivery = replace(row.delivery, attempts=row.delivery.attempts + 1)
+
+    def mark_delivered_many(self, delivery_ids: Collection[str], now_ms: int,
+                            status: int) -> None:
+        with self._lock:
+            for did in delivery_ids:
+                self.mark_delivered(did, now_ms, status)
+
+    def mark_retry_many(self, delivery_ids: Collection[str], *, next_attempt_ms: int,
+                        status: int | None, error: str) -> None:
+        with self._lock:
+            for did in delivery_ids:
+                row = self._outbox[did]
+                self.mark_retry(did, attempts=row.delivery.attempts + 1,
+                                next_attempt_ms=next_attempt_ms, status=status, error=error)
+
+    def target_state(self, team: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._targets.get(team)
+
+    def save_target_state(self, team: str, state: dict[str, Any]) -> None:
+        with self._lock:
+            self._targets[team] = state
 
     def mark_retry(self, delivery_id: str, *, attempts: int, next_attempt_ms: int,
                    status: int | None, error: str) -> None:

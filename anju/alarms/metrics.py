@@ -25,6 +25,7 @@ class AlarmMetrics:
     oldest: Gauge  # labels team: age of the oldest undelivered event, 0 when none
     latency: Histogram  # labels team: commit of the event → 2xx from the receiver
     duplicates: Counter  # labels rule, event: transitions ignored (duplicate raise, stray clear)
+    digests: Counter  # labels team: digest messages a chat robot accepted
 
 
 def _make(registry: CollectorRegistry | None) -> AlarmMetrics:
@@ -50,6 +51,9 @@ def _make(registry: CollectorRegistry | None) -> AlarmMetrics:
         duplicates=Counter("anju_alarm_transitions_ignored",
                            "Transitions that changed nothing (duplicate raise, stray clear)",
                            ["rule", "event"], registry=registry),
+        digests=Counter("anju_robot_digests",
+                        "Digest messages (several alarm events in one) a chat robot accepted",
+                        ["team"], registry=registry),
     )
 
 

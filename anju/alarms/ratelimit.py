@@ -9,6 +9,10 @@ of several limits at once (Feishu: 5 a second and 100 a minute).
 A send is logged when its answer has come, not when it starts: the platform counts a
 message when it arrives, which is somewhere between the two, so logging the end keeps any
 two sends ``count`` apart at least ``per_s`` apart *at the platform*, whatever the latency.
+
+The log is kept in wall-clock seconds so that it can be saved with the outbox
+(:meth:`WindowLimiter.snapshot`, :meth:`WindowLimiter.restore`): a restarted pipeline must
+not take a fresh 20 a minute on a robot that had 20 in the minute before it went down.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class WindowLimiter:
     """At most ``count`` acquisitions in any ``per_s`` seconds, for each ``(count, per_s)``."""
 
     def __init__(self, limits: Sequence[tuple[int, float]], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         if not limits or any(c < 1 or p <= 0 for c, p in limits):
             raise ValueError(f"bad rate limits {limits!r}: need count ≥ 1 and per_s > 0")
         self.limits = [(int(c), float(p)) for c, p in limits]
@@ -42,6 +46,24 @@ class WindowLimiter:
             if len(self._log) >= count:
                 wait = max(wait, self._log[-count] + per_s - now)
         return wait
+
+    def free(self) -> int:
+        """How many sends would keep every limit if made now, one after another."""
+        now = self._clock()
+        return max(0, min(count - sum(1 for t in self._log if t > now - per_s)
+                          for count, per_s in self.limits))
+
+    def snapshot(self) -> list[int]:
+        """The send log, as wall-clock ms, for saving."""
+        return [round(t * 1000) for t in self._log]
+
+    def restore(self, sends_ms: Sequence[int]) -> None:
+        """Takes back a saved send log (a send "in the future", after the clock was set
+        back, counts as now)."""
+        now = self._clock()
+        self._log.clear()
+        for ms in sorted(sends_ms)[-(self._log.maxlen or 1):]:
+            self._log.append(min(ms / 1000, now))
 
     def record(self) -> None:
         """Counts one send (call when its answer has come, or it failed)."""

@@ -25,7 +25,7 @@ import base64
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
 
@@ -35,6 +35,7 @@ import orjson
 from anju.alarms.errors import DeliveryRefused
 from anju.alarms.model import Delivery
 from anju.alarms.ratelimit import WindowLimiter
+from anju.alarms.robot_digest import render_digests
 from anju.alarms.robot_message import Message, render, utf8_len
 from anju.alarms.webhook import post, raise_for_status
 from anju.config import Settings
@@ -103,11 +104,43 @@ class RobotSender:
             raise ConfigError(f"{where}: its secret is not set "
                               f"(secret_env {self.target.secret_env!r})")
 
-    def message(self, d: Delivery, mention: Callable[[str], str] | None) -> Message:
+    #: how the platform writes an @ inside the text (None: it cannot)
+    mention_template: ClassVar[str | None] = None
+
+    @property
+    def mention_fmt(self) -> Callable[[str], str] | None:
+        return self.mention_template.format if self.mention_template else None
+
+    def limit_for(self, mentioning: bool) -> int:
+        """The size limit of a message (in units of ``measure``), mentioning or not."""
+        return self.limit
+
+    def message(self, d: Delivery) -> Message:
+        """The message of one delivery's event."""
         ev = orjson.loads(d.body)
-        return render(ev, console_url=self.console_url, limit=self.limit,
-                      measure=self.measure, estate_name=self.estate_names.get(ev["estate"], ""),
-                      mentions=self.target.mention, mention=mention)
+        msg = render(ev, console_url=self.console_url, limit=self.limit,
+                     measure=self.measure, estate_name=self.estate_names.get(ev["estate"], ""),
+                     mentions=self.target.mention, mention=self.mention_fmt)
+        if msg.mentions and self.limit_for(True) < self.limit:
+            msg = render(ev, console_url=self.console_url, limit=self.limit_for(True),
+                         measure=self.measure,
+                         estate_name=self.estate_names.get(ev["estate"], ""),
+                         mentions=self.target.mention, mention=self.mention_fmt)
+        return msg
+
+    def digests(self, ds: Sequence[Delivery], why: str = "") -> list[tuple[list[Delivery],
+                                                                        Message]]:
+        """Digest messages naming every one of ``ds`` (in sending order), each within the
+        platform's size limit (:mod:`anju.alarms.robot_digest`)."""
+        evs = [orjson.loads(d.body) for d in ds]
+        parts = render_digests(evs, console_url=self.console_url, limit_for=self.limit_for,
+                               measure=self.measure, estate_names=self.estate_names,
+                               mentions=self.target.mention, mention=self.mention_fmt, why=why)
+        return [([ds[i] for i in idx], msg) for idx, msg in parts]
+
+    async def send(self, session: aiohttp.ClientSession, d: Delivery, now_ms: int) -> int:
+        """Sends ``d`` as this platform's message; 200, or :class:`DeliveryError`."""
+        return await self.post_message(session, self.message(d), now_ms)
 
     def _url(self) -> str:
         url = self.target.url()
@@ -124,8 +157,10 @@ class RobotSender:
                                 retryable=True)
         return secret
 
-    async def send(self, session: aiohttp.ClientSession, d: Delivery, now_ms: int) -> int:
-        """Sends ``d`` as this platform's message; 200, or :class:`DeliveryError`."""
+    async def post_message(self, session: aiohttp.ClientSession, msg: Message,
+                           now_ms: int) -> int:
+        """Posts a rendered message (one event's, or a digest); 200, or
+        :class:`DeliveryError`."""
         raise NotImplementedError
 
     async def _post_json(self, session: aiohttp.ClientSession, url: str,
@@ -160,13 +195,15 @@ class DingTalkSender(RobotSender):
     #: 300001 unknown access token
     REFUSED: ClassVar[frozenset[int]] = frozenset({310000, 300001})
 
-    async def send(self, session: aiohttp.ClientSession, d: Delivery, now_ms: int) -> int:
+    mention_template = "@{}"
+
+    async def post_message(self, session: aiohttp.ClientSession, msg: Message,
+                           now_ms: int) -> int:
         url = self._url()
         secret = self._secret()
         if secret is not None:
             sep = "&" if "?" in url else "?"
             url += f"{sep}timestamp={now_ms}&sign={dingtalk_sign(secret, now_ms)}"
-        msg = self.message(d, mention=lambda m: f"@{m}")
         out = await self._post_json(session, url, {
             "msgtype": "markdown",
             "markdown": {"title": msg.title, "text": msg.text},
@@ -189,16 +226,15 @@ class WeComSender(RobotSender):
     THROTTLED: ClassVar[dict[int, float | None]] = {45009: 60.0}  # api freq out of limit
     REFUSED: ClassVar[frozenset[int]] = frozenset({93000})  # invalid webhook URL (key)
 
-    async def send(self, session: aiohttp.ClientSession, d: Delivery, now_ms: int) -> int:
+    def limit_for(self, mentioning: bool) -> int:
+        return self.text_limit if mentioning else self.limit
+
+    async def post_message(self, session: aiohttp.ClientSession, msg: Message,
+                           now_ms: int) -> int:
         url = self._url()
-        msg = self.message(d, mention=None)
         if msg.mentions:
-            ev = orjson.loads(d.body)
-            plain = render(ev, console_url=self.console_url, limit=self.text_limit,
-                           measure=utf8_len, estate_name=self.estate_names.get(ev["estate"], ""),
-                           mentions=self.target.mention, mention=None)
             payload: dict[str, Any] = {"msgtype": "text", "text": {
-                "content": _plain(plain.text), "mentioned_mobile_list": list(msg.mentions)}}
+                "content": _plain(msg.text), "mentioned_mobile_list": list(msg.mentions)}}
         else:
             payload = {"msgtype": "markdown", "markdown": {"content": msg.text}}
         out = await self._post_json(session, url, payload)
@@ -224,10 +260,12 @@ class FeishuSender(RobotSender):
     #: 19021 bad signature or timestamp, 19022 IP not allowed, 19024 keyword missing
     REFUSED: ClassVar[frozenset[int]] = frozenset({19021, 19022, 19024})
 
-    async def send(self, session: aiohttp.ClientSession, d: Delivery, now_ms: int) -> int:
+    mention_template = "<at id={}></at>"
+
+    async def post_message(self, session: aiohttp.ClientSession, msg: Message,
+                           now_ms: int) -> int:
         url = self._url()
         secret = self._secret()
-        msg = self.message(d, mention=lambda m: f"<at id={m}></at>")
         payload: dict[str, Any] = {}
         if secret is not None:
             ts = now_ms // 1000

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+import orjson
+
 from anju.alarms.errors import AlarmStoreError
 from anju.alarms.model import AlarmEvent, AlarmRecord, Delivery, event_body
 from anju.alarms.store import (
@@ -80,6 +82,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(team, next_attempt_ms) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_alarm ON outbox(team, alarm_id, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox(team) WHERE state != 'delivered';
+-- what a delivery target keeps across restarts (a chat robot's recent sends: its rate limit)
+CREATE TABLE IF NOT EXISTS target_state (
+    team        TEXT PRIMARY KEY,
+    state       BLOB NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
 -- 'dead' was the name of 'parked' before every failure became retryable (CONTRACT §4)
 UPDATE outbox SET state = 'parked' WHERE state = 'dead';
 """
@@ -349,6 +357,33 @@ class SqliteAlarmStore:
             db.execute("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, "
                        "last_status = ?, done_ms = ? WHERE delivery_id = ?",
                        (status, now_ms, delivery_id))
+
+    def mark_delivered_many(self, delivery_ids: Collection[str], now_ms: int,
+                            status: int) -> None:
+        with self._tx(write=True) as db:  # one transaction: a digest is delivered or not
+            db.executemany("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, "
+                           "last_status = ?, done_ms = ? WHERE delivery_id = ?",
+                           [(status, now_ms, did) for did in delivery_ids])
+
+    def mark_retry_many(self, delivery_ids: Collection[str], *, next_attempt_ms: int,
+                        status: int | None, error: str) -> None:
+        with self._tx(write=True) as db:
+            db.executemany("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?, "
+                           "last_status = ?, last_error = ? WHERE delivery_id = ?",
+                           [(next_attempt_ms, status, error, did) for did in delivery_ids])
+
+    def target_state(self, team: str) -> dict[str, Any] | None:
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM target_state WHERE team = ?",
+                             (team,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def save_target_state(self, team: str, state: dict[str, Any]) -> None:
+        with self._tx(write=True) as db:
+            db.execute("INSERT INTO target_state(team, state, updated_ms) VALUES (?, ?, ?) "
+                       "ON CONFLICT(team) DO UPDATE SET state = excluded.state, "
+                       "updated_ms = excluded.updated_ms",
+                       (team, orjson.dumps(state), self._wall_ms()))
 
     def mark_retry(self, delivery_id: str, *, attempts: int, next_attempt_ms: int,
                    status: int | None, error: str) -> None:

@@ -171,6 +171,25 @@ class AlarmStore(Protocol):
     ) -> None:
         ...
 
+    def mark_delivered_many(self, delivery_ids: Collection[str], now_ms: int,
+                            status: int) -> None:
+        """Marks the rows of one digest message delivered, all in one transaction."""
+        ...
+
+    def mark_retry_many(self, delivery_ids: Collection[str], *, next_attempt_ms: int,
+                        status: int | None, error: str) -> None:
+        """The rows of one digest message failed: each one's attempts + 1, all due again at
+        ``next_attempt_ms``, in one transaction."""
+        ...
+
+    def target_state(self, team: str) -> dict[str, Any] | None:
+        """What a delivery target saved (:meth:`save_target_state`), or None."""
+        ...
+
+    def save_target_state(self, team: str, state: dict[str, Any]) -> None:
+        """Keeps a delivery target's own state (a robot's recent sends) across restarts."""
+        ...
+
     def mark_parked(
         self, delivery_id: str, now_ms: int, *, attempts: int, status: int | None, error: str,
     ) -> None:

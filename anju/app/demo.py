@@ -98,19 +98,20 @@ def _scenario_path(ref: str) -> Path:
 
 
 def run_demo(*, seconds: float = 60.0, scenario: str = "demo", workdir: Path | None = None,
-             quiet: bool = False) -> dict[str, Any]:
+             quiet: bool = False, robot: str | None = None) -> dict[str, Any]:
     """Runs the demo; returns the scorecard (CONTRACT §7) with a few extras."""
     keep = workdir is not None
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="anju-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_demo(seconds, scenario, root, quiet))
+        return asyncio.run(_demo(seconds, scenario, root, quiet, robot))
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
 
 
-async def _demo(seconds: float, scenario_ref: str, root: Path, quiet: bool) -> dict[str, Any]:
+async def _demo(seconds: float, scenario_ref: str, root: Path, quiet: bool,
+                robot: str | None = None) -> dict[str, Any]:
     from anju.services import LocalServices
 
     sc = load_scenario(scenario_ref)
@@ -127,15 +128,18 @@ async def _demo(seconds: float, scenario_ref: str, root: Path, quiet: bool) -> d
         await asyncio.to_thread(services.influx.drop_database, _DB)
         await asyncio.to_thread(services.influx.create_database, _DB)
         await asyncio.to_thread(shutil.rmtree, root / "state", True)
-        return await _with_services(sc, scenario_path, seconds, root, services, console, quiet)
+        return await _with_services(sc, scenario_path, seconds, root, services, console, quiet,
+                                    robot)
     finally:
         await asyncio.to_thread(services.stop)
 
 
 async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Path,
-                         services: Any, console: Console, quiet: bool) -> dict[str, Any]:
+                         services: Any, console: Console, quiet: bool,
+                         robot: str | None = None) -> dict[str, Any]:
     from anju.alarms.receiver import WebhookReceiver
     from anju.devices.registry import load_site
+    from anju.services.fake_robots import DemoRobots
     from anju.simulators.city import write_site
     from anju.simulators.recipe import plan_recipe
 
@@ -150,16 +154,28 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
         hook_secrets[team["id"]] = secret.encode()
     receiver = WebhookReceiver(hook_secrets)
     await receiver.start()
+    robots = DemoRobots(robot) if robot else None  # fake chat robots, one per property team
     try:
         plan = plan_recipe(recipe, webhook_port=receiver.port)
+        if robots is not None:
+            robots.add_to(plan.teams)
+            await robots.start()
+            env.update(robots.env())
         site_dir = write_site(plan, root / "site")
         site = load_site(site_dir)
         bound = bind(sc, site)
         with _env(env):
-            return await _run(sc, scenario_path, bound, site, seconds, root, services,
-                              receiver, console, quiet)
+            out = await _run(sc, scenario_path, bound, site, seconds, root, services,
+                             receiver, console, quiet)
+        if robots is not None:
+            out["robot"] = robots.report()
+            if not quiet:
+                Console().print_json(data=out["robot"])
+        return out
     finally:
         await receiver.stop()
+        if robots is not None:
+            await robots.stop()
 
 
 async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: float,

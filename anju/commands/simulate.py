@@ -268,6 +268,9 @@ def register_demo(root: typer.Typer) -> None:
             "--workdir", help="keep the city, logs and state here (default: a temp dir)")
         ] = None,
         json: JsonOpt = False,
+        robot: Annotated[str | None, typer.Option(
+            "--robot", help="also deliver to a local fake chat robot per property team: "
+            "dingtalk, wecom or feishu; prints what it received")] = None,
     ) -> None:
         """Local broker and InfluxDB, a generated city, a scenario with known incidents, the
         pipeline and a webhook receiver; ends with a detection scorecard."""
@@ -275,8 +278,10 @@ def register_demo(root: typer.Typer) -> None:
         from anju.errors import AnjuError
 
         try:
+            if robot not in (None, "dingtalk", "wecom", "feishu"):
+                raise typer.BadParameter("dingtalk, wecom or feishu", param_hint="--robot")
             card = run_demo(seconds=seconds, scenario=scenario, workdir=workdir,
-                            quiet=json)
+                            quiet=json, robot=robot)
         except AnjuError as exc:
             raise fail(exc) from None
         except KeyboardInterrupt:

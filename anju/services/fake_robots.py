@@ -1,20 +1,32 @@
-"""Local stand-ins for the DingTalk, WeCom and Feishu robot endpoints, written from each
-platform's documentation (docs/alarms.md): they check signatures and the one-hour timestamp
+"""Local stand-ins for the DingTalk, WeCom and Feishu robot endpoints, for the tests and
+``anju demo --robot``, written from each platform's documentation (docs/alarms.md) and
+independent of :mod:`anju.alarms.robots`: they check signatures and the one-hour timestamp
 window the way the platforms do, answer HTTP 200 with an error code when they refuse, and
-enforce a rate limit by refusing (as DingTalk blocks a robot past 20 a minute)."""
+enforce a rate limit the way the platforms do: beyond ``limit`` (20 a minute) a DingTalk
+robot is blocked for ``block_s`` (10 minutes), refusing everything until then; WeCom and
+Feishu refuse what is over the limit. Time can be scaled down (a 0.6 s "minute", a 3 s
+"10 minutes") through ``limit`` and ``block_s``, or driven by an injected ``clock``.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+__all__ = ["DemoRobots", "FakeRobots", "Robot", "message_text"]
+
+#: How long each platform blocks a robot past its limit (only DingTalk documents a block).
+BLOCK_S = {"dingtalk": 600.0, "wecom": 0.0, "feishu": 0.0}
 
 
 @dataclass
@@ -26,17 +38,34 @@ class Robot:
     inject: list[dict[str, Any]] = field(default_factory=list)  # answers to give first
     received: list[dict[str, Any]] = field(default_factory=list)  # accepted payloads
     refused: list[dict[str, Any]] = field(default_factory=list)  # error answers given
+    block_s: float | None = None  # blocked this long past the limit; None: the platform's
+    clock: Callable[[], float] = time.monotonic
+    blocked_until: float = 0.0
     _sent: deque[float] = field(default_factory=deque)
 
     def over_limit(self) -> bool:
-        now = time.monotonic()
+        """Counts one message; True when it is refused (over the limit, or blocked)."""
+        now = self.clock()
+        if now < self.blocked_until:
+            return True
         count, per_s = self.limit
         while self._sent and self._sent[0] <= now - per_s:
             self._sent.popleft()
         if len(self._sent) >= count:
+            block = BLOCK_S.get(self.platform, 0.0) if self.block_s is None else self.block_s
+            self.blocked_until = now + block
             return True
         self._sent.append(now)
         return False
+
+
+def message_text(body: dict[str, Any]) -> str:
+    """The text of an accepted payload, whatever the platform and message type."""
+    if "card" in body:
+        return "\n".join(str(e.get("content", "")) for e in body["card"].get("elements", []))
+    kind = body.get("msgtype", "")
+    part = body.get(kind, {})
+    return str(part.get("text") or part.get("content") or "")
 
 
 class FakeRobots:
@@ -140,3 +169,71 @@ class FakeRobots:
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class DemoRobots:
+    """``anju demo --robot KIND``: a fake robot of one platform for each property team of a
+    generated city, on one local server, with the platform's own rate limits (a DingTalk
+    robot is blocked for 10 minutes past 20 a minute, so a demo storm shows the digests).
+
+    :meth:`add_to` adds the target to the teams (before site.yaml is written), :meth:`env`
+    gives the URL and secret variables it names, :meth:`report` what the robots received.
+    """
+
+    def __init__(self, kind: str) -> None:
+        if kind not in BLOCK_S:
+            raise ValueError(f"unknown robot platform {kind!r}: dingtalk, wecom or feishu")
+        self.kind = kind
+        self._robots: dict[str, Robot] = {}  # team id → its robot
+        self._fake: FakeRobots | None = None
+
+    def add_to(self, teams: list[dict[str, Any]]) -> None:
+        """Gives every property team (site.yaml dicts) a robot target of this platform."""
+        for t in teams:
+            if t.get("role") != "property":
+                continue
+            env = "ANJU_DEMO_ROBOT_" + "".join(c if c.isalnum() else "_"
+                                               for c in str(t["id"])).upper()
+            secret = None if self.kind == "wecom" else secrets.token_hex(16)
+            limit = (5, 1.0) if self.kind == "feishu" else (20, 60.0)
+            self._robots[t["id"]] = Robot(self.kind, secrets.token_hex(8), secret, limit=limit)
+            target: dict[str, Any] = {"type": self.kind, "url_env": env + "_URL",
+                                      "mention": ["13800000000" if self.kind != "feishu"
+                                                  else "ou_demo"]}
+            if secret is not None:
+                target["secret_env"] = env + "_SECRET"
+            t.setdefault("targets", []).append(target)
+
+    def env(self) -> dict[str, str]:
+        """The variables the targets name (call once started)."""
+        assert self._fake is not None, "start first"
+        out = {}
+        for team, r in self._robots.items():
+            env = "ANJU_DEMO_ROBOT_" + "".join(c if c.isalnum() else "_" for c in team).upper()
+            out[env + "_URL"] = self._fake.url(r)
+            if r.secret is not None:
+                out[env + "_SECRET"] = r.secret
+        return out
+
+    async def start(self) -> None:
+        self._fake = await FakeRobots(*self._robots.values()).__aenter__()
+
+    async def stop(self) -> None:
+        if self._fake is not None:
+            await self._fake.__aexit__(None, None, None)
+            self._fake = None
+
+    def report(self) -> dict[str, Any]:
+        """Per team: messages accepted (and how many were digests), alarm events named,
+        answers refused; ``last``: the titles of the last few messages."""
+        teams = {}
+        for team, r in self._robots.items():
+            texts = [message_text(b) for b in r.received]
+            teams[team] = {
+                "messages": len(r.received),
+                "digests": sum(1 for t in texts if "告警汇总" in t),
+                "events": sum(t.count("/#/alarms/") for t in texts),
+                "refused": len(r.refused),
+                "last": [t.split("\n", 1)[0].lstrip("# ") for t in texts[-5:]],
+            }
+        return {"platform": self.kind, "teams": teams}
