@@ -136,6 +136,7 @@ async def test_console_on_a_live_pipeline(rig: Any, chromium: Any) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     await sign_in(page, url, TOKEN_A)
+    assert await page.is_hidden("#signin") and await page.is_visible("#alarms")
     assert await page.locator("#alarms tbody tr").count() == 0
     await page.evaluate(_WATCH_ROWS)
 

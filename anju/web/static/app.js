@@ -298,12 +298,15 @@ function renderHealth() {
   const doc = healthDoc;
   if (!doc) { loadHealth(); return; }
   const name = (id) => { const e = session.estates.find((x) => x.id === id); return e && e.name ? e.name : id; };
-  $("health-buildings").querySelector("tbody").replaceChildren(...doc.buildings.map((h) => {
+  // buildings that need attention first (offline, obstructed, battery, silent), then in order
+  const bad = (h) => (h.offline || h.obstructed || h.battery_low || h.reporting < h.devices ? 0 : 1);
+  const buildings = [...doc.buildings].sort((a, b) => bad(a) - bad(b));
+  $("health-buildings").querySelector("tbody").replaceChildren(...buildings.map((h) => {
     const tr = el("tr");
     const key = `${h.estate}/${h.building}`;
     tr.dataset.key = key;
     if (key === healthPick) tr.classList.add("picked");
-    if (h.offline || h.obstructed || h.battery_low || h.reporting < h.devices) tr.classList.add("attention");
+    if (!bad(h)) tr.classList.add("attention");
     const cell = (n, cls) => el("td", n, n ? cls : undefined);
     tr.append(el("td", name(h.estate)), el("td", h.building), el("td", h.devices),
               el("td", h.reporting, h.reporting < h.devices ? "warn" : undefined),
