@@ -147,3 +147,15 @@ async def test_refusals(api: Any) -> None:
         async with http.get(f"{url}/devices/health?{q}",
                             headers={"Authorization": f"Bearer {TOKENS['H_TOKEN_E1']}"}) as r:
             assert r.status == 400, q
+
+
+def test_demo_hint_names_the_city_wide_team(site: Site, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    from anju.web.hint import console_hint
+
+    line = console_hint(site, "127.0.0.1:8181")
+    assert line == ("Console: http://127.0.0.1:8181/ — sign in with team city's token: "
+                    f"{TOKENS['H_TOKEN_CITY']}")
+    monkeypatch.delenv("H_TOKEN_CITY")  # then the widest team that has a token
+    assert console_hint(site, "127.0.0.1:8181").endswith(f"prop-e1's token: "
+                                                         f"{TOKENS['H_TOKEN_E1']}")
