@@ -59,7 +59,9 @@ browser:
 demo: $(STAMP) services
 	$(BIN)/anju demo --seconds $(DEMO_SECONDS)
 
+# The layering contract (pyproject [tool.importlinter]) runs first: CI enforces it.
 test: $(STAMP) services browser
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP)
@@ -68,13 +70,14 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check anju tests
 	$(BIN)/mypy anju
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP) services
 	$(BIN)/anju bench rules
 	$(BIN)/anju bench ingest
 
 clean:
-	rm -rf .anju .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .anju .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 distclean: clean
 	rm -rf $(VENV)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from anju.alarms.cli import register as _register_alarms
-from anju.bench_cli import app as bench_app
 from anju.cliutil import quiet_flag_types
-from anju.dashboards.cli import app as dashboards_app
-from anju.devices.cli import app as devices_app
-from anju.ingest.cli import register as _register_run
-from anju.report.cli import register as _register_report
-from anju.rules.cli import app as rules_app
-from anju.services.cli import app as services_app
-from anju.simulators.cli import app as simulate_app
-from anju.simulators.cli import register_demo as _register_demo
+from anju.commands.alarms import register as _register_alarms
+from anju.commands.bench import app as bench_app
+from anju.commands.dashboards import app as dashboards_app
+from anju.commands.devices import app as devices_app
+from anju.commands.report import register as _register_report
+from anju.commands.rules import app as rules_app
+from anju.commands.run import register as _register_run
+from anju.commands.services import app as services_app
+from anju.commands.simulate import app as simulate_app
+from anju.commands.simulate import register_demo as _register_demo
 
 __all__ = ["app", "main"]
 

@@ -10,7 +10,7 @@
     ├── SinkRejected      storage refused the data for good: drop and count
     └── DeliveryError     a webhook delivery failed; ``retryable`` says what to do
 
-Foreign exceptions (aiomqtt, aiohttp, sqlite3) are mapped to these at the boundary,
+Foreign exceptions (paho-mqtt, aiohttp, sqlite3) are mapped to these at the boundary,
 ``raise ... from exc``. Messages carry data (device, topic, field, attempt), never secrets.
 """
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from anju.devices.batch import Batch, BatchBuilder
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site, load_site
+from anju.kinds import KINDS
 
 T0 = 1_767_225_600_000
 

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from anju.alarms.backup import backup_store, restore_store, store_path
 from anju.alarms.errors import AlarmStoreError
 from anju.alarms.sqlite_store import SCHEMA_VERSION, SqliteAlarmStore
+from anju.app.pipeline import Pipeline
 from anju.cli import app
 from anju.config import Settings
 from anju.devices.registry import load_site
-from anju.ingest.pipeline import Pipeline
 from anju.services import LocalServices, free_port
 from tests.mqtt_support import until
 

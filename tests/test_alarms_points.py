@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from anju.alarms.influx import alarm_lines
 from anju.alarms.model import AlarmEvent
+from anju.app.pipeline import Pipeline
 from anju.config import Settings
 from anju.devices.registry import Site, load_site
-from anju.ingest.pipeline import Pipeline
 from anju.services import LocalServices, free_port
 from tests.mqtt_support import until
 

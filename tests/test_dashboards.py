@@ -17,6 +17,7 @@ from grafana_foundation_sdk.models import dashboard as dash
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
+import anju.kinds as kinds_mod
 from anju.cli import app
 from anju.config import Settings
 from anju.dashboards.build import build_dashboards, dashboard_json, render_tree
@@ -25,9 +26,8 @@ from anju.dashboards.kinds import kind_uid
 from anju.dashboards.macros import ALL, TimeRange, interpolate, iter_influx_queries
 from anju.dashboards.pipeline import METRICS
 from anju.dashboards.provisioning import Targets
-from anju.devices import kinds as kinds_mod
-from anju.devices.kinds import KINDS
 from anju.devices.spec import FieldSpec, KindSpec
+from anju.kinds import KINDS
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "grafana"

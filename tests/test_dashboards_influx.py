@@ -19,12 +19,12 @@ from typing import Any
 import orjson
 import pytest
 
+import anju.kinds as kinds_mod
 from anju.alarms.influx import alarm_lines
 from anju.alarms.model import AlarmEvent
 from anju.dashboards.build import build_dashboards
 from anju.dashboards.check import QueryOutcome, run_queries
 from anju.dashboards.macros import ALL, TimeRange, iter_influx_queries, variable_names
-from anju.devices import kinds as kinds_mod
 from anju.devices.batch import BatchBuilder
 from anju.devices.decode import Decoder
 from anju.devices.registry import load_site

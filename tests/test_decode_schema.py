@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 
 from anju.devices.batch import BatchBuilder
 from anju.devices.decode import Decoder, Rejection
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site, load_site
 from anju.devices.sample import write_site
 from anju.devices.schema import json_schema, reading_model, validate_reading
 from anju.devices.spec import MAX_TS_AHEAD_MS, MIN_TS_MS, FieldSpec
 from anju.errors import PayloadError
+from anju.kinds import KINDS
 
 NOW = 1_767_225_600_000  # 2026-01-01
 DEVICE = {kind: f"{kind}-1" for kind in KINDS}

@@ -21,11 +21,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 
 from anju.alarms.metrics import alarm_metrics
+from anju.app.pipeline import Pipeline
 from anju.config import Settings
 from anju.devices.credentials import PIPELINE_USER, write_credentials
 from anju.devices.registry import Site, load_site
 from anju.ingest.health import HealthReport, dead_letters_by_team
-from anju.ingest.pipeline import Pipeline
 from anju.services import LocalServices, Mosquitto, free_port
 from tests.mqtt_support import until
 

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anju.devices.batch import Batch, KindBatch
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site, load_site
 from anju.ingest.lineproto import (
     LineEncoder,
@@ -25,6 +24,7 @@ from anju.ingest.lineproto import (
     stored_tag_value,
     tag_value,
 )
+from anju.kinds import KINDS
 from anju.services import LocalServices
 
 SITE_YAML = """estates:

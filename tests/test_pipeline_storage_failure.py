@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from anju.alarms.receiver import WebhookReceiver
-from anju.ingest.pipeline import Pipeline
+from anju.app.pipeline import Pipeline
 from anju.services import LocalServices
 from tests.mqtt_support import until
 from tests.test_pipeline_live import SECRET, _publish, _settings, _site

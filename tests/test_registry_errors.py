@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anju.devices.kinds import KIND_CODES
 from anju.devices.registry import load_site
 from anju.devices.sample import write_site
 from anju.errors import RegistryError
+from anju.kinds import KIND_CODES
 
 SITE_YAML = """\
 estates:

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from anju.app.replay import replay
 from anju.rules import ReferenceEngine, RuleEngine, load_rules
-from anju.rules.replay import replay
 from tests.rules_support import T0, batch_of, key, small_site
 from tests.test_rules_engine import READING, STEP
 

@@ -318,7 +318,7 @@ def test_free_port_is_bindable() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     # In a subprocess, as a user runs it: the detached children must outlive it.
-    code = "from anju.services.cli import app; app(prog_name='anju services')"
+    code = "from anju.commands.services import app; app(prog_name='anju services')"
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
         check=False,

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from anju.cli import app
-from anju.devices.kinds import KINDS
 from anju.devices.registry import load_site
+from anju.kinds import KINDS
 from anju.rules.trajectory import Calibration, row_heights
 from anju.simulators.city import FACADES, plan_city, write_site
 

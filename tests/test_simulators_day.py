@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from anju.app.replay import replay
 from anju.devices.registry import load_site
 from anju.rules import load_rules
-from anju.rules.replay import replay
 from anju.simulators.city import plan_city, write_site
 from anju.simulators.traffic import Traffic, record
 

@@ -13,15 +13,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from anju.app.replay import replay
 from anju.cli import app
 from anju.devices.registry import Site, load_site
 from anju.errors import ConfigError
+from anju.kinds.camera.simulator import camera_track
 from anju.rules import load_rules
-from anju.rules.replay import replay
 from anju.rules.trajectory import Calibration, fit_fall
 from anju.simulators.city import plan_city, write_site
-from anju.simulators.kinds import FLEETS, INCIDENT_TYPES, FleetContext
-from anju.simulators.kinds.camera import camera_track
+from anju.simulators.fleets import FLEETS, INCIDENT_TYPES, FleetContext
 from anju.simulators.scenario import Scenario, bind, bundled_scenarios, load_scenario
 from anju.simulators.scoring import Observed, ground_truth, score
 from anju.simulators.traffic import Traffic, record
@@ -37,7 +37,7 @@ def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
 
 def test_every_kind_has_a_fleet_and_incidents() -> None:
-    from anju.devices.kinds import KINDS
+    from anju.kinds import KINDS
 
     assert set(FLEETS) == set(KINDS)
     kinds = {t.kind for t in INCIDENT_TYPES.values()}

@@ -37,6 +37,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from anju.alarms.model import AlarmEvent
+from anju.ingest.lineproto import quote_string, tag_value
 
 __all__ = ["alarm_lines", "escape_field_string", "escape_tag", "event_states"]
 
@@ -49,18 +50,17 @@ _RANK = {"open": 0, "acknowledged": 1, "closed": 2}
 _STATE = {"raised": "open", "escalated": "open", "acknowledged": "acknowledged",
           "cleared": "closed"}
 
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r"})
-_STR_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": r"\n", "\r": r"\r"})
+# One line-protocol escaper for readings and alarms (anju.ingest.lineproto).
 
 
 def escape_tag(value: str) -> str:
-    """A tag key or value with commas, equals signs and spaces escaped."""
-    return value.rstrip("\\").translate(_TAG_ESCAPES)
+    """A tag value with commas, equals signs and spaces escaped; "" when the tag is omitted."""
+    return tag_value(value) or ""
 
 
 def escape_field_string(value: str) -> str:
     """A string field value, quoted, with ``"`` and ``\\`` escaped."""
-    return '"' + value.translate(_STR_ESCAPES) + '"'
+    return quote_string(value)
 
 
 def _line(ev: AlarmEvent, state: str) -> str:

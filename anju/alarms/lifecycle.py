@@ -34,6 +34,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
 from anju.alarms.errors import AlarmNotFound, AlarmStateError
@@ -48,7 +49,8 @@ from anju.alarms.model import (
 )
 from anju.alarms.stages import (
     GATEWAY_OFFLINE,
-    MAINTENANCE_OVERDUE,
+    MAINTAINED,
+    OVERDUE_RULES,
     Escalator,
     GatewayWatch,
     Inhibitor,
@@ -57,7 +59,6 @@ from anju.alarms.stages import (
     Router,
 )
 from anju.alarms.store import AlarmQuery, AlarmStore, Commit
-from anju.devices.kinds import KIND_CODES
 from anju.devices.registry import Site
 from anju.devices.targets import destination_keys
 from anju.rules.transition import Transition
@@ -167,7 +168,7 @@ class AlarmManager:
         if not self._watches_restored:
             self._watches_restored = True
             for rec in self.store.query_alarms(AlarmQuery(
-                    state="open", rules=(GATEWAY_OFFLINE, MAINTENANCE_OVERDUE))):
+                    state="open", rules=(GATEWAY_OFFLINE, *OVERDUE_RULES))):
                 if rec.rule == GATEWAY_OFFLINE:
                     self.gateways.restore([(rec.subject, now_ms)])
                 else:
@@ -188,18 +189,19 @@ class AlarmManager:
                 if rec.held == "maintenance" and rec.held_by == str(w.id) \
                         and rec.base.severity == "critical":
                     commit.alarms.append(self._release(rec, now_ms, commit))
-            for dev in self._elevators_in(w):
+            for dev in self._maintained_in(w):
                 self.book.set_maintained(dev, w.to_ms, w.ended_by or w.by, now_ms)
             self.book.mark_closed(w.id)
         return self._commit(commit)
 
-    def _elevators_in(self, w: Window) -> list[str]:
+    def _maintained_in(self, w: Window) -> list[str]:
+        """Devices of kinds with a maintenance interval that the window covers: its end is
+        their maintenance record."""
         devs = self.site.devices
-        code = KIND_CODES["elevator"]
         out = []
-        for i in devs.of_kind("elevator").tolist():
+        for i in np.flatnonzero(np.isin(devs.kind, list(MAINTAINED))).tolist():
             b = self.site.buildings[int(devs.building[i])]
-            if devs.kind[i] == code and window_covers(w, b.estate, b.id, devs.ids[i]):
+            if window_covers(w, b.estate, b.id, devs.ids[i]):
                 out.append(devs.ids[i])
         return out
 

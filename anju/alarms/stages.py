@@ -24,17 +24,19 @@ from typing import Any
 
 from anju.alarms.maintenance import MaintenanceBook, Window, window_covers
 from anju.alarms.model import AlarmRecord
-from anju.devices.kinds import KIND_CODES
 from anju.devices.registry import LEVELS, Site
 from anju.devices.supervision import Chain, Inhibit, Supervision
+from anju.kinds import KIND_CODES, KINDS
 from anju.rules.transition import Transition
 
-__all__ = ["Escalator", "GatewayWatch", "Inhibitor", "MaintenanceGate", "OverdueWatch",
-           "Router", "StepDue"]
+__all__ = ["MAINTAINED", "OVERDUE_RULES", "Escalator", "GatewayWatch", "Inhibitor",
+           "MaintenanceGate", "OverdueWatch", "Router", "StepDue"]
 
 GATEWAY_OFFLINE = "gateway.offline"
-_ELEVATOR = KIND_CODES["elevator"]
-MAINTENANCE_OVERDUE = "elevator.maintenance_overdue"
+#: Kinds with a statutory maintenance interval (KindSpec.maintenance_days) and the rule
+#: each raises past it: ``{kind}.maintenance_overdue``.
+MAINTAINED = {KIND_CODES[k]: k for k, spec in KINDS.items() if spec.maintenance_days}
+OVERDUE_RULES = tuple(f"{k}.maintenance_overdue" for k in MAINTAINED.values())
 
 
 class Router:
@@ -225,26 +227,32 @@ class GatewayWatch:
 
 
 class OverdueWatch:
-    """``elevator.maintenance_overdue`` (TSG T5002: an elevator is maintained at least
-    every 15 days): raised when an elevator's last maintenance record is older than the
-    limit, cleared when a newer record arrives. Elevators without a record are not judged
-    (nothing is known of them)."""
+    """``{kind}.maintenance_overdue`` for the kinds with a statutory maintenance interval
+    (``KindSpec.maintenance_days``; elevators: TSG T5002, every 15 days): raised when a
+    device's last maintenance record is older than the limit, cleared when a newer record
+    arrives. Devices without a record are not judged (nothing is known of them)."""
 
     def __init__(self, site: Site, policy: Supervision) -> None:
         self.site = site
-        self.limit_ms = policy.maintenance_overdue_ms
+        override = policy.maintenance_overdue_ms
+        self.limits = {code: override if override is not None
+                       else round(float(KINDS[k].maintenance_days or 0) * 86_400_000)
+                       for code, k in MAINTAINED.items()}
         self.active: dict[str, int] = {}  # device → started_at of its open alarm
 
     def tick(self, now_ms: int, maintained: dict[str, int]) -> list[Transition]:
         out = []
         for dev, at in maintained.items():
             i = self.site.devices.index.get(dev)
-            if i is None or self.site.devices.kind[i] != _ELEVATOR:
+            if i is None:
                 continue
-            overdue = now_ms - at > self.limit_ms
+            limit = self.limits.get(int(self.site.devices.kind[i]))
+            if limit is None:
+                continue
+            overdue = now_ms - at > limit
             started = self.active.get(dev)
             if overdue and started is None:
-                due = at + self.limit_ms
+                due = at + limit
                 self.active[dev] = due
                 out.append(self._transition(i, "raised", now_ms, due, at, now_ms))
             elif not overdue and started is not None:
@@ -259,12 +267,15 @@ class OverdueWatch:
         b = site.buildings[int(site.devices.building[i])]
         name = site.estates[b.estate].name or b.estate
         days = (now_ms - at) / 86_400_000
+        kind = MAINTAINED[int(site.devices.kind[i])]
+        limit = self.limits[int(site.devices.kind[i])]
         return Transition(
-            rule=MAINTENANCE_OVERDUE, event=event,  # type: ignore[arg-type]
-            kind="elevator", severity="major", roles=("property",), subject=dev, device=dev,
+            rule=f"{kind}.maintenance_overdue", event=event,  # type: ignore[arg-type]
+            kind=kind, severity="major", roles=("property",), subject=dev, device=dev,
             estate=b.estate, building=b.id, floor=None, zone=site.devices.zone[i], ts=ts,
             started_at=started, value=round(days, 2),
-            message=f"{name} {b.id}栋 电梯超期未维保（{dev}，{days:.1f} 天） / {b.estate} "
-                    f"{b.id}: elevator {dev} not maintained for {days:.1f} days",
-            details={"last_maintained_at": at, "limit_days": self.limit_ms / 86_400_000})
+            message=f"{name} {b.id}栋 {KINDS[kind].title.split(' / ')[0]}超期未维保（{dev}，"
+                    f"{days:.1f} 天） / {b.estate} {b.id}: {kind} {dev} not maintained for "
+                    f"{days:.1f} days",
+            details={"last_maintained_at": at, "limit_days": limit / 86_400_000})
 

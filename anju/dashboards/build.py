@@ -82,7 +82,7 @@ def build_dashboards(kinds: Mapping[str, KindSpec] | None = None, *,
     ``timezone`` (an IANA name, ``browser`` or ``utc``), with the limits of ``rules``
     (default: the rule catalogue; ``load_rules(site)`` adds a site's overrides)."""
     if kinds is None:
-        from anju.devices.kinds import KINDS
+        from anju.kinds import KINDS
 
         kinds = KINDS
     tuning = tuning_for(rules if rules is not None else load_rules())

@@ -2,9 +2,9 @@
 
 Every stored field of a :class:`~anju.devices.spec.KindSpec` gets a panel chosen by its
 type (numbers: a time series per device; booleans: a state timeline; enums: counts per
-choice), so a new kind module in ``anju/devices/kinds/`` gets its dashboard with no
-change here. Hand-tuned limits and extra panels for the known kinds live in
-:mod:`anju.dashboards.tuning`, keyed by kind name, and are optional.
+choice), so a new kind folder in ``anju/kinds/`` gets its dashboard with no change
+here. Hand-tuned limits and extra panels of a kind live in its
+``anju/kinds/<kind>/dashboard.py`` (see :mod:`anju.dashboards.tuning`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from anju.dashboards.panels import (
     tag_variable,
     timeseries_panel,
 )
-from anju.dashboards.tuning import EXTRAS, FieldTuning, KindTuning, PanelBuilder, PanelList
+from anju.dashboards.tuning import (
+    FieldTuning,
+    KindTuning,
+    PanelBuilder,
+    PanelList,
+    extra_panels,
+)
 from anju.devices.spec import FieldSpec, KindSpec
 
 __all__ = ["SCOPE_VARS", "kind_dashboard", "kind_uid", "presence_field"]
@@ -159,9 +165,9 @@ def kind_dashboard(spec: KindSpec, tuning: KindTuning | None = None) -> db.Dashb
     for f in spec.fields:
         if f.stored and f.type != "track":
             d = d.with_panel(_field_panel(spec, f, tuning.get(f.name)))
-    extras = EXTRAS.get(spec.name)
+    extras = extra_panels(spec, tuning)
     if extras is not None:
         d = d.with_row(db.Row(f"{spec.name}: operator views"))
-        for panel in extras(spec, tuning):
+        for panel in extras:
             d = d.with_panel(panel)
     return d

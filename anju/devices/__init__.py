@@ -1,6 +1,6 @@
 """Device kinds, the site registry, strict decoding, dead letters and broker credentials.
 
-- :mod:`anju.devices.kinds` — the kind table ``KINDS`` (one module per kind, a ``KindSpec``)
+- :mod:`anju.kinds` — the kind table ``KINDS`` (one module per kind, a ``KindSpec``)
 - :mod:`anju.devices.registry` — ``load_site(dir)`` → ``Site`` with its ``DeviceTable``
 - :mod:`anju.devices.decode` — ``Decoder``: MQTT messages → ``BatchBuilder`` / ``Rejection``
 - :mod:`anju.devices.batch` — ``Batch`` / ``KindBatch``: readings as numpy columns

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from anju.devices.kinds import KINDS
 from anju.devices.spec import KindSpec
+from anju.kinds import KINDS
 
 __all__ = ["Batch", "BatchBuilder", "KindBatch"]
 

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Literal
 
 from anju.devices.broker import BrokerConfig
-from anju.devices.kinds import KINDS
 from anju.devices.registry import PIPELINE_USER, Site
 from anju.errors import AnjuError
+from anju.kinds import KINDS
 
 __all__ = [
     "PIPELINE_USER",

@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 
 from anju.devices.batch import BatchBuilder
-from anju.devices.kinds import KINDS
 from anju.devices.registry import ID_RE, Site
 from anju.devices.spec import (
     COMMON_FIELDS,
@@ -36,6 +35,7 @@ from anju.devices.spec import (
     as_parsed,
 )
 from anju.errors import PayloadError
+from anju.kinds import KINDS
 
 __all__ = [
     "MAX_PAYLOAD",

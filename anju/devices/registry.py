@@ -22,10 +22,10 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from anju.devices.kinds import KIND_CODES, KINDS
 from anju.devices.supervision import ChainModel, Supervision, SupervisionModel
 from anju.devices.targets import RobotTarget, RobotTargetModel
 from anju.errors import RegistryError
+from anju.kinds import KIND_CODES, KINDS
 
 __all__ = [
     "ID_RE",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from anju.devices.kinds import KINDS
+from anju.kinds import KINDS
 
 __all__ = ["write_site"]
 

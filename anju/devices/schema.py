@@ -31,7 +31,6 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from anju.devices.kinds import KINDS
 from anju.devices.spec import (
     EXACT_INT,
     MAX_TS_AHEAD_MS,
@@ -42,6 +41,7 @@ from anju.devices.spec import (
     as_parsed,
 )
 from anju.errors import PayloadError
+from anju.kinds import KINDS
 
 __all__ = ["ReadingModel", "json_schema", "reading_model", "validate_reading"]
 

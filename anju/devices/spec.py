@@ -1,7 +1,7 @@
 """What a device kind is: its payload fields, heartbeat and registry params.
 
 A kind is declared once, as a :class:`KindSpec` in its own module under
-``anju/devices/kinds/``; :mod:`anju.devices.kinds` discovers those modules, so adding a
+``anju/devices/kinds/``; :mod:`anju.kinds` discovers those modules, so adding a
 kind touches its module (and its rules) and nothing else.
 """
 
@@ -97,6 +97,12 @@ class KindSpec:
     check: Callable[[dict[str, Any]], None] | None = None
     # What ``check`` enforces, said in JSON Schema for the kind's published schema.
     schema_extra: dict[str, Any] | None = None
+    # Statutory maintenance interval: past it without a maintenance record, the rule
+    # ``{kind}.maintenance_overdue`` is raised (anju.alarms.stages.OverdueWatch).
+    maintenance_days: float | None = None
+    # (source rule, target rule): while the source is open on a device of this kind, the
+    # target is inhibited in its building (a lift's power cut silences the building).
+    inhibits: tuple[tuple[str, str], ...] = ()
     field_index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -32,6 +32,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from anju.kinds import KINDS
+
 __all__ = [
     "DEFAULT_INHIBITS",
     "NOTIFY",
@@ -88,7 +90,8 @@ class InhibitModel(BaseModel):
 class SupervisionModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     gateway_silent_s: float = Field(90, gt=0)
-    maintenance_overdue_days: float = Field(15, gt=0)
+    # None: each kind's own statutory interval (KindSpec.maintenance_days)
+    maintenance_overdue_days: float | None = Field(None, gt=0)
     inhibit: list[InhibitModel] | None = None
 
 
@@ -136,7 +139,7 @@ class Inhibit:
 #: silences every device behind it (its building, per gateways.csv).
 DEFAULT_INHIBITS: tuple[Inhibit, ...] = (
     Inhibit("gateway.offline", "device.offline", "building"),
-    Inhibit("elevator.power_failure", "device.offline", "building"),
+    *(Inhibit(src, dst, "building") for spec in KINDS.values() for src, dst in spec.inhibits),
 )
 
 
@@ -148,7 +151,7 @@ class Supervision:
     default_chain: Chain
     inhibits: tuple[Inhibit, ...] = DEFAULT_INHIBITS
     gateway_silent_ms: int = 90_000
-    maintenance_overdue_ms: int = 15 * 86_400_000
+    maintenance_overdue_ms: int | None = None  # None: each kind's maintenance_days
 
     def chain_for(self, rule: str, severity: str) -> Chain:
         """The rule's own chain, else its severity's, else the one-step default."""
@@ -164,5 +167,6 @@ class Supervision:
             inhibits=DEFAULT_INHIBITS if sup.inhibit is None else tuple(
                 Inhibit(i.source, i.target, i.scope) for i in sup.inhibit),
             gateway_silent_ms=round(sup.gateway_silent_s * 1000),
-            maintenance_overdue_ms=round(sup.maintenance_overdue_days * 86_400_000),
+            maintenance_overdue_ms=None if sup.maintenance_overdue_days is None
+            else round(sup.maintenance_overdue_days * 86_400_000),
         )

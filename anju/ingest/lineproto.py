@@ -38,9 +38,9 @@ from itertools import repeat
 import numpy as np
 
 from anju.devices.batch import Batch, KindBatch
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site
 from anju.devices.spec import KindSpec
+from anju.kinds import KINDS
 
 __all__ = [
     "Encoded",

@@ -38,7 +38,6 @@ import collections
 import contextlib
 import functools
 import logging
-import random
 import struct
 import time
 from collections.abc import Iterable
@@ -53,6 +52,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from anju.backoff import Backoff
 from anju.config import Settings
 from anju.devices.registry import Site
 from anju.ingest.metrics import IngestMetrics, ingest_metrics
@@ -100,25 +100,6 @@ def client_id(settings: Settings) -> str:
     return f"{settings.mqtt_client_id}-p{part.index}of{part.count}"
 
 
-class Backoff:
-    """Capped exponential backoff with full jitter: sleep U(0, min(cap, base·2ⁿ))."""
-
-    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0,
-                 rng: random.Random | None = None) -> None:
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return self._rng.uniform(0, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class MqttConsumer:
     """Subscribes with QoS 1 and hands messages to the event loop in batches.
 
@@ -138,7 +119,7 @@ class MqttConsumer:
         self.max_buffered = max_buffered
         self.max_buffered_bytes = max_buffered_bytes
         self.keepalive_s = keepalive_s
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(base_s=0.5, cap_s=30.0, jitter=1.0, min_s=0.0)
         self.client_id = client_id(settings)
         self._buf: collections.deque[Message] = collections.deque()
         self._buf_bytes = 0

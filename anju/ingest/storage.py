@@ -36,11 +36,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from anju.backoff import Backoff
 from anju.config import Settings
 from anju.errors import SinkRejected, SinkUnavailable
 from anju.ingest.influx import InfluxWriter
 from anju.ingest.metrics import IngestMetrics, ingest_metrics
-from anju.ingest.mqtt import Backoff
 from anju.ingest.spool import AsyncSpool, Spool
 
 __all__ = ["Chunk", "Storage"]
@@ -298,7 +298,7 @@ class Storage:
             c.failed()
 
     async def _replay_loop(self) -> None:
-        backoff = Backoff(base_s=0.25, cap_s=30.0)
+        backoff = Backoff(base_s=0.25, cap_s=30.0, jitter=1.0, min_s=0.0)
         while True:
             if self.spool_points == 0 and self._spool_q.empty():
                 if self.mode != "direct":

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from anju.devices.kinds import KIND_CODES
 from anju.devices.registry import Site
+from anju.kinds import KIND_CODES
 from anju.report.load import NONE, AlarmTable
 from anju.report.period import Period
 from anju.report.scope import Scope

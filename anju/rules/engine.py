@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from anju.devices.batch import Batch, KindBatch
-from anju.devices.kinds import KIND_CODES, KINDS
 from anju.devices.registry import Site
+from anju.kinds import KIND_CODES, KINDS
 from anju.rules.arrays import changes as _changes
 from anju.rules.arrays import ends as _ends
 from anju.rules.arrays import shift as _shift

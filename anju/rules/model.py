@@ -29,8 +29,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from anju.devices.kinds import KINDS
 from anju.errors import RuleError
+from anju.kinds import KINDS, kind_rules_file
 from anju.rules.expr import Expr, Window, parse_expr
 
 __all__ = ["CompiledRule", "RuleDef", "RuleSet", "load_rules"]
@@ -157,10 +157,20 @@ def _read(path: Path | str, text: str | None = None) -> list[dict[str, Any]]:
 
 
 def default_rule_files() -> list[tuple[str, str]]:
-    """The packaged default catalogue: (name, text) of each YAML file, sorted."""
+    """The packaged default catalogue: (name, text) of each YAML file — the rules of no
+    kind in ``anju/rules/catalogue/``, each kind's ``anju/kinds/<kind>/rules.yaml`` —
+    ordered by file stem (kind name), so a later file's rule of the same id wins as before."""
+    found: list[tuple[str, str, str]] = []
     pkg = resources.files("anju.rules") / "catalogue"
-    return sorted((f"catalogue/{p.name}", p.read_text("utf-8")) for p in pkg.iterdir()
-                  if p.name.endswith(".yaml"))
+    for p in pkg.iterdir():
+        if p.name.endswith(".yaml"):
+            found.append((p.name.removesuffix(".yaml"), f"catalogue/{p.name}",
+                          p.read_text("utf-8")))
+    for kind in KINDS:
+        f = kind_rules_file(kind)
+        if f.is_file():  # a kind without default rules is still a kind
+            found.append((kind, f"kinds/{kind}/rules.yaml", f.read_text("utf-8")))
+    return [(name, text) for _stem, name, text in sorted(found)]
 
 
 def load_rules(site: Any = None, paths: list[Path] | None = None, *,

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anju.devices.batch import Batch
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site
+from anju.kinds import KINDS
 from anju.rules.clock import CLOCK_STEP_MS
 from anju.rules.engine import enrich_trajectory
 from anju.rules.model import CompiledRule, RuleSet

@@ -90,7 +90,7 @@ class Renderer:
         )
 
     def _kind_of(self, device: str | None) -> str:
-        from anju.devices.kinds import KINDS
+        from anju.kinds import KINDS
 
         if device is None:
             return "*"

@@ -2,13 +2,13 @@
 publishers and the demo (docs/simulators.md).
 
 - :mod:`~anju.simulators.city` — ``plan_city`` / ``write_site``: a site directory.
-- :mod:`~anju.simulators.kinds` — a signal generator (fleet) per device kind, and the
+- :mod:`~anju.simulators.fleets` — a signal generator (fleet) per device kind, and the
   incidents each can stage.
 - :mod:`~anju.simulators.scenario` — scenarios as YAML: incidents and expected alarms.
 - :mod:`~anju.simulators.traffic` — ``Traffic``: payloads in data-time order; ``record``.
 - :mod:`~anju.simulators.publish` / :mod:`~anju.simulators.run` — paho publishers.
 - :mod:`~anju.simulators.scoring` — the detection scorecard.
-- :mod:`~anju.simulators.demo` — ``anju demo``.
+- :mod:`~anju.app.demo` — ``anju demo``.
 
 The names below are imported lazily, so that ``anju --help`` does not load numpy.
 """

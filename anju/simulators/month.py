@@ -197,7 +197,7 @@ def plan_month(site: Any, start_ms: int, end_ms: int, seed: int = 19,
 
 
 def _code(kind: str) -> int:
-    from anju.devices.kinds import KIND_CODES
+    from anju.kinds import KIND_CODES
 
     return KIND_CODES[kind]
 

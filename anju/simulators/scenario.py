@@ -33,10 +33,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site
 from anju.errors import ConfigError
-from anju.simulators.kinds import INCIDENT_TYPES, BoundIncident
+from anju.kinds import KINDS
+from anju.simulators.fleets import INCIDENT_TYPES, BoundIncident
 
 __all__ = [
     "GROUP_RE",
@@ -252,8 +252,8 @@ def bind(scenario: Scenario, site: Site) -> BoundScenario:
 
 def _check_tracks(bs: BoundScenario, site: Site) -> None:
     """A falling object must be in view of its camera: fail at bind time, not mid-run."""
-    from anju.simulators.kinds._base import FleetContext
-    from anju.simulators.kinds.camera import camera_track
+    from anju.kinds.camera.simulator import camera_track
+    from anju.simulators.fleet import FleetContext
 
     ctx = FleetContext(site, bs.scenario.seed, 0, bs.duration_ms)
     for inc in bs.incidents:

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site
-from anju.simulators.kinds import FLEETS, BoundIncident, FleetContext, Readings
+from anju.kinds import KINDS
+from anju.simulators.fleets import FLEETS, BoundIncident, FleetContext, Readings
 from anju.simulators.scenario import BoundScenario
 
 __all__ = ["DECIMALS", "Message", "Traffic", "encode", "record"]

@@ -61,7 +61,7 @@ def eval_(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from anju.rules.replay import replay, write_events
+    from anju.app.replay import replay, write_events
 
     site_obj, rule_set = _load(site, rules, set_)
     try:

@@ -5,7 +5,7 @@
    housing offices (:class:`anju.alarms.receiver.WebhookReceiver`: checks every
    signature, CONTRACT §4), with a fresh secret per team in the environment.
 3. The scenario's city, generated with its webhooks pointing at that receiver.
-4. The pipeline, in this process (:class:`anju.ingest.pipeline.Pipeline`).
+4. The pipeline, in this process (:class:`anju.app.pipeline.Pipeline`).
 5. The publisher, in its own process (``anju simulate run``), replaying the scenario
    ``duration_s / seconds`` times faster than real time.
 
@@ -33,8 +33,8 @@ import orjson
 from rich.console import Console
 from rich.live import Live
 
-from anju.devices.kinds import KINDS
 from anju.errors import ServiceError
+from anju.kinds import KINDS
 from anju.simulators.scenario import SiteRecipe, bind, bundled_scenarios, load_scenario
 from anju.simulators.scoring import Observed, Scorecard, ground_truth, score
 from anju.simulators.view import LiveState, render_live, scorecard_table
@@ -165,8 +165,8 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
 async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: float,
                root: Path, services: Any, receiver: Any, console: Console,
                quiet: bool) -> dict[str, Any]:
+    from anju.app.pipeline import Pipeline
     from anju.config import Settings
-    from anju.ingest.pipeline import Pipeline
     from anju.services import free_port
 
     speed = sc.duration_s / seconds

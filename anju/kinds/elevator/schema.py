@@ -10,6 +10,10 @@ KIND = KindSpec(
     name="elevator",
     title="电梯 / elevator",
     heartbeat_s=30.0,
+    # TSG T5002-2017 (电梯维护保养规则) §4: maintenance at least every 15 days.
+    maintenance_days=15.0,
+    # A power cut stops the lift and, likely, everything else in its building.
+    inhibits=(("elevator.power_failure", "device.offline"),),
     fields=(
         FieldSpec("floor", "int", "floor the car is at or passing (negative for basements)"),
         FieldSpec("speed_mps", "float", "car speed, + up, − down", unit="m/s"),

@@ -287,9 +287,9 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: int, publis
     from prometheus_client import CollectorRegistry
 
     from anju.alarms.receiver import WebhookReceiver
+    from anju.app.pipeline import Pipeline
     from anju.config import Settings
     from anju.devices.registry import load_site
-    from anju.ingest.pipeline import Pipeline
     from anju.services import LocalServices, free_port
 
     secret = os.urandom(16).hex()

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from anju.devices.kinds import KINDS
+from anju.kinds import KINDS
 from anju.simulators._noise import device_key
-from anju.simulators.kinds._base import (
+from anju.simulators.fleet import (
     BoundIncident,
     CadenceFleet,
     FleetContext,
@@ -110,3 +110,6 @@ def _event(name: str, confidence: float | None) -> Any:
             cols["confidence"] = np.full(ts.size, confidence)
         return cols
     return fn
+
+
+FLEET = CameraFleet  # the kind table (anju.simulators.fleets) reads this name

@@ -173,4 +173,4 @@ def sign(
 
 
 # The console's terminal twin (list, show, ack, assign, comment) registers itself on `app`.
-from anju.alarms import remote_cli as _remote_cli  # noqa: E402,F401
+from anju.commands import alarms_remote as _remote_cli  # noqa: E402,F401

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from anju.alarms.cli import JsonOut, app
+from anju.commands.alarms import JsonOut, app
 
 __all__ = ["request"]
 

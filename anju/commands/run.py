@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperCommand
 
 if TYPE_CHECKING:
     from anju.config import Settings
@@ -18,11 +19,25 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
+class _SettingsEpilog(TyperCommand):
+    """``anju run --help`` ends with every setting; computed when shown, so that building
+    the command tree (``anju --help``) does not import pydantic."""
+
+    @property
+    def epilog(self) -> str:
+        from anju.config import settings_help
+
+        return settings_help()
+
+    @epilog.setter
+    def epilog(self, _value: str | None) -> None:
+        pass
+
+
 def register(root: typer.Typer) -> None:
     """Adds ``anju run`` to the root app."""
-    from anju.config import settings_help  # loaded by the other commands already
 
-    @root.command("run", epilog=settings_help())
+    @root.command("run", cls=_SettingsEpilog)
     def run(
         site: Annotated[Path, typer.Option("--site", help="site directory (site.yaml, "
                                            "devices.csv)")],
@@ -59,7 +74,7 @@ def register(root: typer.Typer) -> None:
 
 
 async def _serve(settings: Settings, site: Site) -> None:
-    from anju.ingest.pipeline import Pipeline
+    from anju.app.pipeline import Pipeline
 
     log = logging.getLogger("anju.run")
     stop = asyncio.Event()

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from anju.simulators._noise import normal, uniform
-from anju.simulators.kinds._base import (
+from anju.simulators.fleet import (
     BoundIncident,
     CadenceFleet,
     FleetContext,
@@ -160,3 +160,6 @@ def _fire(start: int, p: FireParams) -> Any:
                                                                       cols["temp_c"]))
         return cols
     return fn
+
+
+FLEET = SmokeFleet  # the kind table (anju.simulators.fleets) reads this name

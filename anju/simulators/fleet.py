@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site
+from anju.kinds import KINDS
 from anju.simulators._noise import device_key, uniform
 
 __all__ = [

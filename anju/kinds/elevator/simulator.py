@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from anju.simulators.kinds._base import (
+from anju.simulators.fleet import (
     LOCAL_UTC_OFFSET_S,
     BoundIncident,
     Fleet,
@@ -503,3 +503,6 @@ class ElevatorFleet(Fleet):
                           & (out.ts < o.end))
             out = out.take(keep)
         return out
+
+
+FLEET = ElevatorFleet  # the kind table (anju.simulators.fleets) reads this name

@@ -270,8 +270,8 @@ def register_demo(root: typer.Typer) -> None:
     ) -> None:
         """Local broker and InfluxDB, a generated city, a scenario with known incidents, the
         pipeline and a webhook receiver; ends with a detection scorecard."""
+        from anju.app.demo import run_demo
         from anju.errors import AnjuError
-        from anju.simulators.demo import run_demo
 
         try:
             card = run_demo(seconds=seconds, scenario=scenario, workdir=workdir,

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from anju.simulators._noise import normal, uniform
-from anju.simulators.kinds._base import (
+from anju.simulators.fleet import (
     BoundIncident,
     Fleet,
     FleetContext,
@@ -241,3 +241,6 @@ class WaterFleet(Fleet):
             w = _ramp(ts, start, p.ramp_s * 1000, p.duration_s * 1000, p.ramp_s * 1000)
             v = c[name][rows]
             c[name][rows] = v + (target - v) * w
+
+
+FLEET = WaterFleet  # the kind table (anju.simulators.fleets) reads this name

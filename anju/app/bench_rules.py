@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from anju.devices.batch import Batch, KindBatch
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site, load_site
 from anju.devices.sample import write_site
+from anju.kinds import KINDS
 from anju.rules.engine import RuleEngine
 from anju.rules.model import load_rules
 from anju.rules.reference import ReferenceEngine
@@ -132,7 +132,7 @@ def city_batches(estates: int, readings: int, batch_size: int, seed: int = 7
     from anju.errors import ConfigError
     from anju.simulators.city import plan_city
     from anju.simulators.city import write_site as write_city
-    from anju.simulators.kinds import FLEETS, FleetContext
+    from anju.simulators.fleets import FLEETS, FleetContext
     from anju.simulators.scenario import bind, load_scenario
 
     with tempfile.TemporaryDirectory(prefix="anju-bench-") as tmp:

@@ -128,8 +128,8 @@ def credentials(
 @app.command("schema")
 def schema(kind: Annotated[str, typer.Argument(help="a device kind")]) -> None:
     """Print the JSON Schema of one kind's readings."""
-    from anju.devices.kinds import KINDS
     from anju.devices.schema import json_schema
+    from anju.kinds import KINDS
 
     if kind not in KINDS:
         raise fail(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")

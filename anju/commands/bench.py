@@ -24,7 +24,7 @@ def bench_rules(
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Vectorised rule engine vs the scalar reference engine on the same readings."""
-    from anju.rules.bench import run_bench
+    from anju.app.bench_rules import run_bench
 
     if traffic not in ("city", "stress"):
         raise typer.BadParameter("city or stress", param_hint="--traffic")
@@ -57,7 +57,7 @@ def bench_ingest(
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The live pipeline (everything on) against a bare MQTT subscriber, same broker, same run."""
-    from anju.ingest.bench import run_bench
+    from anju.app.bench_ingest import run_bench
 
     if quick:
         messages, seconds = min(messages, 200 if gateway or gateway_batch else 3000), \
