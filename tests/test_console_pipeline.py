@@ -29,9 +29,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 
 from anju.alarms.receiver import WebhookReceiver
+from anju.app.pipeline import Pipeline
 from anju.config import Settings
 from anju.devices.registry import load_site
-from anju.ingest.pipeline import Pipeline
 from anju.services import LocalServices, free_port
 from tests.mqtt_support import until
 from tests.test_console_browser import ARGS, CHROMIUM, WAIT_MS, XSS, async_api, sign_in

@@ -31,8 +31,8 @@ from aiohttp import web
 
 from anju.alarms.api import _CLOCK, _SITE, _STORE, _error, _json, _many, _team_of, _unauthorized
 from anju.alarms.store import AlarmStore
-from anju.devices.kinds import KINDS
 from anju.devices.registry import Site
+from anju.kinds import KINDS
 from anju.rules.clock import NEVER
 
 __all__ = ["HEALTH_RULES", "LastReadingsFn", "device_health", "install"]
