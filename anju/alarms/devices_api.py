@@ -2,10 +2,10 @@
 
 For each building of the caller's estates (CONTRACT §6 scoping, as ``/alarms``): how many
 devices it has, how many have reported, how many are offline, cameras obstructed and
-detectors with a low battery (the open ``device.offline``, ``camera.obstructed`` and
-``smoke.battery_low`` alarms), and when it last heard from any device. Then the devices
-themselves — those with a problem, or every one (``devices=all``) — each with its last
-reading time.
+detectors with a low battery (the open alarms of rules ``*.offline``, ``*.obstructed`` and
+``*.battery_low``: ``device.offline``, ``camera.obstructed``, ``smoke.battery_low``), and
+when it last heard from any device. Then the devices themselves — those with a problem, or
+every one (``devices=all``) — each with its last reading time.
 
 The last reading times come from the rule engine's state through a small callable the
 pipeline passes to ``make_api`` (``last_readings``): per device (the site's dense index)
@@ -40,9 +40,10 @@ __all__ = ["HEALTH_RULES", "LastReadingsFn", "device_health", "install"]
 # newest ts (device clock) and arrival (receiving clock) per device, ms, int64 arrays
 LastReadingsFn = Callable[[], tuple[np.ndarray, np.ndarray]]
 
-# the open alarms that make a device unhealthy, and the column each counts in
-HEALTH_RULES = {"device.offline": "offline", "camera.obstructed": "obstructed",
-                "smoke.battery_low": "battery_low"}
+# The open alarms that make a device unhealthy, by the rule id's last part, whatever the
+# kind (device.offline, camera.obstructed, smoke.battery_low today; a new kind's
+# <kind>.battery_low counts with no change here): the column each counts in.
+HEALTH_RULES = {"offline": "offline", "obstructed": "obstructed", "battery_low": "battery_low"}
 _PROBLEMS = tuple(HEALTH_RULES.values())
 _LIMIT, _MAX_LIMIT = 1000, 10_000
 
@@ -59,7 +60,7 @@ def device_health(site: Site, store: AlarmStore, estates: list[str],
     n = len(table)
     flags = {p: np.zeros(n, bool) for p in _PROBLEMS}
     for rec in store.list_alarms(open_only=True, estates=estates):
-        col = HEALTH_RULES.get(rec.rule)
+        col = HEALTH_RULES.get(rec.rule.rpartition(".")[2])
         dev = table.index.get(rec.base.device or "")
         if col is not None and dev is not None:
             flags[col][dev] = True

@@ -5,8 +5,8 @@ import { getLang, setLang, t } from "./i18n.js";
 
 const SEV_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 const KINDS = ["elevator", "smoke", "water", "camera"];
-const HEALTH_RULES = { "device.offline": "offline", "camera.obstructed": "obstructed",
-                       "smoke.battery_low": "battery" };
+// rules whose alarms change the device-health view (GET /devices/health): by the id's end
+const HEALTH_RULE = /\.(offline|obstructed|battery_low)$/;
 const $ = (id) => document.getElementById(id);
 
 let token = sessionStorage.getItem("anju.token");
@@ -139,7 +139,7 @@ function connect() {
       if (event.severity === "critical") cue(alarm);
     }
     if (detailId === alarm.alarm_id) openDetail(detailId);
-    if (HEALTH_RULES[alarm.rule]) refreshHealthSoon();
+    if (HEALTH_RULE.test(alarm.rule)) refreshHealthSoon();
     render();
   });
 }
