@@ -210,11 +210,13 @@ def make_api(
     health: HealthFn, registry: CollectorRegistry,
     clock_ms: Callable[[], int] | None = None,
     on_events: EventsFn | None = None,
+    last_readings: Callable[[], tuple[Any, Any]] | None = None,
 ) -> web.Application:
     """The API application. ``health`` returns each dependency's state (``BROKER_KEY``
     decides the status code); ``registry`` is what ``/metrics`` exposes; ``clock_ms`` gives
     the ``ts`` of acknowledgements (the wall clock by default); ``on_events`` receives the
-    events each acknowledgement committed, in order."""
+    events each acknowledgement committed, in order; ``last_readings`` gives each device's
+    newest reading ts and arrival time for ``/devices/health`` (anju.alarms.devices_api)."""
     app = web.Application(client_max_size=64 * 1024)
     app[_MANAGER] = manager
     app[_STORE] = store
@@ -234,6 +236,9 @@ def make_api(
     from anju.alarms import maintenance_api
 
     maintenance_api.install(app)
+    from anju.alarms import devices_api
+
+    devices_api.install(app, last_readings)
     return app
 
 

@@ -38,6 +38,7 @@ from anju.kinds import KINDS
 from anju.simulators.scenario import SiteRecipe, bind, bundled_scenarios, load_scenario
 from anju.simulators.scoring import Observed, Scorecard, ground_truth, score
 from anju.simulators.view import LiveState, render_live, scorecard_table
+from anju.web.hint import console_hint
 
 __all__ = ["DataClock", "run_demo"]
 
@@ -237,6 +238,8 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
                 "--wall-start", repr(wall_start), "--mqtt-url", services.mosquitto.url,
                 "--timeout", str(seconds + 120), "--progress",
                 stdout=asyncio.subprocess.PIPE, stderr=log)
+            if not quiet:  # the operators' console, live while the demo runs
+                console.print(console_hint(site, settings.api_addr), soft_wrap=True)
             if live is not None:
                 live.start()
             try:
@@ -292,6 +295,8 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
                       "demo's broker and InfluxDB are stopped now; to browse its data in "
                       "Grafana, run the pipeline against services that stay up: "
                       "`anju services up`, `anju run`, `anju simulate run`.")
+        console.print(f"{console_hint(site, settings.api_addr)} (served while the demo "
+                      "ran; docs/console.md)", soft_wrap=True)
     return out
 
 

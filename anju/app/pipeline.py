@@ -219,7 +219,8 @@ class Pipeline:
     async def _start_api(self, stack: contextlib.AsyncExitStack) -> None:
         app = make_api(self.manager, self.store, self.site, health=self.health,
                        registry=self.registry, clock_ms=self._now,
-                       on_events=self._committed_events)
+                       on_events=self._committed_events,
+                       last_readings=lambda: (self.engine.newest, self.engine.recv_at))
         add_console(app)  # the operators' console at / (anju/web)
         add_reports(app)  # GET /reports: the accountability report (anju/report)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -5,8 +5,8 @@ import { getLang, setLang, t } from "./i18n.js";
 
 const SEV_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 const KINDS = ["elevator", "smoke", "water", "camera"];
-const HEALTH_RULES = { "device.offline": "offline", "camera.obstructed": "obstructed",
-                       "smoke.battery_low": "battery" };
+// rules whose alarms change the device-health view (GET /devices/health): by the id's end
+const HEALTH_RULE = /\.(offline|obstructed|battery_low)$/;
 const $ = (id) => document.getElementById(id);
 
 let token = sessionStorage.getItem("anju.token");
@@ -139,6 +139,7 @@ function connect() {
       if (event.severity === "critical") cue(alarm);
     }
     if (detailId === alarm.alarm_id) openDetail(detailId);
+    if (HEALTH_RULE.test(alarm.rule)) refreshHealthSoon();
     render();
   });
 }
@@ -252,7 +253,7 @@ function alarmRow(row, closed) {
 function render() {
   const f = filters();
   const tbody = $("alarms").querySelector("tbody");
-  if (view === "health") { renderHealth(f); return; }
+  if (view === "health") { renderHealth(); return; }
   let rows;
   if (view === "open") {
     rows = [...alarms.values()].filter((r) => passes(r, f));
@@ -266,28 +267,80 @@ function render() {
   tickTimes();
 }
 
-function renderHealth(f) {
-  const by = new Map();
-  for (const row of alarms.values()) {
-    const what = HEALTH_RULES[row.rule];
-    if (!what || !passes(row, { ...f, state: "" })) continue;
-    const key = `${row.estate}/${row.building}`;
-    const h = by.get(key) || { estate: row.estate, building: row.building, offline: 0,
-                               obstructed: 0, battery: 0, lastSeen: null };
-    h[what] += 1;
-    const seen = row.details && row.details.last_seen;
-    if (what === "offline" && seen && (!h.lastSeen || seen > h.lastSeen)) h.lastSeen = seen;
-    by.set(key, h);
+// Device health: the server's counts per building and each device's last reading time
+// (GET /devices/health), fetched when the view opens, when a filter changes and when an
+// offline / obstructed / battery alarm arrives on the stream: no polling.
+let healthDoc = null;
+let healthPick = null; // "estate/building" whose every device is listed, or null
+let healthTimer = null;
+
+async function loadHealth() {
+  const f = filters();
+  const q = new URLSearchParams({ devices: healthPick ? "all" : "problems", limit: "2000" });
+  const [pe, pb] = healthPick ? healthPick.split("/") : [f.estate, f.building];
+  if (pe) q.set("estate", pe);
+  if (pb) q.set("building", pb);
+  try {
+    const doc = await api(`/devices/health?${q}`);
+    if (healthPick) {
+      const all = await api(`/devices/health?${new URLSearchParams({ devices: "none",
+        ...(f.estate ? { estate: f.estate } : {}), ...(f.building ? { building: f.building } : {}) })}`);
+      doc.buildings = all.buildings;
+    }
+    healthDoc = doc;
+  } catch (e) {
+    $("count").textContent = e.message;
+    return;
   }
-  const rows = [...by.values()].sort((a, b) => (a.estate + a.building).localeCompare(b.estate + b.building));
-  $("health").querySelector("tbody").replaceChildren(...rows.map((h) => {
+  if (view === "health") render();
+}
+
+function refreshHealthSoon() {
+  if (view !== "health" || healthTimer) return;
+  healthTimer = setTimeout(() => { healthTimer = null; loadHealth(); }, 500);
+}
+
+function renderHealth() {
+  const doc = healthDoc;
+  if (!doc) { loadHealth(); return; }
+  const name = (id) => { const e = session.estates.find((x) => x.id === id); return e && e.name ? e.name : id; };
+  // buildings that need attention first (offline, obstructed, battery, silent), then in order
+  const bad = (h) => (h.offline || h.obstructed || h.battery_low || h.reporting < h.devices ? 0 : 1);
+  const buildings = [...doc.buildings].sort((a, b) => bad(a) - bad(b));
+  $("health-buildings").querySelector("tbody").replaceChildren(...buildings.map((h) => {
     const tr = el("tr");
-    tr.append(el("td", h.estate), el("td", h.building), el("td", h.offline),
-              el("td", h.obstructed), el("td", h.battery),
-              el("td", h.lastSeen ? clock(h.lastSeen) : t("none")));
+    const key = `${h.estate}/${h.building}`;
+    tr.dataset.key = key;
+    if (key === healthPick) tr.classList.add("picked");
+    if (!bad(h)) tr.classList.add("attention");
+    const cell = (n, cls) => el("td", n, n ? cls : undefined);
+    tr.append(el("td", name(h.estate)), el("td", h.building), el("td", h.devices),
+              el("td", h.reporting, h.reporting < h.devices ? "warn" : undefined),
+              cell(h.offline, "bad"), cell(h.obstructed, "bad"), cell(h.battery_low, "warn"),
+              el("td", h.last_reading_at ? clock(h.last_reading_at) : t("never")));
+    tr.addEventListener("click", () => {
+      healthPick = healthPick === key ? null : key;
+      loadHealth();
+    });
     return tr;
   }));
-  $("count").textContent = t("count", rows.length);
+  $("health-devices-title").textContent = healthPick ? t("building_devices", healthPick.replace("/", " · "))
+    : t("problem_devices");
+  $("health-devices").querySelector("tbody").replaceChildren(...doc.devices.map((d) => {
+    const tr = el("tr");
+    tr.dataset.device = d.device;
+    const flags = ["offline", "obstructed", "battery_low"].filter((k) => d[k]);
+    if (d.last_received_at === null) flags.push("never");
+    const place = [d.floor !== null ? t("floor", d.floor) : null, d.zone].filter(Boolean).join(" · ");
+    tr.append(el("td", d.device), el("td", t("kinds", d.kind)),
+              el("td", `${d.estate} · ${d.building}${place ? ` · ${place}` : ""}`),
+              el("td", flags.length ? flags.map((k) => t(k === "offline" ? "offline_devices" : k)).join(", ")
+                 : t("healthy"), flags.length ? "bad" : undefined),
+              el("td", d.last_received_at !== null ? clock(d.last_received_at) : t("never"), "last"),
+              el("td", d.last_received_at !== null ? duration(doc.now - d.last_received_at) : t("none")));
+    return tr;
+  }));
+  $("count").textContent = t("count", doc.buildings.length);
 }
 
 async function loadHistory() {
@@ -315,7 +368,9 @@ function setView(v) {
   $("health").hidden = v !== "health";
   $("f-state-wrap").hidden = v !== "open";
   for (const id of ["f-since-wrap", "f-until-wrap", "f-search"]) $(id).hidden = v !== "history";
-  if (v === "history") loadHistory(); else render();
+  if (v === "history") loadHistory();
+  else if (v === "health") loadHealth();
+  else render();
 }
 
 // -- one alarm -------------------------------------------------------------------------
@@ -416,7 +471,9 @@ function wire() {
   for (const id of ["f-estate", "f-building", "f-kind", "f-severity", "f-state"]) {
     $(id).addEventListener("change", () => {
       if (id === "f-estate") fillFilters();
-      if (view === "history") loadHistory(); else render();
+      if (view === "history") loadHistory();
+      else if (view === "health") { healthPick = null; loadHealth(); }
+      else render();
     });
   }
   $("f-search").addEventListener("click", loadHistory);
