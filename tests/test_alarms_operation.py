@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from aiohttp import ClientSession, web
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 
@@ -139,14 +140,14 @@ def rig(services: LocalServices, influx_db: str, topic_prefix: str, tmp_path: Pa
     monkeypatch.setenv("ANJU_TEST_SECRET", SECRET.decode())
     monkeypatch.setenv("ANJU_TEST_TOKEN", "tok")
 
-    async def make() -> tuple[Rig, WebhookReceiver]:
+    async def make(**overrides: Any) -> tuple[Rig, WebhookReceiver]:
         rx = WebhookReceiver({"property": SECRET})
         await rx.start()
         site = _site(tmp_path / "site", topic_prefix, rx.url("property"))
         settings = Settings(mqtt_url=services.mosquitto.url, influx_url=services.influx.url,
                             influx_db=influx_db, state_dir=tmp_path / "state",
                             api_addr=f"127.0.0.1:{free_port()}", mqtt_client_id=cid,
-                            batch_linger_ms=5, tick_s=0.05)
+                            batch_linger_ms=5, tick_s=0.05, **overrides)
         return Rig(services, site, settings, Clock(), rx, topic_prefix), rx
 
     yield make
@@ -278,6 +279,38 @@ async def test_backlog_after_downtime_raises_nothing(rig: Any) -> None:
         await r.tick(1000)
         assert r.raised() == []
         assert p.stats()["late"] == 0
+    finally:
+        if r.p is not None:
+            await r.stop()
+        r.close()
+        await rx.stop()
+
+
+async def test_a_receiver_refusing_past_the_horizon_shows_in_health(rig: Any) -> None:
+    """A critical alarm the property team's receiver keeps refusing: retried, then parked
+    past the horizon — never dropped — and /healthz says so (degraded, 200, not 503)."""
+    r, rx = await rig(webhook_horizon_s=0.5, webhook_backoff_base_s=0.05,
+                      webhook_backoff_cap_s=0.1, webhook_backoff_refused_cap_s=0.1)
+
+    async def refuse(_attempt: Any) -> web.Response:
+        return web.Response(status=503)
+
+    rx.behaviour["property"] = refuse
+    try:
+        p = await r.start()
+        await r.step("smoke", "s-1", [_smoke(r.clock.now + 1000, 70.0)])
+
+        def parked() -> bool:
+            return p.health()["deliveries"]["reason"] == "parked"
+        await until(parked, within_s=15)
+        h = p.health()
+        assert h["status"] == "degraded" and h["deliveries"]["teams"]["property"]["parked"] >= 1
+        assert len(rx.attempts) >= 2 and not rx.accepted
+        async with ClientSession() as s, s.get(f"http://{r.settings.api_addr}/healthz") as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        assert body["status"] == "degraded"
+        assert p.store.outbox(state="parked")  # kept for `anju alarms requeue`
     finally:
         if r.p is not None:
             await r.stop()
