@@ -167,10 +167,8 @@ class RuleEngine:
         now = self._receive(now_ms)
         self.stats.ticks += 1
         out: list[Transition] = []
-        seen = self.newest != NEVER
-        dev_now = np.where(seen, self.newest + (now - self.recv_at), now)
         for ks in self._kstate.values():
-            out.extend(ks.tick(dev_now, self.render))
+            out.extend(ks.tick(now, self.newest, self.recv_at, self.render))
         out.extend(self._offline.tick(now, self.last_seen, self.recv_at, self.render))
         return self._finish(out)
 

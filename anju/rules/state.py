@@ -26,6 +26,7 @@ import numpy as np
 from anju.rules.arrays import changes as _changes
 from anju.rules.arrays import shift as _shift
 from anju.rules.arrays import shift_left as _shift_left
+from anju.rules.clock import NEVER
 from anju.rules.model import CompiledRule
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
@@ -65,6 +66,10 @@ class KindState:
     st: StateArrays
     width: int  # outputs per rule (value + details), padded to the widest rule
 
+    def __post_init__(self) -> None:
+        # flat index of each rule's first subject
+        self._rule_base = np.arange(len(self.rules), dtype=np.int64) * len(self.members)
+
     @classmethod
     def create(cls, rules: list[CompiledRule], members: np.ndarray) -> KindState:
         size = len(rules) * len(members)
@@ -98,19 +103,24 @@ class KindState:
         """All state rules of the kind over readings sorted by device then time (``local``:
         each row's member index): conditions per rule, then one pass of the run machinery
         over the busy (rule, device) pairs of them all."""
-        st = self.st
         nm = len(self.members)
         parts: list[tuple[np.ndarray, ...]] = []
-        # subjects with a pending run or an open alarm; a rule with none of them and no
-        # true reading has nothing to do: false readings on a quiet subject change nothing
-        # that could ever produce a transition, so its state is left as it is
-        hot = ((st.pol == 1) | st.active).reshape(len(self.rules), nm)
+        # subjects with a pending run or an open alarm, among the batch's devices only; a
+        # rule with none of them and no true reading has nothing to do: false readings on
+        # a quiet subject change nothing that could ever produce a transition, so its
+        # state is left as it is
+        dev_head = _changes(local)
+        ordinal = np.cumsum(dev_head) - 1  # each row's device among the batch's devices
+        idx = self._rule_base[:, None] + local[dev_head][None, :]
+        hot = (self.st.pol[idx] == 1) | self.st.active[idx]
         hot_rule = hot.any(axis=1)
         # rows where a rule's fields are measured, shared by rules reading the same fields
         subsets: dict[frozenset[str], tuple[Any, ...]] = {}
         for ri, r in enumerate(self.rules):
             assert r.condition is not None
             cond = r.condition.test_vector(cols)
+            if not hot_rule[ri] and not cond.any():
+                continue
             if cond.shape != t.shape:
                 cond = np.broadcast_to(cond, t.shape)
             need = r.condition.required
@@ -124,12 +134,13 @@ class KindState:
                 rl = local if rows is None else local[rows]
                 heads = np.flatnonzero(_changes(rl))
                 counts = _shift_left(heads, len(rl)) - heads
-                sub_rows = subsets[need] = (rows, rl, heads, counts)
-            rows, rl, heads, counts = sub_rows
+                ro = ordinal if rows is None else ordinal[rows]
+                sub_rows = subsets[need] = (rows, rl, heads, counts, ro[heads])
+            rows, rl, heads, counts, head_ord = sub_rows
             rc = cond if rows is None else cond[rows]
             if not len(rc) or not (hot_rule[ri] or rc.any()):
                 continue
-            busy = np.logical_or.reduceat(rc, heads) | hot[ri, rl[heads]]
+            busy = np.logical_or.reduceat(rc, heads) | hot[ri, head_ord]
             if not busy.any():
                 continue
             sel = np.flatnonzero(np.repeat(busy, counts))
@@ -248,23 +259,35 @@ class KindState:
         return out
 
     # -- a clock tick ----------------------------------------------------------------------
-    def tick(self, dev_now: np.ndarray, render: Renderer) -> list[Transition]:
-        """Runs come due on each member's own clock ``dev_now`` (indexed by global device)."""
+    def tick(self, now: int, newest: np.ndarray, recv_at: np.ndarray, render: Renderer
+             ) -> list[Transition]:
+        """Runs come due at receiving time ``now``, each on its device's own clock
+        (``newest + (now - recv_at)``; ``now`` for a device that has not reported)."""
         st = self.st
-        now = np.tile(dev_now[self.members], len(self.rules))
-        due = st.start + st.dur
-        ok = (st.pol >= 0) & (st.dur >= 0) & (now >= due)
-        out: list[Transition] = []
+        # only a subject whose alarm flag differs from its run's polarity can change: a
+        # true run not yet raised, or a false run (or none) under an open alarm
+        cand = np.flatnonzero(st.active != (st.pol == 1))
+        if not len(cand):
+            return []
+        cand = cand[(st.pol[cand] >= 0) & (st.dur[cand] >= 0)]
+        devs = self.members[cand % len(self.members)]
+        nw = newest[devs]
+        dev_now = np.where(nw != NEVER, nw + (now - recv_at[devs]), now)
+        due_c = st.start[cand] + st.dur[cand]
+        ok = dev_now >= due_c
         if not ok.any():
-            return out
-        for i in np.flatnonzero(ok & (st.pol == 1) & ~st.active).tolist():
+            return []
+        out: list[Transition] = []
+        for i in cand[ok & (st.pol[cand] == 1)].tolist():
+            due = int(st.start[i] + st.dur[i])
             st.active[i] = True
             st.alarm_start[i] = st.start[i]
-            out.append(self.transition(i, "raised", max(int(due[i]), int(st.last_t[i])),
+            out.append(self.transition(i, "raised", max(due, int(st.last_t[i])),
                                        int(st.start[i]), st.out[i], render))
-        for i in np.flatnonzero(ok & (st.pol == 0) & st.active).tolist():
+        for i in cand[ok & (st.pol[cand] == 0)].tolist():
+            due = int(st.start[i] + st.dur[i])
             st.active[i] = False
-            out.append(self.transition(i, "cleared", max(int(due[i]), int(st.last_t[i])),
+            out.append(self.transition(i, "cleared", max(due, int(st.last_t[i])),
                                        int(st.alarm_start[i]), st.out[i], render))
         return out
 
