@@ -66,6 +66,8 @@ class Offline:
             start = self.start[r.id]
             gap = (lim >= 0) & (t - prev > lim)
             was = first & act[dev]
+            if not (gap.any() or was.any()):
+                continue  # nothing offline, no gap: nothing to clear (act is already False)
             # a first reading of a device already offline clears it
             for i in np.flatnonzero(was).tolist():
                 d = int(dev[i])
