@@ -26,7 +26,35 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CLOCK_STEP_MS", "NEVER"]
+from anju.rules.arrays import changes
+
+__all__ = ["CLOCK_STEP_MS", "NEVER", "find_steps"]
 
 CLOCK_STEP_MS = 30_000
 NEVER = int(np.iinfo(np.int64).min)  # newest ts of a device that has not reported yet
+
+
+def find_steps(newest: np.ndarray, recv_at: np.ndarray, skew_base: np.ndarray,
+               dev: np.ndarray, t: np.ndarray, now: int) -> tuple[np.ndarray, np.ndarray]:
+    """Devices whose clock jumped, judged on the first of their readings (sorted by device
+    then time) received at ``now``, and each one's jump (``ts − device_now``).
+
+    Updates ``skew_base`` (per device: the smallest ``arrival − ts`` seen, how far ahead
+    of the receiving clock its clock usually runs; a step starts it afresh).
+    """
+    first = changes(dev)
+    fd, ft = dev[first], t[first]
+    nw = newest[fd]
+    seen = nw != NEVER
+    expected = np.where(seen, nw + (now - recv_at[fd]), ft)
+    lag = now - ft
+    back = seen & (ft < nw - CLOCK_STEP_MS)
+    fwd = seen & (lag < -CLOCK_STEP_MS) & (lag < skew_base[fd] - CLOCK_STEP_MS) \
+        & (ft > expected + CLOCK_STEP_MS)
+    step = back | fwd
+    keep = ~step
+    skew_base[fd[keep]] = np.minimum(skew_base[fd[keep]], lag[keep])
+    if not step.any():
+        return fd[:0], ft[:0]
+    skew_base[fd[step]] = lag[step]
+    return fd[step], (ft - expected)[step]

@@ -31,7 +31,7 @@ from anju.devices.batch import Batch
 from anju.devices.registry import Site
 from anju.kinds import KINDS
 from anju.rules.clock import CLOCK_STEP_MS
-from anju.rules.engine import enrich_trajectory
+from anju.rules.events import enrich_trajectory
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
