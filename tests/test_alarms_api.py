@@ -151,3 +151,18 @@ async def test_metrics_and_openapi(api: Any) -> None:
     assert doc["openapi"].startswith("3.")
     assert {"/healthz", "/metrics", "/alarms", "/alarms/{alarm_id}/ack"} <= set(doc["paths"])
     assert "alarm_id" in doc["components"]["schemas"]["AlarmEvent"]["properties"]
+
+
+def test_openapi_documents_every_route_of_the_pipeline_api(site: Site) -> None:
+    from anju.alarms.api import openapi_doc
+    from anju.report.api import add_reports
+
+    store = MemoryAlarmStore()
+    reg = CollectorRegistry()
+    app = make_api(AlarmManager(site, store, registry=reg), store, site, registry=reg,
+                   health=lambda: {})
+    add_reports(app)  # as the pipeline does (anju/app/pipeline.py)
+    routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
+              if r.resource is not None and r.method != "HEAD"}
+    documented = {(m, p) for p, ops in openapi_doc()["paths"].items() for m in ops}
+    assert routes and routes <= documented, routes - documented

@@ -14,6 +14,7 @@ it stores the rules' events (CONTRACT §6: every lifecycle event is an ``alarms`
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import time
@@ -31,7 +32,7 @@ from anju.alarms.model import AckRequest, AlarmEvent
 from anju.alarms.store import AlarmQuery, AlarmStore
 from anju.devices.registry import Site, Team
 
-__all__ = ["BROKER_KEY", "COOKIE", "OPENAPI", "make_api"]
+__all__ = ["BROKER_KEY", "COOKIE", "make_api", "openapi_doc"]
 
 BROKER_KEY = "mqtt"  # the dependency whose state decides /healthz
 
@@ -202,7 +203,7 @@ def _committed_with(store: AlarmStore, ack: AlarmEvent) -> list[AlarmEvent]:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    return _json(OPENAPI)
+    return _json(openapi_doc())
 
 
 def make_api(
@@ -262,7 +263,9 @@ def _openapi_doc() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "anju pipeline API", "version": "1"},
         "components": {
-            "securitySchemes": {"teamToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "teamToken": {"type": "http", "scheme": "bearer"},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": COOKIE}},
             "schemas": {
                 "AlarmEvent": AlarmEvent.model_json_schema(),
                 "AckRequest": AckRequest.model_json_schema(),
@@ -270,9 +273,12 @@ def _openapi_doc() -> dict[str, Any]:
             },
         },
         "paths": {
-            "/healthz": {"get": {"summary": "health: 200 when connected to the broker",
-                                 "responses": {"200": {"description": "healthy"},
-                                               "503": {"description": "broker unreachable"}}}},
+            "/healthz": {"get": {
+                "summary": "health of the broker link, storage and deliveries "
+                           "(docs/operations.md)",
+                "responses": {"200": {"description": "ok or degraded"},
+                              "503": {"description": "down: broker unreachable or refused, "
+                                                     "a critical alarm undelivered"}}}},
             "/metrics": {"get": {"summary": "Prometheus text format",
                                  "responses": {"200": {"description": "metrics",
                                                "content": {"text/plain": {}}}}}},
@@ -306,10 +312,123 @@ def _openapi_doc() -> dict[str, Any]:
                     "401": err, "404": err,
                     "409": {"description": "already acknowledged or cleared"},
                     "422": {"description": "invalid body"}}}},
+            "/devices/health": {"get": {
+                "summary": "devices per building: reported, offline, obstructed, low battery, "
+                           "last reading (anju.alarms.devices_api)",
+                "security": bearer,
+                "parameters": [
+                    {"name": "estate", "in": "query", "schema": {"type": "string"}},
+                    {"name": "building", "in": "query", "schema": {"type": "string"}},
+                    {"name": "devices", "in": "query", "schema": {
+                        "type": "string", "enum": ["problems", "all", "none"],
+                        "default": "problems"}},
+                    {"name": "limit", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": 10_000,
+                        "default": 1000}}],
+                "responses": {"200": {"description": "buildings and devices", "content": {
+                    "application/json": {"schema": {"type": "object"}}}},
+                    "400": err, "401": err}}},
+            "/reports": {"get": {
+                "summary": "the accountability report of the caller's estates (docs/report.md)",
+                "security": bearer,
+                "parameters": [
+                    {"name": "from", "in": "query", "schema": {"type": "string"},
+                     "description": "date or ISO time; neither from nor to: last full month"},
+                    {"name": "to", "in": "query", "schema": {"type": "string"}},
+                    {"name": "tz", "in": "query",
+                     "schema": {"type": "string", "default": "Asia/Shanghai"}},
+                    {"name": "jurisdiction", "in": "query", "schema": {"type": "string"},
+                     "description": "e.g. street=…"},
+                    {"name": "format", "in": "query",
+                     "schema": {"type": "string", "enum": ["json", "html"]}}],
+                "responses": {"200": {"description": "the report", "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/html": {}}},
+                    "400": err, "401": err, "503": err}}},
             "/openapi.json": {"get": {"summary": "this document",
                                       "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         },
     }
 
 
-OPENAPI: dict[str, Any] = _openapi_doc()
+@functools.cache
+def openapi_doc() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the pipeline's API serves (built on first
+    use: the console, maintenance and report modules it describes import this one)."""
+    doc = _openapi_doc()
+    doc["paths"].update(_more_paths(doc["components"]["schemas"]))
+    return doc
+
+
+def _more_paths(schemas: dict[str, Any]) -> dict[str, Any]:
+    from anju.alarms.console_api import SignInRequest
+    from anju.alarms.maintenance import MaintenanceRequest
+    from anju.alarms.maintenance_api import MaintainedRequest, _EndRequest
+    from anju.alarms.model import AssignRequest, CommentRequest
+
+    bearer: list[dict[str, list[str]]] = [{"teamToken": []}, {"sessionCookie": []}]
+    err = {"description": "error", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}}}}}
+    obj = {"application/json": {"schema": {"type": "object"}}}
+    alarm_id = {"name": "alarm_id", "in": "path", "required": True,
+                "schema": {"type": "string"}}
+
+    def body(model: type[Any]) -> dict[str, Any]:
+        schemas[model.__name__.lstrip("_")] = model.model_json_schema()
+        return {"required": True, "content": {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/{model.__name__.lstrip('_')}"}}}}
+
+    def op(summary: str, ok: str, *, req: type[Any] | None = None,
+           params: list[dict[str, Any]] | None = None, auth: bool = True,
+           codes: tuple[str, ...] = ("401",)) -> dict[str, Any]:
+        out: dict[str, Any] = {"summary": summary,
+                               "responses": {"200": {"description": ok, "content": obj},
+                                             **{c: err for c in codes}}}
+        if auth:
+            out["security"] = bearer
+        if req is not None:
+            out["requestBody"] = body(req)
+            out["responses"]["422"] = {"description": "invalid body"}
+        if params:
+            out["parameters"] = params
+        return out
+
+    return {
+        "/session": {
+            "post": op("sign in with a team token; sets the console's session cookie",
+                       "the team and its estates", req=SignInRequest, auth=False,
+                       codes=("401", "429")),
+            "get": op("who the caller is", "the team and its estates"),
+            "delete": op("sign out: clears the session cookie", "signed out"),
+        },
+        "/events": {"get": {
+            "summary": "live alarm events of the caller's estates (Server-Sent Events)",
+            "security": bearer,
+            "responses": {"200": {"description": "an event stream",
+                                  "content": {"text/event-stream": {}}}, "401": err}}},
+        "/alarms/{alarm_id}": {"get": op(
+            "an alarm: its row, its timeline and every webhook delivery of it",
+            "the alarm", params=[alarm_id], codes=("401", "404"))},
+        "/alarms/{alarm_id}/assign": {"post": op(
+            "assign an alarm to someone (an `assigned` event)", "the event",
+            req=AssignRequest, params=[alarm_id], codes=("401", "404", "409"))},
+        "/alarms/{alarm_id}/comments": {"post": op(
+            "comment on an alarm (a `commented` event)", "the event",
+            req=CommentRequest, params=[alarm_id], codes=("401", "404", "409"))},
+        "/maintenance": {
+            "get": op("maintenance windows and records of the caller's estates",
+                      "windows and maintained devices", codes=("401", "503")),
+            "post": op("open a maintenance window (alarms of its devices are held)",
+                       "the window (201)", req=MaintenanceRequest,
+                       codes=("401", "404", "503")),
+        },
+        "/maintenance/{wid}/end": {"post": op(
+            "end a maintenance window now", "the window", req=_EndRequest,
+            params=[{"name": "wid", "in": "path", "required": True,
+                     "schema": {"type": "string"}}], codes=("401", "404", "503"))},
+        "/devices/{device}/maintained": {"post": op(
+            "record a device's periodic maintenance done", "the record",
+            req=MaintainedRequest,
+            params=[{"name": "device", "in": "path", "required": True,
+                     "schema": {"type": "string"}}], codes=("401", "404", "503"))},
+    }
