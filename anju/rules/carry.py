@@ -54,6 +54,10 @@ def carry_state(old: RuleEngine, new: RuleEngine) -> int:
             new._off_start[rule][ni] = old._off_start[rule][oi]
     _carry_rings(old, new, ni, oi)
     _carry_groups(old, new, ni, oi)
+    for rule, nd in new._schedules.next_due.items():  # rounds: the watch carries on
+        if rule in old._schedules.next_due:
+            nd[ni] = old._schedules.next_due[rule][oi]
+            new._schedules.last_hit[rule][ni] = old._schedules.last_hit[rule][oi]
     return len(ni)
 
 
@@ -100,8 +104,9 @@ def _carry_groups(old: RuleEngine, new: RuleEngine, ni: np.ndarray, oi: np.ndarr
         og = olds.get(g.rule.id)
         if og is None:
             continue
-        g.member_active[ni] = og.member_active[oi]
-        g.last_clear[ni] = og.last_clear[oi]
+        if g.member_active.shape[1:] == og.member_active.shape[1:]:  # same member entries
+            g.member_active[ni] = og.member_active[oi]
+            g.last_clear[ni] = og.last_clear[oi]
         where = {_group_key(old, b, f): i for i, (b, f) in enumerate(og.keys)}
         for i, (b, f) in enumerate(g.keys):
             j = where.get(_group_key(new, b, f))

@@ -10,6 +10,7 @@ and the order of work; each concern has its own module:
 * :mod:`anju.rules.offline` — silence past a kind's heartbeats;
 * :mod:`anju.rules.events` — one alarm per reading (and trajectory enrichment);
 * :mod:`anju.rules.groups` — k members of one floor within a window;
+* :mod:`anju.rules.schedule` — rounds due on a device's clock, met by a reading;
 * :mod:`anju.rules.clock` — device clocks and their steps (rebased here).
 
 :class:`anju.rules.reference.ReferenceEngine` states the same semantics reading by
@@ -40,6 +41,7 @@ from anju.rules.groups import Group as _Group
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.offline import Offline
 from anju.rules.render import Renderer
+from anju.rules.schedule import Schedules
 from anju.rules.state import NO_RUN
 from anju.rules.state import KindState as _KindState
 from anju.rules.state import StateArrays as _StateArrays
@@ -105,6 +107,7 @@ class RuleEngine:
         self._window_fields: dict[str, dict[str, list[Any]]] = {}
         self._event_rules = {k: [r for r in rules.by_kind(k) if r.type == "event"] for k in KINDS}
         self._offline = Offline(rules.of_type("offline"), site, self.served)
+        self._schedules = Schedules(rules.of_type("schedule"), site, self.served)
         # groups: (estate, building, floor) of each device with a known floor
         self._groups = [_Group(r, site) for r in rules.of_type("group")]
         self._params = dict(site.devices.params)
@@ -170,6 +173,7 @@ class RuleEngine:
         for ks in self._kstate.values():
             out.extend(ks.tick(now, self.newest, self.recv_at, self.render))
         out.extend(self._offline.tick(now, self.last_seen, self.recv_at, self.render))
+        out.extend(self._schedules.tick(now, self.newest, self.recv_at, self.render))
         return self._finish(out)
 
     def restore(self, open_alarms: Iterable[tuple[str, str, int]]) -> int:
@@ -239,6 +243,7 @@ class RuleEngine:
             if mine.any():
                 ks.shift(loc[mine], shift[mine])
         self._offline.shift(devs, shift)
+        self._schedules.shift(devs, shift, self.newest)
         for ring in self._rings.values():
             slots = (devs[:, None] * RING + np.arange(RING)[None, :]).ravel()
             ring.t[slots] += np.repeat(shift, RING)
@@ -286,6 +291,10 @@ class RuleEngine:
                                              self.recv_at, self.render))
         self.newest[dev[last]] = t[last]
         self.recv_at[dev[last]] = now
+        if self._schedules.rules:
+            out.extend(self._schedules.on_readings(
+                kind, dev, t, {f.name: values[:, i] for i, f in enumerate(kb.kind.columns)},
+                self.render))
 
         rules = self._state_rules_of[kind]
         if not rules:

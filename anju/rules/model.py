@@ -13,7 +13,19 @@ Rule ``type``:
 - ``group``: raises when ≥ ``min_members`` devices of one (estate, building, floor) are in
   one of the ``members`` rules within ``within`` seconds; clears when none is;
 - ``offline``: raises when a device's newest reading is older than ``heartbeats`` × its
-  kind's heartbeat; its next reading clears it (``kind: "*"`` for every kind).
+  kind's heartbeat; its next reading clears it (``kind: "*"`` for every kind);
+- ``schedule``: rounds fall due on each device's local clock (every ``every_min`` minutes
+  from ``from_hour`` until ``to_hour``, at UTC + ``utc_offset_h``); a round with no reading
+  where ``condition`` holds within ``tolerance_min`` of its due time raises once, at the
+  end of its tolerance (closed by acknowledgement). The five numbers are the device's
+  registry params of those names where it has them, else the rule's ``params``.
+
+A group's members may be of several kinds (every device of a member rule's kind with a
+floor belongs to its floor's group); with ``all_members`` every entry of ``members`` must
+be among the live alarms (a correlation of different signs, not a count of one). Member
+alarms that never clear (event and schedule rules) count for ``within`` after their raise.
+
+``report``: the column of the accountability report that counts the rule's alarms.
 """
 
 from __future__ import annotations
@@ -33,7 +45,10 @@ from anju.errors import RuleError
 from anju.kinds import KINDS, kind_rules_file
 from anju.rules.expr import Expr, Window, parse_expr
 
-__all__ = ["CompiledRule", "RuleDef", "RuleSet", "load_rules"]
+__all__ = ["SCHEDULE_PARAMS", "CompiledRule", "RuleDef", "RuleSet", "load_rules"]
+
+#: What a schedule rule reads, per device (registry params) or from the rule's params.
+SCHEDULE_PARAMS = ("every_min", "from_hour", "to_hour", "tolerance_min", "utc_offset_h")
 
 Severity = Literal["critical", "major", "minor", "warning"]
 
@@ -51,7 +66,7 @@ class RuleDef(BaseModel):
 
     id: str = Field(pattern=r"^[a-z0-9_]+\.[a-z0-9_]+$")
     kind: str
-    type: Literal["state", "event", "group", "offline"] = "state"
+    type: Literal["state", "event", "group", "offline", "schedule"] = "state"
     condition: str = ""
     for_: float = Field(0.0, alias="for", ge=0)
     for_when: list[_ForWhen] = []
@@ -67,8 +82,11 @@ class RuleDef(BaseModel):
     members: list[str] = []
     min_members: int = Field(2, ge=1)
     within: float = Field(120.0, gt=0)
+    all_members: bool = False
     # offline rules
     heartbeats: float = Field(3.0, gt=0)
+    # a column of the accountability report counting this rule's alarms
+    report: str | None = Field(None, pattern=r"^[a-z0-9_]+$")
     doc: str = ""
 
 
@@ -95,6 +113,14 @@ class CompiledRule:
     min_members: int = 2
     within_s: float = 120.0
     heartbeats: float = 3.0
+    # group rules: the kinds of the member rules ("*" for any), whether every entry of
+    # ``member_entries`` must be live, the entry each member rule matched first, and the
+    # member rules whose alarms never clear (event, schedule: live for ``within``)
+    member_kinds: tuple[str, ...] = ()
+    all_members: bool = False
+    member_entry: tuple[tuple[str, int], ...] = ()
+    momentary: tuple[str, ...] = ()
+    report: str | None = None
 
     @cached_property
     def windows(self) -> tuple[Window, ...]:
@@ -126,7 +152,8 @@ class RuleSet:
     rules: list[CompiledRule]
 
     def by_kind(self, kind: str) -> list[CompiledRule]:
-        return [r for r in self.rules if r.kind == kind and r.type in ("state", "event")]
+        return [r for r in self.rules if r.kind == kind
+                and r.type in ("state", "event", "schedule")]
 
     def of_type(self, type_: str) -> list[CompiledRule]:
         return [r for r in self.rules if r.type == type_]
@@ -240,6 +267,8 @@ def _apply_override(d: RuleDef, changes: dict[str, Any], file: str, enabled: boo
     for key, value in changes.items():
         if key == "enabled":
             enabled = bool(value)
+        elif key == "report":
+            data[key] = value
         elif key in ("for", "clear_after", "severity", "roles", "within", "min_members",
                      "heartbeats", "message"):
             data[key] = value
@@ -269,6 +298,7 @@ def _compile(file: str, d: RuleDef, order: int, defs: dict[str, tuple[str, RuleD
         "order": order, "id": d.id, "kind": d.kind, "type": d.type, "severity": d.severity,
         "roles": tuple(d.roles), "params": dict(d.params), "message": d.message,
         "clear_after_s": d.clear_after, "for_s": d.for_, "enrich": d.enrich,
+        "report": d.report,
     }
     if d.type == "offline":
         if d.kind != "*" and d.kind not in KINDS:
@@ -282,11 +312,21 @@ def _compile(file: str, d: RuleDef, order: int, defs: dict[str, tuple[str, RuleD
             if not any(fnmatch.fnmatchcase(r, m) for r in defs):
                 raise RuleError(file, d.id, "member names no known rule", m)
         members = tuple(r for r in defs if any(fnmatch.fnmatchcase(r, m) for m in d.members))
+        entry = tuple((r, next(j for j, m in enumerate(d.members) if fnmatch.fnmatchcase(r, m)))
+                      for r in members)
+        kinds = tuple(dict.fromkeys(defs[r][1].kind for r in members))
+        momentary = tuple(r for r in members if defs[r][1].type in ("event", "schedule"))
         return CompiledRule(condition=None, for_when=(), value=None, details=(),
                             members=members, min_members=d.min_members, within_s=d.within,
-                            **common)
+                            member_kinds=kinds, all_members=d.all_members,
+                            member_entry=entry, momentary=momentary, **common)
     if not d.condition:
-        raise RuleError(file, d.id, "a state or event rule needs a condition")
+        raise RuleError(file, d.id, f"a {d.type} rule needs a condition")
+    if d.type == "schedule":
+        missing = [p for p in SCHEDULE_PARAMS if p not in d.params]
+        if missing:
+            raise RuleError(file, d.id, "a schedule rule needs the params "
+                            + ", ".join(SCHEDULE_PARAMS), missing[0])
     return CompiledRule(
         condition=expr(d.condition),
         for_when=tuple((expr(fw.when), fw.for_) for fw in d.for_when),

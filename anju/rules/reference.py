@@ -10,6 +10,11 @@ property tests and the baseline of ``anju bench rules``. For each state rule and
     advance(now):       if now ≥ run start + duration: a true run raises (unless raised),
                         a false run clears (if raised), at ts = max(due, last reading)
 
+Schedule rules: for each device, rounds fall due every ``every_min`` from ``from_hour``
+until ``to_hour`` of its local day (registry params, else the rule's); once the device's
+clock is past a round's due time + tolerance, the round is missed unless a matching reading
+fell within the tolerance either side. Watched from the device's first reading.
+
 Readings older than the device's newest are late: counted, not applied (event rules
 still see them). Offline: a device whose newest reading is more than ``heartbeats`` ×
 its heartbeat old is offline from then on; its next reading clears it.
@@ -32,8 +37,9 @@ from anju.devices.registry import Site
 from anju.kinds import KINDS
 from anju.rules.clock import CLOCK_STEP_MS
 from anju.rules.events import enrich_trajectory
-from anju.rules.model import CompiledRule, RuleSet
+from anju.rules.model import SCHEDULE_PARAMS, CompiledRule, RuleSet
 from anju.rules.render import Renderer
+from anju.rules.schedule import due_label
 from anju.rules.transition import Transition
 from anju.rules.windows import RING
 
@@ -61,6 +67,32 @@ class _Offline:
 class _GroupState:
     active: bool = False
     started: int = 0
+
+
+@dataclass
+class _Round:
+    next_due: int  # the next round to judge
+    last_hit: int | None = None  # ts of the newest matching reading
+
+
+_DAY = 86_400_000
+
+
+def _next_round(after: int, every: int, start: int, length: int, off: int) -> int:
+    """The first round due strictly after ``after``: walk the windows of the local day
+    before, of, and after the one ``after`` falls in."""
+    day = (after + off) // _DAY
+    best: int | None = None
+    for d in (day - 1, day, day + 1):
+        k = 0
+        while k * every < length:
+            due = d * _DAY + start - off + k * every
+            if due > after:
+                best = due if best is None else min(best, due)
+                break
+            k += 1
+    assert best is not None
+    return best
 
 
 @dataclass
@@ -123,8 +155,10 @@ class ReferenceEngine:
         self.runs: dict[tuple[str, int], _Run] = {}
         self.offline: dict[tuple[str, int], _Offline] = {}
         self.groups: dict[tuple[str, int, int], _GroupState] = {}
-        self.member_active: dict[tuple[str, int], int] = {}
-        self.last_clear: dict[tuple[str, int], int] = {}
+        self.rounds: dict[tuple[str, int], _Round] = {}
+        # group rules: per (rule, device, entry of its members)
+        self.member_active: dict[tuple[str, int, int], int] = {}
+        self.last_clear: dict[tuple[str, int, int], int] = {}
         self.start_ms: int | None = None
         self.received_ms: int | None = None
         self.late = 0
@@ -168,6 +202,8 @@ class ReferenceEngine:
         for r in self.rules.of_type("offline"):
             for dev in range(len(self.site.devices)):
                 out.extend(self._offline_tick(r, dev, now))
+        for (rule_id, dev), rd in self.rounds.items():
+            out.extend(self._rounds(rules[rule_id], dev, rd, self._device_now(dev, now)))
         return self._finish(out)
 
     # -- clocks ------------------------------------------------------------------------------
@@ -216,6 +252,14 @@ class ReferenceEngine:
         for (_rule, d), off in self.offline.items():
             if d == dev:
                 off.start += shift
+        rules = {r.id: r for r in self.rules.rules}
+        for (rule_id, d), rd in self.rounds.items():
+            if d == dev:
+                sch = self._schedule(rules[rule_id], dev)
+                assert sch is not None
+                if rd.last_hit is not None:
+                    rd.last_hit += shift
+                rd.next_due = _next_round(st.newest + sch[4] - 1, *sch[:4])
         for name, ring in st.rings.items():
             st.rings[name] = deque(((ti + shift, v) for ti, v in ring), maxlen=RING)
 
@@ -256,6 +300,59 @@ class ReferenceEngine:
         for r in state_rules:
             if self._valid(r, env):
                 out.extend(self._state(r, dev, t, env))
+        for r in self._rules_of[kind]:
+            if r.type == "schedule":
+                out.extend(self._schedule_reading(r, dev, t, env))
+        return out
+
+    # -- schedules ---------------------------------------------------------------------------
+    def _schedule(self, r: CompiledRule, dev: int) -> tuple[int, int, int, int, int] | None:
+        """(every, start, length, off, tol) in ms, or None when the device is not judged."""
+        if self.kinds[dev] != r.kind or not self.served(dev):
+            return None
+        v: dict[str, float] = {}
+        for name in SCHEDULE_PARAMS:
+            col = self.site.devices.params.get(name)
+            x = float(col[dev]) if col is not None else math.nan
+            v[name] = float(r.params[name]) if math.isnan(x) else x
+        if not all(math.isfinite(x) for x in v.values()):
+            return None
+        every = round(v["every_min"] * 60_000)
+        tol = round(v["tolerance_min"] * 60_000)
+        if every <= 0 or tol < 0:
+            return None
+        start = round(v["from_hour"] * 3_600_000) % _DAY
+        length = (round(v["to_hour"] * 3_600_000) % _DAY - start) % _DAY or _DAY
+        return every, start, length, round(v["utc_offset_h"] * 3_600_000), tol
+
+    def _schedule_reading(self, r: CompiledRule, dev: int, t: int, env: dict[str, Any]
+                          ) -> list[Transition]:
+        sch = self._schedule(r, dev)
+        if sch is None:
+            return []
+        rd = self.rounds.get((r.id, dev))
+        if rd is None:  # watched from its first reading
+            rd = self.rounds[(r.id, dev)] = _Round(_next_round(t + sch[4] - 1, *sch[:4]))
+        out = self._rounds(r, dev, rd, t)
+        assert r.condition is not None
+        if self._valid(r, env) and r.condition.test_scalar(env):
+            rd.last_hit = t if rd.last_hit is None else max(rd.last_hit, t)
+        return out
+
+    def _rounds(self, r: CompiledRule, dev: int, rd: _Round, clock: int) -> list[Transition]:
+        """Every round whose tolerance ended before ``clock``: missed, or met."""
+        sch = self._schedule(r, dev)
+        assert sch is not None
+        every, start, length, off, tol = sch
+        out: list[Transition] = []
+        while rd.next_due + tol < clock:
+            due = rd.next_due
+            if rd.last_hit is None or rd.last_hit < due - tol:
+                details = {"due": due_label(due, off), "due_ms": due,
+                           "tolerance_min": tol / 60_000, "last_checkin_ms": rd.last_hit}
+                out.append(self.render.device(r, dev, "raised", due + tol, due, math.nan,
+                                              details))
+            rd.next_due = _next_round(due, every, start, length, off)
         return out
 
     def _valid(self, r: CompiledRule, env: dict[str, Any]) -> bool:
@@ -377,31 +474,56 @@ class ReferenceEngine:
 
     def _group(self, g: CompiledRule, transitions: list[Transition]) -> list[Transition]:
         d = self.site.devices
+        entry = dict(g.member_entry)
+        n_entries = max(entry.values(), default=0) + 1
+
+        def of_group(i: int) -> bool:
+            return "*" in g.member_kinds or self.kinds[i] in g.member_kinds
+
         hits = sorted((t for t in transitions if t.rule in g.members and t.device is not None),
                       key=lambda t: (t.ts, 0 if t.event == "cleared" else 1, t.device or ""))
         out: list[Transition] = []
         for h in hits:
             dev = d.index[h.device]  # type: ignore[index]
-            if self.kinds[dev] != g.kind or math.isnan(d.floor[dev]):
+            if not of_group(dev) or math.isnan(d.floor[dev]):
                 continue
             key = (g.id, int(d.building[dev]), int(d.floor[dev]))
-            members = [i for i in range(len(d)) if self.kinds[i] == g.kind
+            members = [i for i in range(len(d)) if of_group(i)
                        and int(d.building[i]) == key[1] and d.floor[i] == key[2]]
             state = self.groups.setdefault(key, _GroupState())
+            j = entry[h.rule]
+            momentary = h.rule in g.momentary
+
+            def active(i: int) -> bool:
+                return any(self.member_active.get((g.id, i, e), 0) > 0
+                           for e in range(n_entries))
+
             if h.event == "raised":
-                self.member_active[(g.id, dev)] = self.member_active.get((g.id, dev), 0) + 1
-                live = [i for i in members if self.member_active.get((g.id, i), 0) > 0
-                        or self.last_clear.get((g.id, i), -(2**62)) >= h.ts - _ms(g.within_s)]
-                if len(live) >= g.min_members and not state.active:
+                if momentary:
+                    self.last_clear[(g.id, dev, j)] = h.ts
+                else:
+                    self.member_active[(g.id, dev, j)] = \
+                        self.member_active.get((g.id, dev, j), 0) + 1
+
+                def live_in(i: int, e: int, ts: int = h.ts) -> bool:
+                    return self.member_active.get((g.id, i, e), 0) > 0 or \
+                        self.last_clear.get((g.id, i, e), -(2**62)) >= ts - _ms(g.within_s)
+
+                live = [i for i in members if any(live_in(i, e) for e in range(n_entries))]
+                every = not g.all_members or all(any(live_in(i, e) for i in members)
+                                                 for e in range(n_entries))
+                if len(live) >= g.min_members and every and not state.active:
                     state.active = True
                     state.started = h.ts
                     out.append(self._group_t(g, key, "raised", h.ts, state.started, live))
-            else:
-                self.member_active[(g.id, dev)] = max(
-                    0, self.member_active.get((g.id, dev), 0) - 1)
-                self.last_clear[(g.id, dev)] = h.ts
-                if state.active and not any(self.member_active.get((g.id, i), 0) > 0
-                                            for i in members):
+                    if not any(active(i) for i in members):  # nothing left to clear it
+                        state.active = False
+                        out.append(self._group_t(g, key, "cleared", h.ts, state.started, []))
+            elif not momentary:
+                self.member_active[(g.id, dev, j)] = max(
+                    0, self.member_active.get((g.id, dev, j), 0) - 1)
+                self.last_clear[(g.id, dev, j)] = h.ts
+                if state.active and not any(active(i) for i in members):
                     state.active = False
                     out.append(self._group_t(g, key, "cleared", h.ts, state.started, []))
         return out

@@ -1,0 +1,188 @@
+"""Schedule rules (``patrol.missed``): rounds due on a device's clock, each to be met by a
+reading within its tolerance.
+
+A device's rounds fall every ``every_min`` minutes from ``from_hour`` until (not at)
+``to_hour`` of its local day, local being UTC + ``utc_offset_h``; the window may wrap past
+midnight (22 → 6 is 22:00, 00:00, 02:00, 04:00 every two hours). Each of the five numbers
+is the device's registry param of that name where it has one, else the rule's param, so
+each route carries its own schedule.
+
+Judged in data time (DESIGN.md "Time"), per device: the round due at ``T`` is met by a
+reading where the condition holds with ``ts`` in ``[T − tol, T + tol]``; it is judged once
+the device's clock is past ``T + tol`` — on a later reading, or on a tick by the device
+clock (``newest + (now − received)``) — and a missed round raises once, at ``T + tol``
+(closed by acknowledgement, like an event). A device is watched from its first reading:
+rounds due before ``first + tol`` are not judged, since nobody could say whether they were
+done; a clock step restarts the watch from the device's rebased clock.
+
+Rounds are rare (hours apart), so the common path is numpy over the batch; only devices
+whose next deadline falls inside the batch are walked reading by reading.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from anju.devices.registry import Site
+from anju.kinds import KIND_CODES
+from anju.rules.arrays import changes as _changes
+from anju.rules.arrays import ends as _ends
+from anju.rules.clock import NEVER
+from anju.rules.model import SCHEDULE_PARAMS, CompiledRule
+from anju.rules.render import Renderer
+from anju.rules.transition import Transition
+
+__all__ = ["DAY_MS", "Schedules", "due_label", "schedule_of"]
+
+DAY_MS = 86_400_000
+_UNSET = NEVER  # next round of a device not watched yet
+_FAR = np.iinfo(np.int64).max
+
+
+def schedule_of(rule: CompiledRule, site: Site) -> dict[str, np.ndarray]:
+    """Per device, the rule's schedule in ms: ``every``, ``start`` (from local midnight),
+    ``length`` (of the daily window), ``off`` (UTC offset), ``tol``; ``ok`` where the
+    device is of the rule's kind and its schedule is usable (every > 0, all numbers known)."""
+    d = site.devices
+    n = len(d)
+    val: dict[str, np.ndarray] = {}
+    for name in SCHEDULE_PARAMS:
+        reg = d.params.get(name)
+        default = np.full(n, float(rule.params[name]))
+        val[name] = default if reg is None else np.where(np.isnan(reg), default, reg)
+    finite = np.ones(n, bool)
+    for v in val.values():
+        finite &= np.isfinite(v)
+    safe = {k: np.where(finite, v, 0.0) for k, v in val.items()}
+    every = np.round(safe["every_min"] * 60_000).astype(np.int64)
+    start = np.round(safe["from_hour"] * 3_600_000).astype(np.int64) % DAY_MS
+    end = np.round(safe["to_hour"] * 3_600_000).astype(np.int64) % DAY_MS
+    length = (end - start) % DAY_MS
+    length[length == 0] = DAY_MS  # from == to: all day
+    tol = np.round(safe["tolerance_min"] * 60_000).astype(np.int64)
+    off = np.round(safe["utc_offset_h"] * 3_600_000).astype(np.int64)
+    ok = finite & (every > 0) & (tol >= 0) & (d.kind == KIND_CODES[rule.kind])
+    return {"every": np.where(ok, every, 1), "start": start, "length": length, "off": off,
+            "tol": np.where(ok, tol, 0), "ok": ok}
+
+
+def next_round(after: np.ndarray, every: np.ndarray, start: np.ndarray, length: np.ndarray,
+               off: np.ndarray) -> np.ndarray:
+    """The first round due strictly after ``after`` (ms), per element."""
+    day = (after + off) // DAY_MS
+    best = np.full(after.shape, _FAR, np.int64)
+    for dd in (-1, 0, 1):  # yesterday's window may run past midnight into today
+        s = (day + dd) * DAY_MS + start - off
+        k = np.maximum(0, (after - s) // every + 1)
+        t = s + k * every
+        best = np.where((k * every < length) & (t < best), t, best)
+    return best
+
+
+def due_label(t: int, off: int) -> str:
+    """The local time of day a round was due, ``HH:MM``."""
+    return datetime.fromtimestamp((t + off) / 1000, UTC).strftime("%H:%M")
+
+
+class Schedules:
+    """The schedule rules of a rule set and their state (arrays by device)."""
+
+    def __init__(self, rules: list[CompiledRule], site: Site, served: np.ndarray) -> None:
+        self.rules = rules
+        n = len(site.devices)
+        self.sched: dict[str, dict[str, np.ndarray]] = {}
+        self.next_due: dict[str, np.ndarray] = {}  # the next round to judge; _UNSET
+        self.last_hit: dict[str, np.ndarray] = {}  # ts of the newest matching reading
+        for r in rules:
+            s = schedule_of(r, site)
+            s["ok"] &= served
+            self.sched[r.id] = s
+            self.next_due[r.id] = np.full(n, _UNSET, np.int64)
+            self.last_hit[r.id] = np.full(n, NEVER, np.int64)
+
+    def _next(self, rid: str, devs: np.ndarray, after: np.ndarray) -> np.ndarray:
+        s = self.sched[rid]
+        return next_round(after, s["every"][devs], s["start"][devs], s["length"][devs],
+                          s["off"][devs])
+
+    def on_readings(self, kind: str, dev: np.ndarray, t: np.ndarray, cols: dict[str, Any],
+                    render: Renderer) -> list[Transition]:
+        """The rounds judged by readings (not late; sorted by device then time)."""
+        out: list[Transition] = []
+        for r in self.rules:
+            if r.kind != kind:
+                continue
+            s = self.sched[r.id]
+            rows = np.flatnonzero(s["ok"][dev])
+            if not len(rows):
+                continue
+            assert r.condition is not None
+            valid = np.ones(len(t), bool)
+            for f in r.condition.required:
+                valid &= ~np.isnan(cols[f])
+            hit_all = valid & np.asarray(r.condition.test_vector(cols), bool)
+            d, tt, hit = dev[rows], t[rows], hit_all[rows]
+            nd, lh, tol = self.next_due[r.id], self.last_hit[r.id], s["tol"]
+            first = _changes(d)
+            new = first & (nd[d] == _UNSET)
+            if new.any():
+                dn = d[new]
+                nd[dn] = self._next(r.id, dn, tt[new] + tol[dn] - 1)
+            last = _ends(d)
+            dl = d[last]
+            slow = np.isin(d, dl[tt[last] > nd[dl] + tol[dl]])
+            fast = ~slow & hit
+            np.maximum.at(lh, d[fast], tt[fast])
+            for i in np.flatnonzero(slow).tolist():
+                dv, ti = int(d[i]), int(tt[i])
+                out.extend(self._judge(r, dv, ti, render))
+                if hit[i]:
+                    lh[dv] = max(int(lh[dv]), ti)
+        return out
+
+    def tick(self, now: int, newest: np.ndarray, recv_at: np.ndarray, render: Renderer
+             ) -> list[Transition]:
+        """The rounds whose tolerance ended on each device's clock by receiving time ``now``."""
+        out: list[Transition] = []
+        for r in self.rules:
+            nd, tol = self.next_due[r.id], self.sched[r.id]["tol"]
+            watched = (nd != _UNSET) & (newest != NEVER)
+            clock = np.where(watched, np.where(watched, newest, 0) + (now - recv_at), NEVER)
+            due = np.flatnonzero(watched & (clock > nd + tol))
+            for dv in due.tolist():
+                out.extend(self._judge(r, dv, int(clock[dv]), render))
+        return out
+
+    def _judge(self, r: CompiledRule, dv: int, clock: int, render: Renderer
+               ) -> list[Transition]:
+        """Judges, in order, the device's rounds whose tolerance ended before ``clock``."""
+        s = self.sched[r.id]
+        nd, lh = self.next_due[r.id], self.last_hit[r.id]
+        tol, off = int(s["tol"][dv]), int(s["off"][dv])
+        out: list[Transition] = []
+        while int(nd[dv]) + tol < clock:
+            due = int(nd[dv])
+            last = int(lh[dv])
+            if last < due - tol:
+                details = {"due": due_label(due, off), "due_ms": due,
+                           "tolerance_min": tol / 60_000,
+                           "last_checkin_ms": None if last == NEVER else last}
+                out.append(render.device(r, dv, "raised", due + tol, due, math.nan, details))
+            nd[dv] = int(self._next(r.id, np.array([dv]), np.array([due]))[0])
+        return out
+
+    def shift(self, devs: np.ndarray, shift: np.ndarray, newest: np.ndarray) -> None:
+        """A clock step (``newest`` already rebased): matching readings move with the clock,
+        and the watch restarts from the device's new clock."""
+        for r in self.rules:
+            nd, lh, tol = self.next_due[r.id], self.last_hit[r.id], self.sched[r.id]["tol"]
+            watched = devs[nd[devs] != _UNSET]
+            if not len(watched):
+                continue
+            had = watched[lh[watched] != NEVER]
+            lh[had] += shift[np.isin(devs, had)]
+            nd[watched] = self._next(r.id, watched, newest[watched] + tol[watched] - 1)
