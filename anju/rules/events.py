@@ -30,8 +30,10 @@ def enrich_trajectory(site: Site, dev: int, extra: dict[str, Any] | None
     if not track:
         return {"error": "no track"}, None, None
     d = site.devices
-    params = {k: float(d.params[k][dev]) for k in
+    params = {k: float(d.params[k][dev]) if k in d.params else math.nan for k in
               ("mount_height_m", "distance_m", "tilt_deg", "focal_px", "cy_px")}
+    if any(math.isnan(v) for v in params.values()):  # a corridor camera has no calibration
+        return {"error": "no calibration"}, None, None
     b = site.buildings[int(d.building[dev])]
     try:
         fit = fit_fall(track, Calibration.from_params(params), b.floors, b.floor_height_m)

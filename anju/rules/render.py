@@ -86,7 +86,7 @@ class Renderer:
             severity=rule.severity, roles=rule.roles, subject=subject, device=device,
             estate=estate, building=building, floor=floor, zone=zone, ts=int(ts),
             started_at=int(started), value=value, message=message, details=details,
-            is_event=rule.type == "event",
+            is_event=rule.type in ("event", "schedule"),  # never cleared by data
         )
 
     def _kind_of(self, device: str | None) -> str:
