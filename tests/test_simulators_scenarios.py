@@ -88,7 +88,7 @@ def test_demo_scorecard_is_perfect_on_a_replay(demo_site: Site) -> None:
     assert card.missing == [] and card.false == []
     # the supervision incidents' lifecycle parts are the live demo's (test_demo.py); the
     # maintenance window alone has nothing for the rule engine
-    assert card.perfect and card.detected == card.incidents == 17
+    assert card.perfect and card.detected == card.incidents == 20
     bottle = next(e for e in result.events if e.rule == "camera.falling_object")
     assert bottle.details["floor"] == 17
 
@@ -107,7 +107,24 @@ def test_hour_scorecard_is_perfect_on_its_incident_devices(tmp_path: Path) -> No
     part = load_site(tmp_path / "part")
     assert len(part.devices) < len(full.devices)
     card, _ = _replay_score(part, sc)
-    assert card.missing == [] and card.false == [] and card.detected == 23
+    assert card.missing == [] and card.false == [] and card.detected == 25
+
+
+def test_night_scorecard_is_perfect_on_its_incident_devices(tmp_path: Path) -> None:
+    """Patrol rounds missed at night and an e-bike's fire risk (issue 21), on a replay of
+    the devices involved."""
+    sc = load_scenario("night")
+    assert sc.site is not None
+    keep = {d for i in sc.incidents for d in i.device_ids}
+    plan = plan_city(sc.site.estates, sc.site.seed)
+    plan.devices = [row for row in plan.devices if row[0] in keep]
+    write_site(plan, tmp_path)
+    card, result = _replay_score(load_site(tmp_path), sc)
+    assert card.missing == [] and card.false == [] and card.detected == card.incidents == 4
+    missed = sorted((e.device, e.details["due"]) for e in result.events
+                    if e.rule == "patrol.missed" and e.event == "raised")
+    assert missed == [("e001-b03-pt", "00:00"), ("e002-b01-pt", "00:00"),
+                      ("e002-b01-pt", "02:00")]
 
 
 def test_falling_object_tracks_fit_their_floor(demo_site: Site) -> None:
@@ -202,7 +219,7 @@ def test_cli_truth_and_score(demo_site: Site, tmp_path: Path) -> None:
                               "--scenario", "demo", "--json"])
     assert res.exit_code == 0, res.output
     truth = orjson.loads(res.stdout.strip().splitlines()[-1])
-    assert truth["incidents"] == 18 and len(truth["expected"]) == 28
+    assert truth["incidents"] == 21 and len(truth["expected"]) == 32
 
     rec = tmp_path / "demo.jsonl"
     res = runner.invoke(app, ["simulate", "run", "--site", str(demo_site.root), "--scenario",
@@ -219,7 +236,7 @@ def test_cli_truth_and_score(demo_site: Site, tmp_path: Path) -> None:
                               "--scenario", "demo", "--events", str(alarms), "--json"])
     assert res.exit_code == 0, res.output
     card = orjson.loads(res.stdout.strip().splitlines()[-1])
-    assert card["detected"] == 17 and card["missed"] == [] and card["false_alarms"] == 0
+    assert card["detected"] == 20 and card["missed"] == [] and card["false_alarms"] == 0
 
     res = runner.invoke(app, ["simulate", "scenarios", "--json"])
     assert res.exit_code == 0

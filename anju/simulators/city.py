@@ -5,11 +5,14 @@ walk-ups in older estates, 12–18 storey slabs and 19–33 storey towers in new
 least two lifts from 12 storeys (GB 50096-2011 §6.4.1, one of them a fire lift) and more in
 towers; two networked smoke detectors on every landing (stair front room and lift lobby);
 one secondary water-supply pump room (二次供水泵房) per estate; one falling-object camera
-(高空抛物) facing each facade.
+(高空抛物) facing each facade; a camera over the ground-floor lobby, where e-bikes get
+parked and charged; a patrol check-point (巡更点) in each lobby, on the estate's night route
+(every 2 h from 22:00 to 06:00, ± 30 min: the level-1 property service standard).
 
 Ids are readable and unique city-wide, so a scenario can name its places:
 ``e001`` / ``b03`` / smoke ``e001-b03-f12-a`` (basement floors ``fB1``), lift
-``e001-b03-L2``, camera ``e001-b03-cam-S``, pump room ``e001-pump``, gateway ``e001-b03-gw``.
+``e001-b03-L2``, camera ``e001-b03-cam-S``, pump room ``e001-pump``, gateway ``e001-b03-gw``,
+lobby camera ``e001-b03-cam-F1``, patrol check-point ``e001-b03-pt``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ __all__ = [
     "EstatePlan",
     "camera_id",
     "elevator_id",
+    "lobby_camera_id",
+    "patrol_id",
     "plan_city",
     "pump_id",
     "smoke_id",
@@ -67,6 +72,18 @@ def camera_id(estate: str, building: str, facade: str) -> str:
 
 def pump_id(estate: str) -> str:
     return f"{estate}-pump"
+
+
+def lobby_camera_id(estate: str, building: str) -> str:
+    return f"{estate}-{building}-cam-F1"
+
+
+def patrol_id(estate: str, building: str) -> str:
+    return f"{estate}-{building}-pt"
+
+
+#: The night route's schedule (registry params of its check-points).
+NIGHT_ROUTE = {"every_min": 120, "from_hour": 22, "to_hour": 6, "tolerance_min": 30}
 
 
 #: A row of devices.csv: device, kind, estate, building, floor, zone, params.
@@ -226,6 +243,9 @@ def _devices(plans: list[EstatePlan]) -> Iterator[DeviceRow]:
                 yield (smoke_id(e.id, b.id, floor, "a"), "smoke", e.id, b.id, floor, "stair", None)
                 yield (smoke_id(e.id, b.id, floor, "b"), "smoke", e.id, b.id, floor, "lift-lobby",
                        None)
+            yield (lobby_camera_id(e.id, b.id), "camera", e.id, b.id, 1, "lobby", None)
+            yield (patrol_id(e.id, b.id), "patrol", e.id, b.id, 1, "night-route",
+                   dict(NIGHT_ROUTE))
 
 
 def write_site(plan: CityPlan, out: str | Path) -> Path:

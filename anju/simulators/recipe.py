@@ -39,4 +39,11 @@ def plan_recipe(recipe: SiteRecipe, *, webhook_port: int = 9000,
         plan.extra["escalation"] = recipe.escalation
     if recipe.supervision is not None:
         plan.extra["supervision"] = recipe.supervision
+    if recipe.params:
+        known = {row[0] for row in plan.devices}
+        for dev in recipe.params:
+            if dev not in known:
+                raise ValueError(f"site.params: device {dev!r} is not in the city")
+        plan.devices = [(*row[:6], {**(row[6] or {}), **recipe.params[row[0]]})
+                        if row[0] in recipe.params else row for row in plan.devices]
     return plan

@@ -174,6 +174,9 @@ class SiteRecipe(BaseModel):
     teams: list[dict[str, Any]] = []
     escalation: dict[str, Any] | None = None
     supervision: dict[str, Any] | None = None
+    # registry params set on devices of the city (a route's schedule compressed into the
+    # demo's minutes): {device: {param: value}}
+    params: dict[str, dict[str, float]] = {}
 
 
 class Scenario(BaseModel):

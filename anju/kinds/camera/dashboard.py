@@ -1,4 +1,4 @@
-"""The falling-object cameras' dashboard panels: falls by origin floor."""
+"""The cameras' dashboard panels: falls by origin floor, e-bikes charging indoors."""
 
 from __future__ import annotations
 
@@ -42,5 +42,15 @@ def panels(spec: KindSpec, t: KindTuning) -> PanelList:
             "Each falling object: where, which camera, the origin floor and the alarm text.",
             [q(f'SELECT "estate", "building", "floor", "device", "value", "message" {falls} '
                "ORDER BY time DESC LIMIT 500", table=True)],
+        ),
+        table_panel(
+            "E-bikes charging indoors and fire risks",
+            "Each e-bike seen charging in a corridor or lobby (camera.ebike_charging) and "
+            "each floor where one charged while a detector saw the temperature rise "
+            "(fire.ebike_risk, critical).",
+            [q("SELECT \"rule\", \"estate\", \"building\", \"floor\", \"severity\", "
+               "\"message\" FROM \"alarms\" WHERE (\"rule\" = 'camera.ebike_charging' OR "
+               "\"rule\" = 'fire.ebike_risk') AND \"event\" = 'raised' AND "
+               f"{scope('estate', 'building')} ORDER BY time DESC LIMIT 500", table=True)],
         ),
     ]

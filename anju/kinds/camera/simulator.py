@@ -4,6 +4,8 @@
 floor, made by :func:`anju.rules.trajectory.simulate_track` from the camera's own
 calibration (tracker noise of about a pixel and, sometimes, one glitched point: a bird,
 a reflection). ``obstructed`` is a view blocked by laundry or a parked truck.
+``ebike_charging``: a corridor or lobby camera (one with a floor) sees an e-bike plugged
+into a charger; its analytics report it once, when the charging starts.
 """
 
 from __future__ import annotations
@@ -43,12 +45,19 @@ class ObstructedParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EbikeChargingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    confidence: float = Field(0.85, ge=0, le=1)
+
+
 INCIDENTS = {
     t.name: t for t in (
         IncidentType("falling_object", "camera", FallingObjectParams,
                      "an object thrown from `floor` of the building the camera faces",
                      needs_floor=True),
         IncidentType("obstructed", "camera", ObstructedParams, "the camera's view is blocked"),
+        IncidentType("ebike_charging", "camera", EbikeChargingParams,
+                     "a corridor camera sees an e-bike plugged into a charger"),
     )
 }
 
@@ -87,6 +96,10 @@ class CameraFleet(CadenceFleet):
                     self.local[dev], at, at + 1, None,
                     _event("falling_object", inc.params.confidence), keep_normal=True,
                     extra=_track(camera_track(ctx, inc))))
+            elif inc.type == "ebike_charging":
+                self.overrides.append(Override(
+                    self.local[dev], at, at + 1, None,
+                    _event("ebike_charging", inc.params.confidence), keep_normal=True))
             else:
                 self.overrides.append(Override(self.local[dev], at, at + 1, None,
                                                _event("obstructed", None), keep_normal=True))

@@ -7,7 +7,8 @@ a lithium battery draining a few hundredths of a percent a day.
 
 Incidents: ``fire`` (smoke, then heat, spreading from detector to detector across a
 floor; reports every 5 s while it lasts, as detectors in alarm do), ``battery_low``,
-``tamper`` (detector lifted off its base) and the generic ``silent``.
+``tamper`` (detector lifted off its base), ``warming`` (the air warms fast with no smoke
+yet: a lithium pack overheating on a charger near the detector) and the generic ``silent``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ class FireParams(BaseModel):
     duration_s: float | None = Field(None, gt=0, description="put out after; None: burns on")
 
 
+class WarmingParams(BaseModel):
+    """The temperature rises at ``heat_c_per_min`` up to ``max_temp_c``, without smoke."""
+
+    model_config = ConfigDict(extra="forbid")
+    heat_c_per_min: float = Field(12.0, gt=0, le=200)
+    max_temp_c: float = Field(45.0, gt=0, le=300, description="stays below heat.fixed's 57")
+    period_s: float = Field(5.0, ge=1, le=60, description="report period while warming")
+    duration_s: float = Field(300.0, gt=0, description="warm this long, then back to normal")
+
+
 class BatteryLowParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     level_pct: float = Field(18.0, ge=0, lt=20)
@@ -64,6 +75,9 @@ INCIDENTS = {
     t.name: t for t in (
         IncidentType("fire", "smoke", FireParams,
                      "smoke then heat at each listed detector in turn (one floor)",
+                     devices=(1, 16)),
+        IncidentType("warming", "smoke", WarmingParams,
+                     "temperature rising fast without smoke (a battery overheating nearby)",
                      devices=(1, 16)),
         IncidentType("battery_low", "smoke", BatteryLowParams, "battery drops below 20 %"),
         IncidentType("tamper", "smoke", TamperParams, "detector removed from its base"),
@@ -120,6 +134,12 @@ class SmokeFleet(CadenceFleet):
                 stop = end if p.duration_s is None else start + int(p.duration_s * 1000)
                 self.overrides.append(Override(self.local[dev], start, stop,
                                                int(p.period_s * 1000), _fire(start, p)))
+        elif inc.type == "warming":
+            stop = at + int(p.duration_s * 1000)
+            for dev in inc.devices:
+                if dev in self.local:
+                    self.overrides.append(Override(self.local[dev], at, stop,
+                                                   int(p.period_s * 1000), _warm(at, p)))
         elif inc.type == "battery_low":
             level = p.level_pct
             for dev in inc.devices:
@@ -156,6 +176,15 @@ def _fire(start: int, p: FireParams) -> Any:
         rise = np.clip(tau / p.smoke_rise_s, 0.0, 1.0)
         cols["smoke_db_m"] = cols["smoke_db_m"] + (p.smoke_peak_db_m - cols["smoke_db_m"]) * rise
         heat = p.heat_c_per_min / 60.0 * np.maximum(tau - p.heat_delay_s, 0.0)
+        cols["temp_c"] = np.minimum(cols["temp_c"] + heat, np.maximum(p.max_temp_c,
+                                                                      cols["temp_c"]))
+        return cols
+    return fn
+
+
+def _warm(start: int, p: WarmingParams) -> Any:
+    def fn(ts: IntArray, cols: dict[str, FloatArray]) -> dict[str, FloatArray]:
+        heat = p.heat_c_per_min / 60.0 * (ts - start) / 1000.0
         cols["temp_c"] = np.minimum(cols["temp_c"] + heat, np.maximum(p.max_temp_c,
                                                                       cols["temp_c"]))
         return cols
