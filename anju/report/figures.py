@@ -17,6 +17,10 @@ Definitions (docs/report.md has them with their reasons):
   offline from its ``device.offline`` alarm's start to its clearance (or the end).
 - Camera coverage: falling-object camera hours not offline and not obstructed (an
   ``camera.obstructed`` alarm is open from its raise to its acknowledgement).
+- Counted columns: a rule with ``report: COLUMN`` in its rules.yaml (``patrol.missed`` →
+  ``patrol_missed``, the e-bike rules → ``ebike``, ``ebike_elevator``,
+  ``ebike_fire_risk``) adds that column to the companies' and estates' rows: its alarms
+  raised in the period.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from anju.report.period import Period
 from anju.report.scope import Scope
 from anju.report.scoring import ReportSettings, components, level_for, score
 
-__all__ = ["NO_COMPANY", "Report", "compute", "deadline_ms", "maintenance_of", "nearest_rank"]
+__all__ = ["NO_COMPANY", "Report", "compute", "counted_rules", "deadline_ms", "maintenance_of",
+           "nearest_rank"]
 
 NO_COMPANY = "(none)"  # estates without a property team
 _SEVERITIES = ("critical", "major", "minor", "warning")
@@ -149,7 +154,8 @@ def _minus(intervals: list[tuple[int, int]], holes: Sequence[tuple[int, int]]
 class _Acc:
     """Accumulates one group's figures (a company or an estate)."""
 
-    def __init__(self) -> None:
+    def __init__(self, counted: Sequence[str] = ()) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(counted, 0)  # report: columns of rules
         self.alarms = 0
         self.by_sev: dict[str, int] = dict.fromkeys(_SEVERITIES, 0)
         self.due = 0
@@ -195,24 +201,35 @@ class _Acc:
             "camera_hours": _r(self.camera_ms / _HOUR),
             "camera_dark_hours": _r(self.camera_dark_ms / _HOUR),
             "camera_coverage": _r(cover, 6), "falling_objects": self.falling,
-            "trapped": self.trapped, "held": self.held,
+            "trapped": self.trapped, "held": self.held, **self.counts,
         }
 
 
+def counted_rules(site: Site) -> dict[str, str]:
+    """Rule id → the report column counting its alarms (the rules' ``report:`` key)."""
+    from anju.rules import load_rules
+
+    return {r.id: r.report for r in load_rules(site).rules if r.report}
+
+
 def compute(site: Site, scope: Scope, period: Period, table: AlarmTable,
-            settings: ReportSettings, *, maintenance: Windows | None = None) -> Report:
+            settings: ReportSettings, *, maintenance: Windows | None = None,
+            counted: dict[str, str] | None = None) -> Report:
     """All tables of a report over ``table`` (alarms of ``scope``'s estates); maintenance
-    windows come from the table unless given."""
+    windows come from the table unless given, counted rules from the site's rules."""
     if maintenance is None:
         maintenance = maintenance_of(site, table.windows)
+    if counted is None:
+        counted = counted_rules(site)
+    columns = sorted(set(counted.values()))
     t0, t1 = period.start_ms, period.end_ms
     in_scope = set(scope.estates)
     company_of = _companies(site, scope.estates)
     role_of: dict[str, str] = {t.id: str(t.role) for t in site.teams}
     own_teams = {e: {t.id for t in site.teams if t.role == "property" and t.covers(e)}
                  for e in scope.estates}
-    comp: dict[str, _Acc] = {c: _Acc() for c in dict.fromkeys(company_of.values())}
-    est: dict[str, _Acc] = {e: _Acc() for e in scope.estates}
+    comp: dict[str, _Acc] = {c: _Acc(columns) for c in dict.fromkeys(company_of.values())}
+    est: dict[str, _Acc] = {e: _Acc(columns) for e in scope.estates}
     by_rule: dict[tuple[str, str, str, str], int] = defaultdict(int)
     levels: dict[tuple[str, int], int] = defaultdict(int)
     falling: dict[tuple[str, str, float], int] = defaultdict(int)
@@ -293,6 +310,8 @@ def compute(site: Site, scope: Scope, period: Period, table: AlarmTable,
                 acc.falling += 1
             elif rule == TRAPPED:
                 acc.trapped += 1
+            if rule in counted:
+                acc.counts[counted[rule]] += 1
         by_rule[(company_of[e], e, rule, sev)] += 1
         if esc:
             levels[(company_of[e], lvl)] += 1
@@ -316,7 +335,8 @@ def compute(site: Site, scope: Scope, period: Period, table: AlarmTable,
             "period": period.as_dict(), "scope": scope.as_dict(),
             "deadline_s": site.unacknowledged_after_s,
             "maintenance_windows": len(table.windows),
-            "settings": settings.model_dump(), "alarms_read": len(table)}
+            "settings": settings.model_dump(), "alarms_read": len(table),
+            "counted": counted}
     return Report(meta, tables)
 
 

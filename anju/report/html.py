@@ -130,6 +130,7 @@ def render_html(report: Report) -> str:
             ("company", "企业 Company", "t"), ("estate", "小区 Estate", "t"),
             ("building", "楼栋 Building", "t"), ("floor", "楼层 Floor", ""),
             ("count", "次数 Count", "")], limit=20),
+        *_counted(m.get("counted") or {}, companies, report.tables["estates"]),
         _h2("电梯困人", "Trapped passengers"),
         _table(t["trapped"], [
             ("company", "企业 Company", "t"), ("estate", "小区 Estate", "t"),
@@ -149,6 +150,21 @@ def render_html(report: Report) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _counted(counted: dict[str, str], companies: Sequence[dict[str, Any]],
+             estates: Sequence[dict[str, Any]]) -> list[str]:
+    """The columns that rules ask the report to count (``report:`` in their rules.yaml):
+    patrol rounds missed, e-bikes, per company and estate."""
+    columns = sorted(set(counted.values()))
+    if not columns:
+        return []
+    rules = {c: ", ".join(sorted(r for r, col in counted.items() if col == c)) for c in columns}
+    cols = [(c, f"{c} ({rules[c]})", "") for c in columns]
+    return [_h2("巡更与电动车等计数", "Counted by the rules: patrol rounds missed, e-bikes"),
+            _table(companies, [("company", "企业 Company", "t"), *cols]),
+            _table(estates, [("company", "企业 Company", "t"), ("estate", "小区 Estate", "t"),
+                             *cols], limit=60)]
 
 
 def _components(companies: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
