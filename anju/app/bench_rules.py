@@ -65,8 +65,15 @@ def _values(kind: str, n: int, rng: np.random.Generator, fault: np.ndarray) -> n
         cols["turbidity_ntu"] = rng.uniform(0.1, 0.9, n)
         cols["ph"] = rng.uniform(6.8, 8.2, n)
     elif kind == "camera":
-        cols["event"] = np.where(fault, 2.0, 0.0)  # heartbeat or obstructed
+        ev = spec.field("event").choices
+        # heartbeat; a fault is obstructed or an e-bike charging
+        cols["event"] = np.where(fault, np.where(rng.random(n) < 0.5, ev.index("obstructed"),
+                                                 ev.index("ebike_charging")), 0.0)
         cols["confidence"] = np.full(n, np.nan)
+    elif kind == "patrol":
+        checkin = rng.random(n) < 0.3
+        cols["event"] = np.where(checkin, spec.field("event").choices.index("checkin"), 0.0)
+        cols["guard_id"] = np.where(checkin, rng.integers(1, 20, n), np.nan)
     out = np.full((n, len(spec.columns)), np.nan)
     for j, f in enumerate(spec.columns):
         if f.name in cols:
@@ -76,7 +83,8 @@ def _values(kind: str, n: int, rng: np.random.Generator, fault: np.ndarray) -> n
 
 #: reporting period of one device, by kind (ms): an elevator reports every second while
 #: it moves and every 30 s otherwise (2 s on average here); the others at their heartbeat
-PERIOD_MS = {"elevator": 2_000, "smoke": 60_000, "water": 10_000, "camera": 60_000}
+PERIOD_MS = {"elevator": 2_000, "smoke": 60_000, "water": 10_000, "camera": 60_000,
+             "patrol": 300_000}
 FAULT_RATE = 0.0005
 
 
@@ -203,7 +211,7 @@ def run_bench(*, readings: int = 1_000_000, devices: int = 10_000, batch_size: i
         say(f"simulating a city of {estates} estates and {readings:,} readings …")
         site, batches = city_batches(estates, readings, batch_size, seed)
     else:
-        per_building = {"smoke": 60, "elevator": 20, "water": 10, "camera": 10}
+        per_building = {"smoke": 60, "elevator": 20, "water": 10, "camera": 10, "patrol": 2}
         buildings = max(1, -(-devices // sum(per_building.values())))
         estates = max(1, buildings // 10)
         with tempfile.TemporaryDirectory(prefix="anju-bench-") as tmp:

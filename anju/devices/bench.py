@@ -22,6 +22,7 @@ from anju.devices.decode import Decoder
 from anju.devices.registry import Site, load_site
 from anju.devices.sample import write_site
 from anju.devices.schema import validate_reading
+from anju.kinds import KINDS
 
 __all__ = ["bench_decode", "sample_reading"]
 
@@ -46,6 +47,10 @@ def sample_reading(kind: str, rng: random.Random, ts: int) -> dict[str, Any]:
         if rng.random() < 0.1:
             return {"ts": ts, "event": "falling_object", "track": _TRACK, "confidence": 0.9}
         return {"ts": ts, "event": "heartbeat"}
+    if kind == "patrol":
+        if rng.random() < 0.3:
+            return {"ts": ts, "event": "checkin", "guard_id": rng.randint(1, 20)}
+        return {"ts": ts, "event": "heartbeat", "battery_pct": 76.0}
     raise ValueError(f"no sample reading for kind {kind!r}")
 
 
@@ -53,7 +58,7 @@ def _messages(site: Site, n: int, per_message: int,
               rng: random.Random) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
     """n messages of ``per_message`` readings, and the same readings one per payload."""
     d = site.devices
-    kinds = ["camera", "elevator", "smoke", "water"]
+    kinds = list(KINDS)  # by kind code: the table's order, whatever kinds it holds
     ids = d.ids
     msgs: list[tuple[str, bytes]] = []
     singles: list[tuple[str, bytes]] = []
