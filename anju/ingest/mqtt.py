@@ -40,7 +40,7 @@ import functools
 import logging
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self, cast
@@ -133,7 +133,7 @@ class MqttConsumer:
         self._sock: Any = None  # paho's socket while open
         self._reader_on = False
         self._lost: asyncio.Future[None] | None = None
-        self._tg: asyncio.TaskGroup | None = None
+        self._task_stack: contextlib.AsyncExitStack | None = None  # the task group
         self._task: asyncio.Task[None] | None = None
         # health
         self.state = "starting"
@@ -165,10 +165,19 @@ class MqttConsumer:
         self.validate()
         self._loop = asyncio.get_running_loop()
         self._stopping = False
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        self._task = self._tg.create_task(self._run(), name="mqtt-consumer")
+        self._task_stack = contextlib.AsyncExitStack()
+        await self._task_stack.enter_async_context(self._running())
         return self
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """The connection task, owned by a task group while the consumer is entered."""
+        async with asyncio.TaskGroup() as tg:
+            self._task = tg.create_task(self._run(), name="mqtt-consumer")
+            try:
+                yield
+            finally:  # disconnected (or failing): stop reconnecting
+                self._task.cancel()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -187,13 +196,12 @@ class MqttConsumer:
             client.disconnect()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(lost), timeout_s)
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._task_stack = self._task_stack, None
         try:
-            if self._tg is not None:
-                await self._tg.__aexit__(exc_type, exc, tb)
+            if tasks is not None:
+                await tasks.__aexit__(exc_type, exc, tb)
         finally:
-            self._tg = self._task = None
+            self._task = None
             if client is not None:
                 self._drop_socket(client)
 
