@@ -60,11 +60,12 @@ from anju.devices.deadletter import DEFAULT_NAME, DeadLetters
 from anju.devices.decode import Decoder, Rejection
 from anju.devices.registry import Site
 from anju.errors import ConfigError
+from anju.ingest.ack_sequencer import AckSequencer
 from anju.ingest.batcher import Batcher
 from anju.ingest.health import HealthReport, dead_letters_by_team
 from anju.ingest.lineproto import LineEncoder
 from anju.ingest.metrics import ingest_metrics
-from anju.ingest.mqtt import AckSequencer, MqttConsumer, topics_for
+from anju.ingest.mqtt import MqttConsumer, topics_for
 from anju.ingest.storage import Storage
 from anju.report.api import add_reports
 from anju.rules import RuleEngine, RuleSet, load_rules
