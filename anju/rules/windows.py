@@ -113,6 +113,8 @@ def _features_loop(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndarra
     sx, sy, sxx, sxy = (np.zeros(n) for _ in range(4)) if need_sums else (cnt,) * 4
     vmax = np.full(n, -np.inf) if "wmax" in funcs else None
     vmin = np.full(n, np.inf) if "wmin" in funcs else None
+    # count_if: the window's values are 1 where its condition held, so the count is a sum
+    vsum = np.zeros(n) if "count_if" in funcs else None
     oldest = t.copy()
     rows = np.arange(n)  # rows whose window may still reach further back
     for o in range(RING):
@@ -137,12 +139,16 @@ def _features_loop(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndarra
             vmax[rows] = np.maximum(vmax[rows], vi)
         if vmin is not None:
             vmin[rows] = np.minimum(vmin[rows], vi)
+        if vsum is not None:
+            vsum[rows] += vi
         oldest[rows] = ti
     out: dict[str, np.ndarray] = {"count": cnt, "span": (t - oldest) / 1000.0}
     if vmax is not None:
         out["wmax"] = vmax
     if vmin is not None:
         out["wmin"] = vmin
+    if vsum is not None:
+        out["count_if"] = vsum
     if need_sums:
         with np.errstate(all="ignore"):
             den = cnt * sxx - sx * sx
