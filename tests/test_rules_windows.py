@@ -47,7 +47,7 @@ def _histories(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
 @given(_histories())
 def test_matrix_path_equals_the_loop_bit_for_bit(h: tuple[np.ndarray, ...]) -> None:
     t, ct, cv, pos, seg0, lo = h
-    funcs = {"slope", "wmax", "wmin", "count", "span"}
+    funcs = {"slope", "wmax", "wmin", "count", "span", "count_if"}
     width = min(RING, int((pos - seg0).max()) + 1)
     a = windows._features_matrix(funcs, t, ct, cv, pos, seg0, lo, width)
     b = windows._features_loop(funcs, t, ct, cv, pos, seg0, lo)
@@ -63,7 +63,7 @@ def test_window_features_same_on_either_path_batch_after_batch(seed: int, batche
 
     rng = np.random.default_rng(seed)
     devices = 8
-    wins = [Window(func, "x", secs) for func in ("slope", "wmax", "count")
+    wins = [Window(func, "x", secs) for func in ("slope", "wmax", "count", "count_if")
             for secs in (5.0, 60.0)]
     rings = [windows.Ring.empty(devices), windows.Ring.empty(devices)]
     clock = np.full(devices, 1_000_000, np.int64)
