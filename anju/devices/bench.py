@@ -31,7 +31,7 @@ _TRACK = [[t * 40, 1800.0, 1000.0 + 0.02 * t * t] for t in range(12)]
 
 
 def sample_reading(kind: str, rng: random.Random, ts: int) -> dict[str, Any]:
-    """A plausible reading of ``kind`` (the four contract kinds)."""
+    """A plausible reading of ``kind``."""
     if kind == "smoke":
         return {"ts": ts, "seq": ts // 1000, "smoke_db_m": round(rng.uniform(0, 0.05), 3),
                 "temp_c": round(rng.uniform(18, 28), 1), "battery_pct": 87.0}
@@ -51,6 +51,13 @@ def sample_reading(kind: str, rng: random.Random, ts: int) -> dict[str, Any]:
         if rng.random() < 0.3:
             return {"ts": ts, "event": "checkin", "guard_id": rng.randint(1, 20)}
         return {"ts": ts, "event": "heartbeat", "battery_pct": 76.0}
+    if kind == "firelane":
+        return {"ts": ts, "occupied": False, "vehicles": 0}
+    if kind == "access":
+        if rng.random() < 0.3:
+            return {"ts": ts, "event": "granted", "door_open": True, "open_s": 3,
+                    "credential": "card"}
+        return {"ts": ts, "event": "heartbeat", "door_open": False}
     raise ValueError(f"no sample reading for kind {kind!r}")
 
 
