@@ -313,3 +313,39 @@ def test_random_streams_reach_the_new_rules(site: Site) -> None:
     assert len(rules.of_type("schedule")) == 1
     assert not math.isnan(float(site.devices.param("every_min")[site.devices.index["p3"]]))
     assert NAN != NAN
+
+
+# -- validation -----------------------------------------------------------------------------------
+def test_a_schedule_rule_needs_its_schedule(tmp_path: Path, site: Site) -> None:
+    from anju.errors import RuleError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {id: patrol.late, kind: patrol, type: schedule, "
+                   "condition: 'event == \"checkin\"', params: {every_min: 60}, "
+                   "severity: minor, roles: [property]}\n",
+                   encoding="utf-8")
+    with pytest.raises(RuleError, match="needs the params"):
+        load_rules(site, [bad])
+
+
+def test_a_checkin_without_its_guard_is_rejected(site: Site) -> None:
+    from anju.devices.batch import BatchBuilder
+    from anju.devices.decode import Decoder
+
+    dec = Decoder(site)
+    b = BatchBuilder()
+    dec.decode("anju/e1/b1/patrol/p1", b'{"ts": 1767225600000, "event": "checkin"}', b)
+    dec.decode("anju/e1/b1/patrol/p1",
+               b'{"ts": 1767225600000, "event": "checkin", "guard_id": 4}', b)
+    assert dict(dec.rejected) == {"missing_field": 1} and b.build().readings == 1
+
+
+def test_a_recipe_sets_registry_params_of_named_devices_only() -> None:
+    from anju.simulators.recipe import plan_recipe
+    from anju.simulators.scenario import SiteRecipe
+
+    plan = plan_recipe(SiteRecipe(estates=1, seed=1, params={"e001-b01-pt": {"every_min": 1}}))
+    row = next(r for r in plan.devices if r[0] == "e001-b01-pt")
+    assert row[6] is not None and row[6]["every_min"] == 1 and row[6]["from_hour"] == 22
+    with pytest.raises(ValueError, match="not in the city"):
+        plan_recipe(SiteRecipe(estates=1, seed=1, params={"e009-b01-pt": {"every_min": 1}}))
