@@ -200,6 +200,10 @@ def test_interpolate_macros() -> None:
     absolute = TimeRange(relative=None, from_ms=1_700_000_000_000, to_ms=1_700_003_600_000)
     assert interpolate("$timeFilter", time_range=absolute) == (
         "time >= 1700000000000ms and time <= 1700003600000ms")
+    # InfluxQL has no years or weeks: Grafana sends such a range's start in ms
+    assert TimeRange("1y").filter(now_ms=1_731_536_000_000) == (
+        "time >= 1700000000000ms and time <= now()")
+    assert TimeRange("7d").filter() == "time >= now() - 7d and time <= now()"
 
 
 @pytest.mark.parametrize(("span", "px", "expected"), [

@@ -281,6 +281,7 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
         stats = pipeline.stats()
         state.pipeline = stats
         state.stored = await asyncio.to_thread(_stored, services, db)
+        report_points = await _report(site, settings, data_start, data_end)
         state.phase = "done"
         if live is not None:
             live.update(render_live(state))
@@ -306,6 +307,7 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
         "webhooks": sum(len(v) for v in receiver.accepted.values()),
         "bad_signatures": sum(1 for a in receiver.attempts if not a.signature_ok),
         "grafana": str(_grafana_dir()) if _grafana_dir() else None,
+        "report_points": report_points,
     }
     if not quiet:
         console = Console()
@@ -395,6 +397,26 @@ async def _watch(proc: asyncio.subprocess.Process, pipeline: Any, receiver: Any,
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+
+async def _report(site: Any, settings: Any, data_start: int, data_end: int) -> int:
+    """The accountability report of the run (its four minutes as the period, the whole
+    site), written into InfluxDB as ``anju report --influx`` writes a month's, so the
+    ``anju-report`` dashboard has the demo's companies too. Returns the points written
+    (0 when InfluxDB refused them: the demo's own scorecard does not depend on it)."""
+    from anju.app.report_points import write_report_points
+    from anju.errors import AnjuError
+    from anju.report.build import build_report
+    from anju.report.period import Period
+    from anju.report.scope import scope_for
+
+    report = await asyncio.to_thread(build_report, site, settings.state_dir,
+                                     Period(data_start, data_end), scope_for(site))
+    try:
+        return await write_report_points(report, settings)
+    except AnjuError as exc:
+        log.warning("demo: the report's points were not written: %s", exc)
+        return 0
 
 
 def _stored(services: Any, db: str = _DB) -> int:

@@ -17,6 +17,7 @@ This is a re-implementation on purpose: there is no Grafana on this machine to a
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,13 +56,22 @@ class TimeRange:
             raise ValueError(f"relative range {self.relative!r} is not like 6h")
         return int(m.group(1)) * _UNIT_MS[m.group(2)]
 
-    def filter(self) -> str:
-        """What Grafana puts in place of ``$timeFilter``."""
+    def filter(self, now_ms: int | None = None) -> str:
+        """What Grafana puts in place of ``$timeFilter``.
+
+        Grafana's ``getInfluxTime`` keeps ``now-<n><d|h|m|s>`` as ``now() - <n><unit>``
+        and turns any other relative time (``now-1y``, ``now-2w``: units InfluxQL has not)
+        into epoch ms; ``now`` is ``now()``. (A year here is 365 days; Grafana's date math
+        subtracts a calendar year.)"""
         if self.relative is not None:
-            return f"time >= now() - {self.relative} and time <= now()"
+            if _INFLUXQL_DURATION.fullmatch(self.relative):
+                return f"time >= now() - {self.relative} and time <= now()"
+            now = int(time.time() * 1000) if now_ms is None else now_ms
+            return f"time >= {now - self.span_ms()}ms and time <= now()"
         return f"time >= {self.from_ms}ms and time <= {self.to_ms}ms"
 
 
+_INFLUXQL_DURATION = re.compile(r"\d+[dhms]")  # Grafana's /^now-(\d+)([dhms])$/
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
             "w": 604_800_000, "y": 31_536_000_000}
 # Grafana's rangeutil.ts roundInterval: (below this many ms, use this interval).
