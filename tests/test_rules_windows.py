@@ -47,7 +47,7 @@ def _histories(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
 @given(_histories())
 def test_matrix_path_equals_the_loop_bit_for_bit(h: tuple[np.ndarray, ...]) -> None:
     t, ct, cv, pos, seg0, lo = h
-    funcs = {"slope", "wmax", "wmin", "count", "span"}
+    funcs = {"slope", "wmax", "wmin", "count", "span", "count_if"}
     width = min(RING, int((pos - seg0).max()) + 1)
     a = windows._features_matrix(funcs, t, ct, cv, pos, seg0, lo, width)
     b = windows._features_loop(funcs, t, ct, cv, pos, seg0, lo)
