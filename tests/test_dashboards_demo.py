@@ -7,7 +7,8 @@ minutes of data — on the session's Mosquitto and InfluxDB. Then every InfluxQL
 interpolated as Grafana interpolates it when the dashboard opens as provisioned: its own
 time range (``now-6h``, bounded above; panels with a ``timeFrom`` over theirs), every
 variable on "All" (``.*``), ``$__interval`` from the range and the panel's width on a
-1920-px screen, and must come back with at least one series.
+1920-px screen, and must come back with at least one series (an explicit, reasoned
+exception below for single targets of a panel that shows data).
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ from tests.mqtt_support import purge_session
 
 pytestmark = pytest.mark.integration
 
-# Panels that may legitimately be empty after a demo run, with the reason: (dashboard uid,
-# panel title) → why. Empty today: every panel of the demo has data, and a panel that
-# loses it fails here rather than being skipped.
-MAY_BE_EMPTY: dict[tuple[str, str], str] = {}
+# Panels of which some targets (not all) may be empty after a demo run, with the reason:
+# (dashboard uid, panel title) → why. The panel itself must still show data; every other
+# target of every panel must, and a panel that loses its data fails here, never skipped.
+SOME_TARGETS_MAY_BE_EMPTY: dict[tuple[str, str], str] = {
+    ("anju-kind-access", "credential"): (
+        "one series per credential; the demo's four minutes of ordinary door traffic hold "
+        "~10 granted or denied events, each with a random credential, so card, face or plate "
+        "can be absent; its incidents always present a QR code and PINs"),
+}
 
 
 def _time_range(dashboard: dict[str, Any]) -> TimeRange:
@@ -65,12 +71,19 @@ def test_every_panel_has_data_after_the_demo(services: LocalServices, influx_db:
     assert {o.query.dashboard for o in outcomes} >= {
         b["uid"] for b in boards if b["uid"] != "anju-pipeline"}
     assert sum(o.query.where.startswith("panel ") for o in outcomes) > 90
+    shown = {(o.query.dashboard, _title(o)) for o in outcomes if o.ok and o.series}
+    assert set(SOME_TARGETS_MAY_BE_EMPTY) <= shown  # those panels show data all the same
     bad = [o for o in outcomes
-           if (not o.ok or o.series == 0)
-           and (o.query.dashboard, _title(o)) not in MAY_BE_EMPTY]
+           if not o.ok or (o.series == 0
+                           and (o.query.dashboard, _title(o)) not in SOME_TARGETS_MAY_BE_EMPTY)]
     assert not bad, f"scorecard missing {missing}\n" + "\n".join(
         f"{o.query.dashboard} {o.query.where}: {o.error or 'no data'}\n    {o.influxql}"
         for o in bad)
+    # what the demo's incidents present is there: a courier's QR code, refused PINs
+    creds = {s["columns"][1] for o in outcomes
+             if (o.query.dashboard, _title(o)) == ("anju-kind-access", "credential")
+             for s in o.body["results"][0].get("series") or []}
+    assert {"qr", "pin"} <= creds, creds
     # the acknowledged-but-open panels count the demo's acknowledged low battery
     acked = [o for o in outcomes if o.query.dashboard == "anju-alarms"
              and _title(o) == "Acknowledged, not yet cleared"]
