@@ -63,7 +63,7 @@ def test_window_features_same_on_either_path_batch_after_batch(seed: int, batche
 
     rng = np.random.default_rng(seed)
     devices = 8
-    wins = [Window(func, "x", secs) for func in ("slope", "wmax", "count")
+    wins = [Window(func, "x", secs) for func in ("slope", "wmax", "count", "count_if")
             for secs in (5.0, 60.0)]
     rings = [windows.Ring.empty(devices), windows.Ring.empty(devices)]
     clock = np.full(devices, 1_000_000, np.int64)

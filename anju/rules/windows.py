@@ -88,7 +88,7 @@ def _features_matrix(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndar
         out["wmax"] = np.where(ok, vi, -np.inf).max(axis=1)
     if "wmin" in funcs:
         out["wmin"] = np.where(ok, vi, np.inf).min(axis=1)
-    if "count_if" in funcs:  # a sum of the 1/0 values, newest first, as the loop adds them
+    if "count_if" in funcs:
         out["count_if"] = np.cumsum(np.where(ok, vi, 0.0), axis=1)[:, -1]
     if "slope" in funcs:
         dt = (ti - t[:, None]) / 1000.0
