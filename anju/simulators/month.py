@@ -127,9 +127,10 @@ def plan_month(site: Any, start_ms: int, end_ms: int, seed: int = 19,
                 company_of.setdefault(e, t.id)
     plan = MonthPlan(start_ms, end_ms, company_of, profile_of)
     dt = site.devices
+    from anju.kinds import KIND_CODES
+
     for e in site.estates.values():
-        # every kind's devices count in the report's figures (issue 21 added patrols)
-        for kind in ("smoke", "water", "elevator", "camera", *_other_kinds()):
+        for kind in KIND_CODES:  # every registered device counts in the report
             rows = np.flatnonzero((dt.estate == e.index) & (dt.kind == _code(kind)))
             plan.devices[(e.id, kind)] = [dt.ids[i] for i in rows.tolist()]
     rules = list(_RULES)
@@ -195,12 +196,6 @@ def plan_month(site: Any, start_ms: int, end_ms: int, seed: int = 19,
     # one alarm per (rule, device) at a time: state alarms of a device must not overlap
     plan.alarms = _no_overlap(plan.alarms)
     return plan
-
-
-def _other_kinds() -> tuple[str, ...]:
-    from anju.kinds import KINDS
-
-    return tuple(k for k in KINDS if k not in ("smoke", "water", "elevator", "camera"))
 
 
 def _code(kind: str) -> int:
