@@ -159,12 +159,19 @@ def message(draw: st.DrawFn) -> tuple[str, bytes]:
 
 
 def run(site: Site, msgs: list[tuple[str, bytes]], now_ms: int | None, *,
-        columnar: bool) -> tuple[Decoder, list[int], list[Rejection], Batch]:
+        columnar: bool, together: bool = False
+        ) -> tuple[Decoder, list[int], list[Rejection], Batch]:
+    """``together``: all messages through one ``decode_many`` (as the live batcher does);
+    ``added`` is then their sum."""
     rejections: list[Rejection] = []
     dec = Decoder(site, on_reject=rejections.append, columnar=columnar)
     builder = BatchBuilder()
-    added = [dec.decode(topic, payload, builder, now_ms=now_ms, received_ms=NOW)
-             for topic, payload in msgs]
+    if together:
+        assert now_ms is not None
+        added = [dec.decode_many(msgs, builder, now_ms, received_ms=NOW)]
+    else:
+        added = [dec.decode(topic, payload, builder, now_ms=now_ms, received_ms=NOW)
+                 for topic, payload in msgs]
     return dec, added, rejections, builder.build()
 
 
@@ -191,6 +198,16 @@ def assert_same(site: Site, msgs: list[tuple[str, bytes]], now_ms: int | None) -
             fast.gateway_seen) == (ref.messages, ref.accepted, dict(ref.rejected),
                                    ref.newest_ts, ref.gateway_seen)
     assert_same_batch(fast_batch, ref_batch)
+    if now_ms is None:
+        return
+    many, many_added, many_rej, many_batch = run(site, msgs, now_ms, columnar=True,
+                                                 together=True)
+    assert many_added == [sum(ref_added)], msgs
+    assert many_rej == ref_rej, msgs
+    assert (many.messages, many.accepted, dict(many.rejected), many.newest_ts,
+            many.gateway_seen) == (ref.messages, ref.accepted, dict(ref.rejected),
+                                   ref.newest_ts, ref.gateway_seen)
+    assert_same_batch(many_batch, ref_batch)
 
 
 EXAMPLES = settings(max_examples=300, deadline=None,
@@ -198,7 +215,7 @@ EXAMPLES = settings(max_examples=300, deadline=None,
 
 
 @EXAMPLES
-@given(msgs=st.lists(message(), min_size=1, max_size=4))
+@given(msgs=st.lists(message(), min_size=1, max_size=6))
 def test_same_as_reference_live(site: Site, msgs: list[tuple[str, bytes]]) -> None:
     assert_same(site, msgs, NOW)
 
@@ -233,6 +250,8 @@ def test_valid_batches_take_the_columnar_path(site: Site, monkeypatch: pytest.Mo
     monkeypatch.setattr(Decoder, "_one", reference)
     _, added, rejections, batch = run(site, msgs, NOW, columnar=True)
     assert added == [5, 5] and not rejections and batch.readings == 10
+    _, added, rejections, batch = run(site, msgs, NOW, columnar=True, together=True)
+    assert added == [10] and not rejections and batch.readings == 10
     assert batch.kinds["camera"].extras[0]["track"][0] == [0.0, 1.0, 2.5]
 
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from operator import attrgetter, is_not
 from typing import Annotated, Any, Literal
 
@@ -94,12 +95,18 @@ def _field_type(f: FieldSpec) -> Any:
 
 
 class ColumnarDecoder:
-    """The fast path for gateway batches; one per :class:`~anju.devices.decode.Decoder`."""
+    """The fast path for gateway batches; one per :class:`~anju.devices.decode.Decoder`.
+
+    A message of 100 readings costs a few dozen numpy calls whatever it holds, so the
+    checks are arranged to be few calls over the whole message, not one per kind or field.
+    """
 
     def __init__(self, site: Site, fields: dict[str, FieldSpec]) -> None:
         self._index = site.devices.index
-        self._dev_kind = np.asarray(site.devices.kind, dtype=np.intp)
-        self._dev_building = np.asarray(site.devices.building, dtype=np.intp)
+        # one row past the last device stands for an unregistered one: in no building
+        self._unknown = len(site.devices.kind)
+        self._dev_kind = np.append(np.asarray(site.devices.kind, dtype=np.intp), 0)
+        self._dev_building = np.append(np.asarray(site.devices.building, dtype=np.intp), -1)
         self._building = {(b.estate, b.id): b.index for b in site.buildings}
         self._kind_names = list(KINDS)
         # Numbers, booleans and enum codes are float64 columns (NaN: absent); the union's
@@ -115,29 +122,34 @@ class ColumnarDecoder:
         for name in enums + tracks:
             struct_fields.append((name, _field_type(fields[name]), _ABSENT))
         reading: Any = msgspec.defstruct("GatewayReading", struct_fields,
-                                    forbid_unknown_fields=True, gc=False)
+                                         forbid_unknown_fields=True, gc=False)
         self._parse = msgspec.json.Decoder(list[reading]).decode
-        self._numeric = attrgetter(*numeric) if len(numeric) > 1 else None
-        self._numeric_one = attrgetter(numeric[0]) if len(numeric) == 1 else None
+        # attrgetter of one name gives a value, of several a tuple: chained either way
+        self._numeric = attrgetter(*numeric, *numeric[:1]) if numeric else None
         self._n_numeric = len(numeric)
         self._enums = [(attrgetter(n), {c: float(i) for i, c in enumerate(fields[n].choices)})
                        for n in enums]
-        self._tracks = [(n, attrgetter(n)) for n in tracks]
+        self._tracks = [attrgetter(n) for n in tracks]
         # column j of the full matrix: numeric fields, then enum codes, then "a track is
         # present" (1.0 / NaN)
         order = numeric + enums + tracks
         col = {n: j for j, n in enumerate(order)}
         kinds = list(KINDS.values())
-        self._allowed = np.zeros((len(kinds), len(order)), dtype=bool)
+        allowed = np.zeros((len(kinds), len(order)), dtype=bool)
         self._required = np.zeros((len(kinds), len(order)), dtype=bool)
         self._kind_cols: list[np.ndarray] = []
         for k, spec in enumerate(kinds):
             for f in spec.fields:
-                self._allowed[k, col[f.name]] = True
+                allowed[k, col[f.name]] = True
                 self._required[k, col[f.name]] = f.required
             self._kind_cols.append(np.array([col[f.name] for f in spec.columns], dtype=np.intp))
+        self._forbidden = ~allowed
         self._kind_tracks = [[n for n in tracks if n in spec.field_index] for spec in kinds]
         self._checks = [spec.check for spec in kinds]
+        # kinds whose readings need Python: a track to check, or a cross-field check
+        special = np.array([bool(t) or c is not None
+                            for t, c in zip(self._kind_tracks, self._checks, strict=True)])
+        self._special = special if special.any() else None
         # what a kind's check is shown: the common fields and the kind's own
         self._check_names = [("device", "ts", "seq", "kind", *(f.name for f in spec.fields))
                              for spec in kinds]
@@ -145,106 +157,148 @@ class ColumnarDecoder:
         self._common = (attrgetter("device"), attrgetter("ts"), attrgetter("seq"),
                         attrgetter("kind"))
 
-    def decode(self, estate: str, building: str, payload: bytes, builder: BatchBuilder,
-               now_ms: int | None, newest_ts: int) -> tuple[int, int] | None:
-        """Adds the readings of a batch on ``anju/{estate}/{building}/batch/…`` to ``builder``
-        and returns how many and their newest ``ts``, when every one of them is valid;
-        otherwise adds nothing and returns ``None`` (the caller then takes the reference
-        path). ``newest_ts`` is the replay clock (``now_ms`` None). The caller has checked
-        the payload's size."""
+    def parse(self, payload: bytes) -> list[Any] | None:
+        """The batch's readings as typed structs, or ``None`` when any of them breaks a
+        type, a range or the field list (then only the reference path can say which)."""
         try:
-            items = self._parse(payload)
+            items: list[Any] = self._parse(payload)
         except (msgspec.DecodeError, RecursionError):
             return None
+        return items
+
+    def take(self, group: list[tuple[str, str, list[Any]]], builder: BatchBuilder,
+             now_ms: int | None, newest_ts: int,
+             reference: Callable[[int], None]) -> list[tuple[int, int] | None]:
+        """Adds the readings of parsed batches — ``(estate, building, items)`` each, in
+        arrival order — to ``builder``; for each, ``(readings, newest ts)`` when all its
+        readings were valid, else ``None``: such a message adds nothing here, and
+        ``reference(i)`` is called for it at its place in the order (so that the reference
+        path appends its good readings between the batches before and after it).
+
+        ``now_ms`` None (replay: the clock is the newest accepted reading, ``newest_ts``
+        before the first) is for a group of one message. The numpy calls are per group,
+        not per message: a group of 16 gateway messages pays them once.
+        """
+        counts = [len(items) for _, _, items in group]
+        total = sum(counts)
+        out: list[tuple[int, int] | None] = [(0, 0)] * len(group)
+        if total == 0:
+            return out
+        items = list(itertools.chain.from_iterable(it for _, _, it in group))
+        bad, idx, kc, ts, seq, full, extras = self._judge(group, counts, items, now_ms,
+                                                          newest_ts)
+        starts = np.cumsum([0, *counts[:-1]]).tolist()
+        nonempty = [i for i, c in enumerate(counts) if c]
+        at = np.array([starts[i] for i in nonempty])
+        bad_msg = np.logical_or.reduceat(bad, at).tolist()
+        newest = np.maximum.reduceat(ts, at).tolist()
+        for j, i in enumerate(nonempty):
+            out[i] = None if bad_msg[j] else (counts[i], newest[j])
+        # runs of good messages go in as blocks; each bad one through the reference path
+        run_from = 0  # first row of the current run of good messages
+        for i, verdict in enumerate(out):
+            if verdict is not None:
+                continue
+            if starts[i] > run_from:
+                self._add(builder, run_from, starts[i], idx, kc, ts, seq, full, extras)
+            reference(i)
+            run_from = starts[i] + counts[i]
+        if total > run_from:
+            self._add(builder, run_from, total, idx, kc, ts, seq, full, extras)
+        return out
+
+    def _judge(self, group: list[tuple[str, str, list[Any]]], counts: list[int],
+               items: list[Any], now_ms: int | None, newest_ts: int) -> tuple[Any, ...]:
+        """Every reading's verdict (``bad``) and its columns."""
         n = len(items)
-        if n == 0:
-            return 0, 0
         get_device, get_ts, get_seq, get_kind = self._common
         # -- routing: registered, in the topic's building (CONTRACT §1) -------------------
-        idx = np.fromiter(map(self._index.get, map(get_device, items), itertools.repeat(-1, n)),
-                          dtype=np.intp, count=n)
-        place = self._building.get((estate, building))
-        if place is None or idx.min() < 0 or (self._dev_building[idx] != place).any():
-            return None
+        idx = np.fromiter(map(self._index.get, map(get_device, items),
+                              itertools.repeat(self._unknown, n)), dtype=np.intp, count=n)
+        places = [self._building.get((estate, building), -2) for estate, building, _ in group]
+        place = places[0] if len(set(places)) == 1 else np.repeat(places, counts)
+        bad = self._dev_building[idx] != place
         kc = self._dev_kind[idx]
         named = list(map(get_kind, items))
-        if named.count(_ABSENT) != n and any(
-                k is not _ABSENT and k != self._kind_names[c]
-                for k, c in zip(named, kc.tolist(), strict=True)):
-            return None
-        # -- ts against the clock (the replay clock advances reading by reading) ----------
+        if named.count(_ABSENT) != n:
+            names = self._kind_names
+            for r, (k, c) in enumerate(zip(named, kc.tolist(), strict=True)):
+                if k is not _ABSENT and k != names[c]:
+                    bad[r] = True
+        # -- ts against the clock (in replay the clock advances reading by reading) -------
         ts = np.fromiter(map(get_ts, items), dtype=np.int64, count=n)
         if now_ms is not None:
-            if now_ms and ts.max() > min(now_ms + MAX_TS_AHEAD_MS, MAX_TS_MS):
-                return None
+            if now_ms:
+                bad |= ts > min(now_ms + MAX_TS_AHEAD_MS, MAX_TS_MS)
         else:
             clock = np.maximum.accumulate(np.concatenate(([newest_ts], ts[:-1])))
-            limit = np.where(clock > 0, np.minimum(clock + MAX_TS_AHEAD_MS, MAX_TS_MS), MAX_TS_MS)
-            if (ts > limit).any():
-                return None
+            bad |= ts > np.where(clock > 0, np.minimum(clock + MAX_TS_AHEAD_MS, MAX_TS_MS),
+                                 MAX_TS_MS)
         # -- fields: each of its own kind, every required one there -------------------------
+        # (no need to look for ±inf: msgspec refuses a literal that overflows a float64)
         full = self._matrix(items, n)
-        present = ~np.isnan(full)
-        if (present & ~self._allowed[kc]).any() or (~present & self._required[kc]).any():
-            return None
-        if np.isinf(full).any():  # msgspec refuses overflowing literals; never trust it
-            return None
+        bad |= np.where(full == full, self._forbidden[kc], self._required[kc]).any(axis=1)
         seq = np.fromiter(map(get_seq, items), dtype=np.int64, count=n)
-        if not self._add(items, builder, idx, kc, ts, seq, full):
-            return None
-        return n, int(ts.max())
+        # -- what only Python can check: tracks, a kind's cross-field check ---------------
+        extras: dict[int, dict[str, Any]] = {}
+        if self._special is not None:
+            for r in np.flatnonzero(self._special[kc] & ~bad).tolist():
+                k = int(kc[r])
+                extra = self._extra(items[r], k, self._kind_tracks[k], self._checks[k])
+                if extra is None:
+                    bad[r] = True
+                elif extra:
+                    extras[r] = extra
+        return bad, idx, kc, ts, seq, full, extras
 
     def _matrix(self, items: list[Any], n: int) -> np.ndarray:
         cols: list[np.ndarray] = []
         if self._numeric is not None:
+            nn = self._n_numeric
             cols.append(np.fromiter(itertools.chain.from_iterable(map(self._numeric, items)),
-                                    dtype=np.float64, count=n * self._n_numeric
-                                    ).reshape(n, self._n_numeric))
-        elif self._numeric_one is not None:
-            cols.append(np.fromiter(map(self._numeric_one, items), dtype=np.float64,
-                                    count=n).reshape(n, 1))
+                                    dtype=np.float64, count=n * (nn + 1)
+                                    ).reshape(n, nn + 1)[:, :nn])
         for get, codes in self._enums:
-            cols.append(np.fromiter(map(codes.get, map(get, items), itertools.repeat(_NAN, n)),
-                                    dtype=np.float64, count=n).reshape(n, 1))
-        for _, get in self._tracks:
-            has = np.fromiter(map(is_not, map(get, items), itertools.repeat(_ABSENT, n)),
-                              dtype=bool, count=n)
-            cols.append(np.where(has, 1.0, _NAN).reshape(n, 1))
+            values = list(map(get, items))
+            if values.count(_ABSENT) == n:
+                cols.append(np.full((n, 1), _NAN))
+            else:
+                cols.append(np.fromiter(map(codes.get, values, itertools.repeat(_NAN, n)),
+                                        dtype=np.float64, count=n).reshape(n, 1))
+        for get in self._tracks:
+            values = list(map(get, items))
+            if values.count(_ABSENT) == n:
+                cols.append(np.full((n, 1), _NAN))
+            else:
+                has = np.fromiter(map(is_not, values, itertools.repeat(_ABSENT, n)),
+                                  dtype=bool, count=n)
+                cols.append(np.where(has, 1.0, _NAN).reshape(n, 1))
         return cols[0] if len(cols) == 1 else np.hstack(cols)
 
-    def _add(self, items: list[Any], builder: BatchBuilder, idx: np.ndarray, kc: np.ndarray,
-             ts: np.ndarray, seq: np.ndarray, full: np.ndarray) -> bool:
-        """Checks what only Python can (tracks, a kind's cross-field check), then adds the
-        rows kind by kind; nothing is added unless every reading passed."""
-        first = int(kc[0])
-        one_kind = bool((kc == first).all())
-        groups = [(first, None)] if one_kind else [
-            (int(k), np.flatnonzero(kc == k)) for k in np.unique(kc).tolist()]
-        blocks = []
+    def _add(self, builder: BatchBuilder, a: int, b: int, idx: np.ndarray, kc: np.ndarray,
+             ts: np.ndarray, seq: np.ndarray, full: np.ndarray,
+             extras: dict[int, dict[str, Any]]) -> None:
+        """Adds rows ``a:b`` (all valid) kind by kind, in arrival order within each kind."""
+        part = kc[a:b]
+        first = int(part[0])
+        if not (part != first).any():
+            groups: list[tuple[int, np.ndarray]] = [(first, np.arange(a, b))]
+        else:
+            order = np.argsort(part, kind="stable") + a
+            bounds = np.flatnonzero(np.diff(kc[order])) + 1
+            groups = [(int(kc[rows[0]]), rows) for rows in np.split(order, bounds)]
         for k, rows in groups:
-            sub = items if rows is None else [items[r] for r in rows.tolist()]
-            extras: list[dict[str, Any]] = []
+            kind_extras: list[dict[str, Any]] = []
             extra_rows: list[int] = []
-            tracks = self._kind_tracks[k]
-            check = self._checks[k]
-            if tracks or check is not None:
-                for r, item in enumerate(sub):
-                    extra = self._extra(item, k, tracks, check)
-                    if extra is None:
-                        return False
-                    if extra:
-                        extra_rows.append(r)
-                        extras.append(extra)
-            if rows is None:
-                values = full[:, self._kind_cols[k]]
-                blocks.append((k, idx, ts, seq, values, extras, extra_rows))
-            else:
-                values = full[np.ix_(rows, self._kind_cols[k])]
-                blocks.append((k, idx[rows], ts[rows], seq[rows], values, extras, extra_rows))
-        for k, i, t, s, v, extras, extra_rows in blocks:
-            builder.add_block(self._kind_names[k], i.astype(np.int32), t, s,
-                              np.ascontiguousarray(v), extras, extra_rows)
-        return True
+            if extras and self._special is not None and self._special[k]:
+                for j, r in enumerate(rows.tolist()):
+                    extra = extras.get(r)
+                    if extra is not None:
+                        extra_rows.append(j)
+                        kind_extras.append(extra)
+            builder.add_block(self._kind_names[k], idx[rows].astype(np.int32), ts[rows],
+                              seq[rows], full[rows[:, None], self._kind_cols[k]],
+                              kind_extras, extra_rows)
 
     def _extra(self, item: Any, k: int, tracks: list[str],
                check: Any) -> dict[str, Any] | None:
