@@ -6,35 +6,47 @@ readings of many devices and kinds. The reference path (:meth:`Decoder._one
 here msgspec parses the whole payload in C into one typed struct per reading — the union
 of every kind's fields, each with its exact type and range, unknown fields refused — and
 the rest (registry, place, kind, ``ts`` against the clock, which fields belong to which
-kind, required fields) is a handful of numpy operations over the message.
+kind, required fields) is a handful of numpy operations over a whole take of messages.
 
 **Exactness by construction.** This path accepts a message only when *every* reading in it
 would be accepted by the reference path, and then adds exactly the rows the reference path
 would. The moment anything is off — a parse or type error, an unknown device, a field of
-another kind, a ``ts`` ahead of the clock, a bad track — it gives up (returns ``None``)
-and the reference path decodes the message from its bytes again: it finds the reasons,
+another kind, a ``ts`` ahead of the clock, a bad track — it gives up on that message
+(:meth:`ColumnarDecoder.take` reports ``None`` for it) and the reference path decodes the
+message from its bytes again, at its place in the order: it finds the reasons,
 keeps the good readings and writes the dead letters. So rejection reasons and dead letters
 are the reference decoder's own; tests/test_decode_columnar.py checks with hypothesis that
 both give the same rows, rejections and counters on random valid and broken batches.
 
-**Why msgspec and not orjson + numpy.** Measured on 1 000 messages of 100 mixed readings
-(the bench's traffic; CPU time, best of 8 interleaved rounds, shared 2-core box):
+**Why msgspec and not orjson + numpy.** The two candidates, prototyped on 1 000 messages
+of 100 mixed readings (CPU time, best of 8 interleaved rounds, the shared 2-core box):
 
-=============================================  ==============
-path                                           µs a reading
-=============================================  ==============
-reference (orjson → dicts → per-field checks)  3.38
-orjson → dicts, grouped by key order, type
-sets per column, ``np.fromiter`` (incomplete:
-no range, kind or track checks yet)            1.92
-msgspec typed structs → ``np.fromiter``        1.51
-(orjson.loads alone / msgspec decode alone)    (0.48 / 0.44)
-=============================================  ==============
+================================================================  ============
+candidate (parse + pull values into float64 columns)              µs a reading
+================================================================  ============
+orjson.loads alone / msgspec typed decode alone                   0.48 / 0.44
+orjson → dicts, grouped by key order, a type set per column,
+``np.fromiter`` (and still missing range, kind and track checks)  1.92
+msgspec union struct → ``np.fromiter`` of every numeric field      1.51
+================================================================  ============
 
-msgspec checks types and ranges while parsing, where orjson hands back dicts whose every
-value must then be type-checked from Python; the rest (pulling values out of Python
-objects into float64 columns) costs both the same. docs/ingest.md has the end-to-end
-figures.
+msgspec checks types and ranges while it parses, in C; orjson hands back dicts whose
+every value must then be type-checked from Python. So msgspec. What it became, against
+the reference path (``Decoder(site, columnar=False)``), same method, load 9–15:
+
+===========================================  =========  ================  ===============
+traffic                                      reference  columnar, alone   in takes of 16
+===========================================  =========  ================  ===============
+smoke, elevator, water (``bench ingest``)    3.27–3.60  2.91–2.96         **1.87–2.05**
+the four kinds (a quarter cameras)           4.32–4.58  4.01–4.13         **3.08–3.30**
+===========================================  =========  ================  ===============
+
+(µs a reading, ``build()`` included.) A take (:meth:`Decoder.decode_many
+<anju.devices.decode.Decoder>`, what the batcher sends) pays the numpy calls once for all
+its messages; alone, a 100-reading message pays them itself. Cameras cost more because
+their cross-field check and tracks are Python, reading by reading, as in the reference
+path. What is left is mostly msgspec's parse (~0.45) and pulling each kind's own values
+out of the structs (``np.fromiter``).
 
 Each kind's fields have their own place in the union struct; should two kinds ever share
 a field name, :func:`columnar_decoder` returns ``None`` and every batch takes the reference
