@@ -58,6 +58,9 @@ s-0002,smoke,e001,b01,7,"corridor, east",
 s-0003,smoke,e-002,b02,2,hall,
 p-0001,water,e001,b01,-1,pump-room,
 c-0001,camera,e001,b01,,facade-S,{_CAM}
+f-0001,firelane,e001,b01,,fire-lane,
+a-0001,access,e001,b01,1,unit-door,
+a-0002,access,e-002,b02,1,main-gate,"{{""held_open_s"": 120}}"
 """
 # A fifth kind, as in test_dashboards.py: its dashboard's queries must run too.
 GAS = KindSpec(
@@ -72,7 +75,7 @@ GAS = KindSpec(
 )
 # The device each kind dashboard is narrowed to when "device" holds one value.
 ONE_DEVICE = {"elevator": "l-0001", "smoke": "s-0002", "water": "p-0001", "camera": "c-0001",
-              "gas": "g-0001"}
+              "gas": "g-0001", "firelane": "f-0001", "access": "a-0001"}
 
 
 def _readings(t0: int) -> list[tuple[str, dict[str, Any]]]:
@@ -116,6 +119,25 @@ def _readings(t0: int) -> list[tuple[str, dict[str, Any]]]:
                "track": [[0, 400.0, 100.0], [100, 401.0, 130.0], [200, 402.0, 175.0],
                          [300, 403.0, 240.0]]}),
         (cam, {"ts": t0 + 90_000, "event": "obstructed", "confidence": 0.7}),
+    ]
+    lane = "anju/e001/b01/firelane/f-0001"
+    msgs += [(lane, {"ts": t0 + k * 30_000, "occupied": k > 0, "vehicles": min(k, 2),
+                     "occupied_s": max(0, (k - 1) * 30)}) for k in range(4)]
+    door = "anju/e001/b01/access/a-0001"
+    msgs += [
+        (door, {"ts": t0, "event": "heartbeat", "door_open": False, "open_s": 0}),
+        (door, {"ts": t0 + 5_000, "event": "granted", "door_open": True, "open_s": 0,
+                "credential": "face"}),
+        (door, {"ts": t0 + 15_000, "event": "heartbeat", "door_open": True, "open_s": 10}),
+        (door, {"ts": t0 + 30_000, "event": "denied", "door_open": False, "open_s": 0,
+                "credential": "card"}),
+        (door, {"ts": t0 + 40_000, "event": "forced", "door_open": True, "open_s": 0}),
+        (door, {"ts": t0 + 50_000, "event": "tamper", "door_open": False, "open_s": 0}),
+        *((door, {"ts": t0 + 60_000 + k * 5_000, "event": "denied", "door_open": False,
+                  "credential": c}) for k, c in enumerate(("qr", "pin", "plate"))),
+        ("anju/e-002/b02/access/a-0002",
+         {"ts": t0 + 7_000, "event": "granted", "door_open": True, "open_s": 0,
+          "credential": "plate"}),
     ]
     return msgs
 
@@ -165,6 +187,16 @@ def _alarms(t0: int) -> list[AlarmEvent]:
                "e001", "b01", 7, 0.2),
         _alarm(t0 + 110_000, "a8", "acknowledged", "smoke.alarm", "major", "smoke", "s-0002",
                "e001", "b01", 7, 0.2),
+        _alarm(t0 + 90_000, "a9", "raised", "firelane.blocked", "major", "firelane", "f-0001",
+               "e001", "b01", None, 2.0),
+        _alarm(t0 + 115_000, "a9", "cleared", "firelane.blocked", "major", "firelane",
+               "f-0001", "e001", "b01", None, 0.0),
+        _alarm(t0 + 40_000, "a10", "raised", "access.forced", "major", "access", "a-0001",
+               "e001", "b01", 1, None),
+        _alarm(t0 + 75_000, "a10", "acknowledged", "access.forced", "major", "access",
+               "a-0001", "e001", "b01", 1, None),
+        _alarm(t0 + 75_000, "a10", "cleared", "access.forced", "major", "access", "a-0001",
+               "e001", "b01", 1, None),
     ]
 
 
@@ -274,7 +306,8 @@ async def test_trips_and_open_alarms_count_what_they_say(filled: Filled) -> None
                          for r in res.body["results"][0].get("series") or []}
     # Counted from each alarm's last state: a1 (escalated, acknowledged, cleared), a2
     # (cleared) and a3 (camera: acknowledged and cleared at once) are closed; a4, a7 (raised
-    # with the same key and time as a1), a5, a6 are open; a8 is acknowledged, still open.
+    # with the same key and time as a1), a5, a6 are open; a8 is acknowledged, still open;
+    # a9 (fire lane, cleared) and a10 (door forced: acknowledged and cleared) are closed.
     assert counts == {
         "Open, not acknowledged": {"major": 2, "critical": 1, "minor": 1},
         "Acknowledged, not yet cleared": {"major": 1},

@@ -28,7 +28,7 @@ def test_demo_scorecard_is_perfect(tmp_path: Path) -> None:
                               "detection_latency_ms", "stored", "lost"]
     assert card["missing"] == [] and card["false"] == [], (
         [m.get("why") for m in card["missing"]], card["false"])
-    assert card["incidents"] == card["detected"] == 18
+    assert card["incidents"] == card["detected"] == 23
     assert card["missed"] == [] and card["false_alarms"] == 0
     assert card["out_of_scope"] == []  # no team was told of an estate outside its scope
     assert card["published"] > 3_000 and card["stored"] == card["published"]

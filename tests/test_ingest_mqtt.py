@@ -16,10 +16,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 
+from anju.backoff import Backoff
 from anju.config import Settings
 from anju.devices.registry import Site, load_site
+from anju.ingest.ack_sequencer import AckSequencer
 from anju.ingest.metrics import ingest_metrics
-from anju.ingest.mqtt import AckSequencer, Backoff, Message, MqttConsumer, client_id, topics_for
+from anju.ingest.mqtt import Message, MqttConsumer, client_id, topics_for
 from anju.services import LocalServices
 from tests.mqtt_support import until
 
@@ -208,9 +210,10 @@ def test_fast_publish_properties_decode_as_pahos_own() -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from anju.ingest import mqtt as ours
+    import anju.ingest.mqtt  # noqa: F401
+    from anju.ingest.paho_fast import FastProperties
 
-    assert packet.Properties is ours._FastProperties  # installed on import
+    assert packet.Properties is FastProperties  # installed on import of anju.ingest.mqtt
     topic, payload = b"anju/e1/b1/smoke/s-1", b'{"ts": 1, "temp_c": 20}'
     head = struct.pack("!H", len(topic)) + topic + struct.pack("!H", 7)
     # none; then Message Expiry Interval 60 s and a User Property

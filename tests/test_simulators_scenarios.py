@@ -88,7 +88,7 @@ def test_demo_scorecard_is_perfect_on_a_replay(demo_site: Site) -> None:
     assert card.missing == [] and card.false == []
     # the supervision incidents' lifecycle parts are the live demo's (test_demo.py); the
     # maintenance window alone has nothing for the rule engine
-    assert card.perfect and card.detected == card.incidents == 17
+    assert card.perfect and card.detected == card.incidents == 22
     bottle = next(e for e in result.events if e.rule == "camera.falling_object")
     assert bottle.details["floor"] == 17
 
@@ -107,7 +107,7 @@ def test_hour_scorecard_is_perfect_on_its_incident_devices(tmp_path: Path) -> No
     part = load_site(tmp_path / "part")
     assert len(part.devices) < len(full.devices)
     card, _ = _replay_score(part, sc)
-    assert card.missing == [] and card.false == [] and card.detected == 23
+    assert card.missing == [] and card.false == [] and card.detected == 28
 
 
 def test_falling_object_tracks_fit_their_floor(demo_site: Site) -> None:
@@ -202,7 +202,7 @@ def test_cli_truth_and_score(demo_site: Site, tmp_path: Path) -> None:
                               "--scenario", "demo", "--json"])
     assert res.exit_code == 0, res.output
     truth = orjson.loads(res.stdout.strip().splitlines()[-1])
-    assert truth["incidents"] == 18 and len(truth["expected"]) == 28
+    assert truth["incidents"] == 23 and len(truth["expected"]) == 33
 
     rec = tmp_path / "demo.jsonl"
     res = runner.invoke(app, ["simulate", "run", "--site", str(demo_site.root), "--scenario",
@@ -219,7 +219,7 @@ def test_cli_truth_and_score(demo_site: Site, tmp_path: Path) -> None:
                               "--scenario", "demo", "--events", str(alarms), "--json"])
     assert res.exit_code == 0, res.output
     card = orjson.loads(res.stdout.strip().splitlines()[-1])
-    assert card["detected"] == 17 and card["missed"] == [] and card["false_alarms"] == 0
+    assert card["detected"] == 22 and card["missed"] == [] and card["false_alarms"] == 0
 
     res = runner.invoke(app, ["simulate", "scenarios", "--json"])
     assert res.exit_code == 0

@@ -27,10 +27,11 @@ under the same ``X-Anju-Delivery`` id, on which receivers de-duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -133,7 +134,7 @@ class WebhookDispatcher:
         self.teams = sorted({d.team.id for d in self.destinations})
         self._wakes: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._tg: asyncio.TaskGroup | None = None
+        self._task_stack: contextlib.AsyncExitStack | None = None  # the task group
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._stop = asyncio.Event()
@@ -151,15 +152,21 @@ class WebhookDispatcher:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         self._stop = asyncio.Event()
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        for d in self.destinations:
-            self._wakes[d.key] = asyncio.Event()
-            self._tasks.append(self._tg.create_task(self._worker(d), name=f"deliver:{d.key}"))
-        self._tasks.append(self._tg.create_task(self._watch(), name="deliver:watch"))
-        if self.retention_s is not None:
-            self._tasks.append(self._tg.create_task(self._pruner(), name="deliver:prune"))
+        self._task_stack = contextlib.AsyncExitStack()
+        await self._task_stack.enter_async_context(self._running())
         return self
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """The workers, owned by one task group while the dispatcher is entered."""
+        async with asyncio.TaskGroup() as tg:
+            for d in self.destinations:
+                self._wakes[d.key] = asyncio.Event()
+                self._tasks.append(tg.create_task(self._worker(d), name=f"deliver:{d.key}"))
+            self._tasks.append(tg.create_task(self._watch(), name="deliver:watch"))
+            if self.retention_s is not None:
+                self._tasks.append(tg.create_task(self._pruner(), name="deliver:prune"))
+            yield
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -171,13 +178,13 @@ class WebhookDispatcher:
             _, pending = await asyncio.wait(self._tasks, timeout=self.drain_s)
             for task in pending:
                 task.cancel()
-        assert self._tg is not None
+        assert self._task_stack is not None
         try:
-            await self._tg.__aexit__(exc_type, exc, tb)
+            await self._task_stack.__aexit__(exc_type, exc, tb)
         finally:
             self._tasks.clear()
             self._wakes.clear()
-            self._tg = None
+            self._task_stack = None
         try:  # the gauges and health() say how things were left
             await asyncio.to_thread(self._check)
         except AlarmStoreError as exc:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from anju.alarms.api import _CLOCK, _MANAGER, _SITE, _error, _json, _team_of, _unauthorized
 from anju.alarms.maintenance import MaintenanceBook, MaintenanceRequest, resolve
+from anju.devices.registry import Team
 
 __all__ = ["MaintainedRequest", "install"]
 
@@ -36,8 +37,15 @@ class MaintainedRequest(BaseModel):
     at: int | None = None
 
 
-def _book(request: web.Request) -> MaintenanceBook | None:
-    return request.app[_MANAGER].book
+def _gate(request: web.Request) -> tuple[Team, MaintenanceBook] | web.Response:
+    """The caller's team and the maintenance book, or the answer that refuses the call."""
+    team = _team_of(request)
+    if team is None:
+        return _unauthorized()
+    book: MaintenanceBook | None = request.app[_MANAGER].book
+    if book is None:
+        return _error(503, "no maintenance book in this process")
+    return team, book
 
 
 def _invalid(exc: ValidationError) -> web.Response:
@@ -46,12 +54,10 @@ def _invalid(exc: ValidationError) -> web.Response:
 
 
 async def _list(request: web.Request) -> web.Response:
-    team = _team_of(request)
-    if team is None:
-        return _unauthorized()
-    book = _book(request)
-    if book is None:
-        return _error(503, "no maintenance book in this process")
+    gate = _gate(request)
+    if isinstance(gate, web.Response):
+        return gate
+    team, book = gate
     site = request.app[_SITE]
     estates = [e for e in site.estates if team.covers(e)]
     windows = await asyncio.to_thread(book.windows, estates=estates)
@@ -63,12 +69,10 @@ async def _list(request: web.Request) -> web.Response:
 
 
 async def _add(request: web.Request) -> web.Response:
-    team = _team_of(request)
-    if team is None:
-        return _unauthorized()
-    book = _book(request)
-    if book is None:
-        return _error(503, "no maintenance book in this process")
+    gate = _gate(request)
+    if isinstance(gate, web.Response):
+        return gate
+    team, book = gate
     try:
         body = MaintenanceRequest.model_validate_json(await request.read())
     except ValidationError as exc:
@@ -91,12 +95,10 @@ async def _add(request: web.Request) -> web.Response:
 
 
 async def _end(request: web.Request) -> web.Response:
-    team = _team_of(request)
-    if team is None:
-        return _unauthorized()
-    book = _book(request)
-    if book is None:
-        return _error(503, "no maintenance book in this process")
+    gate = _gate(request)
+    if isinstance(gate, web.Response):
+        return gate
+    team, book = gate
     try:
         body = _EndRequest.model_validate_json(await request.read())
         wid = int(request.match_info["wid"])
@@ -112,12 +114,10 @@ async def _end(request: web.Request) -> web.Response:
 
 
 async def _maintained(request: web.Request) -> web.Response:
-    team = _team_of(request)
-    if team is None:
-        return _unauthorized()
-    book = _book(request)
-    if book is None:
-        return _error(503, "no maintenance book in this process")
+    gate = _gate(request)
+    if isinstance(gate, web.Response):
+        return gate
+    team, book = gate
     try:
         body = MaintainedRequest.model_validate_json(await request.read())
     except ValidationError as exc:

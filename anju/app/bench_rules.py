@@ -1,6 +1,6 @@
 """``anju bench rules``: the vectorised engine against the scalar reference, same readings.
 
-Readings of all four kinds over a generated site (≥ 10 000 devices), mostly normal with
+Readings of every kind over a generated site (≥ 10 000 devices), mostly normal with
 a sprinkling of faults so that rules do fire, go through the engine in batches with a
 clock tick after each, exactly as the live pipeline does. The baseline is the reference
 engine — the oracle of the property tests, unchanged — over a prefix of the same
@@ -67,6 +67,17 @@ def _values(kind: str, n: int, rng: np.random.Generator, fault: np.ndarray) -> n
     elif kind == "camera":
         cols["event"] = np.where(fault, 2.0, 0.0)  # heartbeat or obstructed
         cols["confidence"] = np.full(n, np.nan)
+    elif kind == "firelane":
+        occupied = fault | (rng.random(n) < 0.05)
+        cols["occupied"] = occupied * 1.0
+        cols["vehicles"] = occupied * 1.0
+        cols["occupied_s"] = np.where(occupied, np.where(fault, 400.0, rng.uniform(0, 200, n)),
+                                      0.0)
+    elif kind == "access":
+        # heartbeat, granted or, with a fault, denied (a burst needs several in a row)
+        cols["event"] = np.where(fault, 2.0, (rng.random(n) < 0.2) * 1.0)
+        cols["door_open"] = (cols["event"] == 1.0) * 1.0
+        cols["open_s"] = np.where(cols["door_open"] > 0, rng.uniform(0, 20, n), 0.0)
     out = np.full((n, len(spec.columns)), np.nan)
     for j, f in enumerate(spec.columns):
         if f.name in cols:
@@ -76,7 +87,8 @@ def _values(kind: str, n: int, rng: np.random.Generator, fault: np.ndarray) -> n
 
 #: reporting period of one device, by kind (ms): an elevator reports every second while
 #: it moves and every 30 s otherwise (2 s on average here); the others at their heartbeat
-PERIOD_MS = {"elevator": 2_000, "smoke": 60_000, "water": 10_000, "camera": 60_000}
+PERIOD_MS = {"elevator": 2_000, "smoke": 60_000, "water": 10_000, "camera": 60_000,
+             "firelane": 60_000, "access": 60_000}
 FAULT_RATE = 0.0005
 
 
@@ -203,7 +215,8 @@ def run_bench(*, readings: int = 1_000_000, devices: int = 10_000, batch_size: i
         say(f"simulating a city of {estates} estates and {readings:,} readings …")
         site, batches = city_batches(estates, readings, batch_size, seed)
     else:
-        per_building = {"smoke": 60, "elevator": 20, "water": 10, "camera": 10}
+        per_building = {"smoke": 60, "elevator": 20, "water": 10, "camera": 10, "access": 2,
+                        "firelane": 1}
         buildings = max(1, -(-devices // sum(per_building.values())))
         estates = max(1, buildings // 10)
         with tempfile.TemporaryDirectory(prefix="anju-bench-") as tmp:

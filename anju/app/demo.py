@@ -153,14 +153,13 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
         env[team["secret_env"]] = secret
         env[team["token_env"]] = secrets.token_urlsafe(24)
         hook_secrets[team["id"]] = secret.encode()
-    receiver = WebhookReceiver(hook_secrets)
-    await receiver.start()
     robots = DemoRobots(robot) if robot else None  # fake chat robots, one per property team
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        receiver = await stack.enter_async_context(WebhookReceiver(hook_secrets))
         plan = plan_recipe(recipe, webhook_port=receiver.port)
         if robots is not None:
             robots.add_to(plan.teams)
-            await robots.start()
+            await stack.enter_async_context(robots.serving())
             env.update(robots.env())
         site_dir = write_site(plan, root / "site")
         site = load_site(site_dir)
@@ -173,10 +172,6 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
             if not quiet:
                 Console().print_json(data=out["robot"])
         return out
-    finally:
-        await receiver.stop()
-        if robots is not None:
-            await robots.stop()
 
 
 async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: float,

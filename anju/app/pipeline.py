@@ -36,7 +36,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -60,11 +60,12 @@ from anju.devices.deadletter import DEFAULT_NAME, DeadLetters
 from anju.devices.decode import Decoder, Rejection
 from anju.devices.registry import Site
 from anju.errors import ConfigError
+from anju.ingest.ack_sequencer import AckSequencer
 from anju.ingest.batcher import Batcher
 from anju.ingest.health import HealthReport, dead_letters_by_team
 from anju.ingest.lineproto import LineEncoder
 from anju.ingest.metrics import ingest_metrics
-from anju.ingest.mqtt import AckSequencer, MqttConsumer, topics_for
+from anju.ingest.mqtt import MqttConsumer, topics_for
 from anju.ingest.storage import Storage
 from anju.report.api import add_reports
 from anju.rules import RuleEngine, RuleSet, load_rules
@@ -115,8 +116,8 @@ class Pipeline:
         self.rejected: Counter[str] = Counter()
         self.alarm_events: Counter[str] = Counter()
         self.started = False
-        self._tg: asyncio.TaskGroup | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._stack: contextlib.AsyncExitStack | None = None  # the clients
+        self._task_stack: contextlib.AsyncExitStack | None = None  # the task group
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self.dead_letters: DeadLetters | None = None
@@ -185,9 +186,9 @@ class Pipeline:
     async def start(self) -> None:
         """Validates, then connects and starts every task."""
         self.validate()
-        stack = contextlib.AsyncExitStack()
-        await stack.__aenter__()
-        try:
+        # The clients entered here are closed in reverse (consumer, …, store) by stop(); if
+        # entering fails half-way, leaving this block closes what was entered.
+        async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.store.close)
             stack.callback(self.book.close)
             # Opens its file and starts its writer thread: only now, after validate().
@@ -199,22 +200,32 @@ class Pipeline:
             if self._api_enabled:
                 await self._start_api(stack)
             await stack.enter_async_context(self.consumer)
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack = stack
-        self._store_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_STORE)
-        self._rules_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_RULES)
-        # (tick time or None, transitions, ack ticket whose alarm part this completes)
-        self._alarm_q: asyncio.Queue[tuple[int | None, list[Transition], int | None]] = \
-            asyncio.Queue(16)
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        for name, coro in (("batches", self._batch_loop()), ("encode", self._encode_loop()),
-                           ("rules", self._rules_loop()), ("clock", self._clock_loop()),
-                           ("alarms", self._alarm_loop())):
-            self._tasks[name] = self._tg.create_task(coro, name=f"pipeline:{name}")
+            self._store_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_STORE)
+            self._rules_q: asyncio.Queue[tuple[Batch, int]] = asyncio.Queue(_QUEUE_RULES)
+            # (tick time or None, transitions, ack ticket whose alarm part this completes)
+            self._alarm_q: asyncio.Queue[tuple[int | None, list[Transition], int | None]] = \
+                asyncio.Queue(16)
+            tasks = contextlib.AsyncExitStack()  # closed with the exception, if leaving on one
+            await tasks.enter_async_context(self._running())
+            self._stack = stack.pop_all()
+        self._task_stack = tasks
         self.started = True
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """The pipeline's tasks, owned by one task group for as long as the pipeline runs:
+        a task that fails cancels the body of ``async with pipeline`` and its error comes
+        out of leaving it."""
+        async with asyncio.TaskGroup() as tg:
+            for name, coro in (("batches", self._batch_loop()), ("encode", self._encode_loop()),
+                               ("rules", self._rules_loop()), ("clock", self._clock_loop()),
+                               ("alarms", self._alarm_loop())):
+                self._tasks[name] = tg.create_task(coro, name=f"pipeline:{name}")
+            try:
+                yield
+            finally:  # drained (or failing): nothing is left for the tasks to do
+                for t in self._tasks.values():
+                    t.cancel()
 
     async def _start_api(self, stack: contextlib.AsyncExitStack) -> None:
         app = make_api(self.manager, self.store, self.site, health=self.health,
@@ -277,13 +288,11 @@ class Pipeline:
                 await self.drain()
         finally:
             self.started = False
-            for t in self._tasks.values():
-                t.cancel()
+            tasks, self._task_stack = self._task_stack, None
             try:
-                if self._tg is not None:
-                    await self._tg.__aexit__(exc_type, exc, tb)
+                if tasks is not None:
+                    await tasks.__aexit__(exc_type, exc, tb)
             finally:
-                self._tg = None
                 self._tasks.clear()
                 if self._stack is not None:
                     await self._stack.aclose()  # consumer (flushes acks) first, store last

@@ -1,7 +1,10 @@
 """Device kinds, the site registry, strict decoding, dead letters and broker credentials.
 
 - :mod:`anju.kinds` — the kind table ``KINDS`` (one module per kind, a ``KindSpec``)
-- :mod:`anju.devices.registry` — ``load_site(dir)`` → ``Site`` with its ``DeviceTable``
+- :mod:`anju.devices.registry` — ``load_site(dir)`` → ``Site`` with its ``DeviceTable``;
+  what a ``Site`` holds is in :mod:`anju.devices.site`, each file's reader in
+  :mod:`anju.devices.site_yaml` (with :mod:`anju.devices.yaml_lines`),
+  :mod:`anju.devices.devices_csv` and :mod:`anju.devices.gateways_csv`
 - :mod:`anju.devices.decode` — ``Decoder``: MQTT messages → ``BatchBuilder`` / ``Rejection``
 - :mod:`anju.devices.batch` — ``Batch`` / ``KindBatch``: readings as numpy columns
 - :mod:`anju.devices.schema` — strict pydantic models, the decoder's reference; JSON Schema

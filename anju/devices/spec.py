@@ -1,8 +1,8 @@
 """What a device kind is: its payload fields, heartbeat and registry params.
 
-A kind is declared once, as a :class:`KindSpec` in its own module under
-``anju/devices/kinds/``; :mod:`anju.kinds` discovers those modules, so adding a
-kind touches its module (and its rules) and nothing else.
+A kind is declared once, as a :class:`KindSpec` in its folder's ``schema.py`` under
+``anju/kinds/{kind}/``; :mod:`anju.kinds` discovers those folders, so adding a
+kind touches its folder and nothing else.
 """
 
 from __future__ import annotations

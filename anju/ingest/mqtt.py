@@ -15,10 +15,13 @@ Why not paho's own network thread: the first version ran it so, and two threads 
 for the GIL cost more than the thread gave: every ``recv`` released the GIL and waited to
 get it back from the decoding thread (profiled: a third of the consumer's time).
 
+Beside this module: ``loop_socket`` (paho's socket on the event loop), ``paho_fast``
+(cheaper received properties, PUBACKs as one write), ``ack_sequencer`` (their order).
+
 - **At least once**: MQTT 5 with a stable client id, ``clean_start=False`` and a session
   expiry, so what is published while we are away is queued by the broker; PUBACK is sent
   only when :meth:`MqttConsumer.ack` is called, i.e. once the readings are stored or
-  spooled (:class:`AckSequencer` releases them in the order received, as MQTT 5 §4.6
+  spooled (anju.ingest.ack_sequencer releases them in the order received, as MQTT 5 §4.6
   requires). Receive Maximum 65535 lets the broker have that many unacknowledged messages
   in flight to us, whatever its ``max_inflight_messages`` for 3.1.1 clients (20 by
   default, which would stall a consumer that acknowledges a whole batch at once).
@@ -38,12 +41,11 @@ import collections
 import contextlib
 import functools
 import logging
-import struct
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Self, cast
+from typing import Any, Self, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -55,9 +57,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from anju.backoff import Backoff
 from anju.config import Settings
 from anju.devices.registry import Site
+from anju.ingest.loop_socket import LoopSocket
 from anju.ingest.metrics import IngestMetrics, ingest_metrics
+from anju.ingest.paho_fast import install_fast_properties, send_pubacks
 
-__all__ = ["AckSequencer", "Backoff", "Message", "MqttConsumer", "client_id", "topics_for"]
+__all__ = ["Message", "MqttConsumer", "client_id", "topics_for"]
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +128,16 @@ class MqttConsumer:
         self._buf: collections.deque[Message] = collections.deque()
         self._buf_bytes = 0
         self._gen = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()
         self._sleeping = False
         self._stopping = False
         self._reading = True
         self._client: mqtt.Client | None = None
-        self._sock: Any = None  # paho's socket while open
-        self._reader_on = False
+        # paho's socket on the event loop (reading only while wanted: not draining, paused)
+        self._io = LoopSocket(self._on_readable, lambda: self._reading and not self.paused,
+                              self._mark_lost)
         self._lost: asyncio.Future[None] | None = None
-        self._tg: asyncio.TaskGroup | None = None
+        self._task_stack: contextlib.AsyncExitStack | None = None  # the task group
         self._task: asyncio.Task[None] | None = None
         # health
         self.state = "starting"
@@ -163,12 +167,21 @@ class MqttConsumer:
 
     async def __aenter__(self) -> Self:
         self.validate()
-        self._loop = asyncio.get_running_loop()
+        self._io.loop = asyncio.get_running_loop()
         self._stopping = False
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        self._task = self._tg.create_task(self._run(), name="mqtt-consumer")
+        self._task_stack = contextlib.AsyncExitStack()
+        await self._task_stack.enter_async_context(self._running())
         return self
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """The connection task, owned by a task group while the consumer is entered."""
+        async with asyncio.TaskGroup() as tg:
+            self._task = tg.create_task(self._run(), name="mqtt-consumer")
+            try:
+                yield
+            finally:  # disconnected (or failing): stop reconnecting
+                self._task.cancel()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -187,21 +200,20 @@ class MqttConsumer:
             client.disconnect()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(lost), timeout_s)
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._task_stack = self._task_stack, None
         try:
-            if self._tg is not None:
-                await self._tg.__aexit__(exc_type, exc, tb)
+            if tasks is not None:
+                await tasks.__aexit__(exc_type, exc, tb)
         finally:
-            self._tg = self._task = None
+            self._task = None
             if client is not None:
-                self._drop_socket(client)
+                self._io.drop(client)
 
     def stop_reading(self) -> None:
         """Stops taking new messages off the socket (before a drain); acks still go out.
         Wakes a :meth:`wait` in progress."""
         self._reading = False
-        self._reader(False)
+        self._io.reader(False)
         self._ready.set()
 
     # -- the pipeline's side ---------------------------------------------------------------
@@ -223,7 +235,7 @@ class MqttConsumer:
         if self.paused and len(buf) <= self.max_buffered // 2 and \
                 self._buf_bytes <= self.max_buffered_bytes // 2:
             self.paused = False
-            self._reader(True)
+            self._io.reader(True)
         return out
 
     def nudge(self) -> None:
@@ -252,7 +264,7 @@ class MqttConsumer:
         gen = self._gen
         mids = [m.mid for m in messages if m.qos > 0 and m.gen == gen]
         if mids:
-            _send_pubacks(client, mids)
+            send_pubacks(client, mids)
 
     def health(self) -> dict[str, Any]:
         """The broker connection's state, for /healthz."""
@@ -300,10 +312,7 @@ class MqttConsumer:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
-        c.on_socket_open = self._on_socket_open
-        c.on_socket_close = self._on_socket_close
-        c.on_socket_register_write = self._on_register_write
-        c.on_socket_unregister_write = self._on_unregister_write
+        self._io.attach(c)
         return c
 
     def _report(self, kind: str, message: str) -> None:
@@ -348,7 +357,7 @@ class MqttConsumer:
                 # our socket callbacks from there; they hop to the loop.
                 await loop.run_in_executor(None, connect)
             except (OSError, ValueError) as exc:
-                self._drop_socket(client)
+                self._io.drop(client)
                 self._set_state("down", f"connect to {opts['hostname']}:{opts['port']}: "
                                 f"{exc}")
                 await asyncio.sleep(self.backoff.next())
@@ -360,7 +369,7 @@ class MqttConsumer:
                         self._mark_lost("keepalive: no answer from the broker")
             finally:
                 self._gen += 1  # acks of this connection are void from here on
-                self._drop_socket(client)
+                self._io.drop(client)
                 self._set_state(self._ended())
             if not self._stopping:
                 await asyncio.sleep(self.backoff.next())
@@ -397,16 +406,6 @@ class MqttConsumer:
             self.quick_drops = 0
         return "down"
 
-    def _drop_socket(self, client: mqtt.Client) -> None:
-        self._reader(False)
-        sock = self._sock
-        if sock is not None and self._loop is not None:
-            self._loop.remove_writer(sock)
-        self._sock = None
-        raw = client.socket()
-        if raw is not None:
-            raw.close()
-
     def _mark_lost(self, why: str) -> None:
         lost = self._lost
         if self._stopping or (lost is not None and lost.done()):
@@ -414,33 +413,6 @@ class MqttConsumer:
         self.last_error = why
         if lost is not None and not lost.done():
             lost.set_result(None)
-
-    def _in_loop(self, fn: Any, *args: Any) -> None:
-        """Runs ``fn`` on the event loop: now if we are on it, else soon (from connect's
-        thread)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            here = asyncio.get_running_loop() is loop
-        except RuntimeError:
-            here = False
-        if here:
-            fn(*args)
-        else:
-            loop.call_soon_threadsafe(fn, *args)
-
-    def _reader(self, on: bool) -> None:
-        loop, sock = self._loop, self._sock
-        if loop is None or sock is None or on == self._reader_on:
-            return
-        if on:
-            if self._reading and not self.paused:
-                loop.add_reader(sock, self._on_readable)
-                self._reader_on = True
-        else:
-            loop.remove_reader(sock)
-            self._reader_on = False
 
     def _on_readable(self) -> None:
         client = self._client
@@ -458,42 +430,12 @@ class MqttConsumer:
                 if not self.paused:
                     self.metrics.intake_paused.inc()
                 self.paused = True
-                self._reader(False)
+                self._io.reader(False)
                 return
             if self.received == before:
                 return  # no complete message left (or a control packet): wait for more
 
-    def _on_writable(self) -> None:
-        client = self._client
-        if client is not None and client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
-            self._mark_lost("connection lost while writing")
-
     # paho callbacks ----------------------------------------------------------------------
-    def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
-        def opened() -> None:
-            self._sock = sock
-            self._reader_on = False
-            self._reader(True)
-        self._in_loop(opened)
-
-    def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
-        def closed() -> None:
-            if self._sock is sock:
-                self._reader(False)
-                if self._loop is not None:
-                    self._loop.remove_writer(sock)
-                self._sock = None
-        self._in_loop(closed)
-
-    def _on_register_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
-        def register() -> None:
-            if self._loop is not None and self._sock is sock:
-                self._loop.add_writer(sock, self._on_writable)
-        self._in_loop(register)
-
-    def _on_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
-        self._in_loop(lambda: self._loop.remove_writer(sock) if self._loop else None)
-
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any,
                     reason: ReasonCode, _props: Properties | None) -> None:
         if reason.is_failure:
@@ -536,7 +478,7 @@ class MqttConsumer:
                 self.takeovers += 1
                 self.last_takeover_ms = int(time.time() * 1000)
             self._mark_lost(f"disconnected: {reason}")
-        self._in_loop(lost)
+        self._io.in_loop(lost)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     msg: mqtt.MQTTMessage) -> None:
@@ -549,151 +491,4 @@ class MqttConsumer:
             self._ready.set()
 
 
-class _FastProperties(Properties):
-    """paho's MQTT 5 ``Properties``, built and emptied cheaply.
-
-    paho decodes every PUBLISH's properties into a new ``Properties``, whose constructor
-    builds three tables (30 names, 27 property types) and whose ``unpack`` first "clears" by
-    probing every name with ``hasattr``: profiled here, that was a third of paho's cost per
-    received message, more than the rest of the PUBLISH decoding. This subclass shares one
-    copy of the (read-only) tables, clears only what was set, and returns at once when a
-    packet has no properties, which is what our publishers send. Installed in place of the
-    class paho's packet decoder uses (see :func:`_install_fast_properties`)."""
-
-    _tables: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, packetType: int) -> None:
-        d = self.__dict__
-        d["packetType"] = packetType
-        d.update(self._tables)
-
-    def clear(self) -> None:
-        d = self.__dict__
-        for k in [k for k in d if k not in _PRIVATE]:
-            del d[k]
-
-    def unpack(self, buffer: Any) -> tuple[Properties, int]:
-        if buffer[:1] == b"\x00":  # property length 0 (one byte): nothing to read
-            return self, 1
-        return cast(tuple[Properties, int], super().unpack(buffer))
-
-
-_PRIVATE = frozenset(("packetType", "types", "names", "properties"))
-
-
-def _install_fast_properties() -> None:
-    """Makes paho's packet decoder use :class:`_FastProperties`; leaves paho alone if its
-    private layout is not the one this was written for (paho 2.1)."""
-    import paho.mqtt._packet as packet  # private: checked below, falls back to paho's own
-
-    template = Properties(PacketTypes.PUBLISH)
-    if getattr(packet, "Properties", None) is not Properties or \
-            not all(hasattr(template, k) for k in _PRIVATE - {"packetType"}):
-        return
-    _FastProperties._tables = {k: getattr(template, k) for k in _PRIVATE - {"packetType"}}
-    packet.Properties = _FastProperties  # type: ignore[misc]
-
-
-_install_fast_properties()
-
-_PUBACK = struct.Struct("!BBH")
-
-
-def _send_pubacks(client: mqtt.Client, mids: list[int]) -> None:
-    """PUBACKs for ``mids``, queued as ONE write.
-
-    ``client.ack`` queues each PUBACK as its own packet, and paho then makes two system
-    calls per acknowledgement (a wake-up byte and a send): measured here, acknowledging
-    that way cost a quarter of the consumer's throughput (14k against 19k msg/s). A PUBACK
-    with reason Success and no properties is the fixed 4 bytes ``0x40 0x02 mid``
-    (MQTT 5 §3.4.2.1 lets both be omitted), so we hand paho their concatenation once.
-    That uses paho's private ``_packet_queue``; should it ever disappear, the public
-    per-message ``ack`` takes over.
-    """
-    queue = getattr(client, "_packet_queue", None)
-    if queue is None:
-        for mid in mids:
-            client.ack(mid, 1)
-        return
-    pack = _PUBACK.pack
-    for i in range(0, len(mids), 4096):  # bounded writes
-        blob = b"".join([pack(0x40, 2, mid) for mid in mids[i:i + 4096]])
-        queue(0x40, blob, 0, 0)
-
-
-class AckSequencer:
-    """Releases acknowledgements in the order messages were received (MQTT 5 §4.6: PUBACKs
-    go in the order of the PUBLISHes), although batches become durable out of order.
-
-    A ticket may have several parts (the pipeline's two: readings stored or spooled, and
-    the alarm transitions they caused committed); it is complete when every part is
-    :meth:`done`. A ticket :meth:`abandon` ed is never acknowledged (the broker redelivers
-    its messages on our next connection) and no longer holds back the tickets after it.
-    """
-
-    def __init__(self, consumer: MqttConsumer) -> None:
-        self.consumer = consumer
-        self._next_issue = 0
-        self._next_ack = 0
-        self._done: dict[int, list[Message]] = {}
-        self._waiting: dict[int, list[Message]] = {}
-        self._parts: dict[int, int] = {}
-        self.abandoned = 0  # messages left unacknowledged (since start)
-        self.hold_max = RECEIVE_MAXIMUM // 2
-        self._held = 0  # of them, on the current connection
-        self._held_gen = -1
-
-    def issue(self, messages: list[Message], parts: int = 1) -> int:
-        """A ticket for a batch's messages, in intake order, complete after ``parts``
-        calls of :meth:`done`."""
-        n = self._next_issue
-        self._next_issue += 1
-        self._waiting[n] = messages
-        self._parts[n] = max(1, parts)
-        return n
-
-    def done(self, ticket: int) -> None:
-        """One part of the ticket is durable; once all are, acknowledges it and every
-        earlier complete ticket."""
-        left = self._parts.get(ticket)
-        if left is None:
-            return  # abandoned, or already complete
-        if left > 1:
-            self._parts[ticket] = left - 1
-            return
-        del self._parts[ticket]
-        self._release(ticket, self._waiting.pop(ticket))
-
-    def abandon(self, ticket: int) -> tuple[bool, int]:
-        """A part of the ticket failed for good: its messages are not acknowledged, so the
-        broker redelivers them on our next connection. Every unacknowledged message holds
-        a slot of the broker's in-flight window (Receive Maximum) until then, and a full
-        window would stop delivery — and alarming — altogether; so past ``hold_max``
-        messages held on one connection they are acknowledged after all (their readings are
-        lost, counted by the caller). Returns (held, number of messages)."""
-        if self._parts.pop(ticket, None) is None:
-            return True, 0
-        msgs = self._waiting.pop(ticket)
-        gen = self.consumer.generation
-        if gen != self._held_gen:
-            self._held_gen, self._held = gen, 0
-        if self._held + len(msgs) > self.hold_max:
-            self._release(ticket, msgs)
-            return False, len(msgs)
-        self._held += len(msgs)
-        self.abandoned += len(msgs)
-        self._release(ticket, [])
-        return True, len(msgs)
-
-    def _release(self, ticket: int, msgs: list[Message]) -> None:
-        self._done[ticket] = msgs
-        while self._next_ack in self._done:
-            msgs = self._done.pop(self._next_ack)
-            if msgs:
-                self.consumer.ack(msgs)
-            self._next_ack += 1
-
-    @property
-    def pending(self) -> int:
-        """Batches issued and not yet acknowledged."""
-        return self._next_issue - self._next_ack
+install_fast_properties()  # on import, before any client decodes a packet

@@ -28,9 +28,10 @@ keeps order; when the replayer has emptied it and InfluxDB answers, mode returns
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -91,7 +92,8 @@ class Storage:
         self._q: asyncio.Queue[Chunk] = asyncio.Queue(queue_chunks)
         self._spool_q: asyncio.Queue[Chunk] = asyncio.Queue(spool_queue_chunks)
         self._wake = asyncio.Event()
-        self._tg: asyncio.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None  # writer and spool
+        self._task_stack: contextlib.AsyncExitStack | None = None  # the task group
         self._tasks: list[asyncio.Task[None]] = []
         self.mode = "direct"
         self.mode_since_ms = int(time.time() * 1000)  # for /healthz: how long spooling lasts
@@ -114,23 +116,34 @@ class Storage:
 
     async def __aenter__(self) -> Self:
         self.validate()
-        await self.writer.__aenter__()
-        try:
+        # If entering fails half-way, leaving this block closes what was opened.
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.writer)
             await self.spool.open()
-        except BaseException:
-            await self.writer.__aexit__(None, None, None)
-            raise
-        self.spool_points = self.spool.points
-        if self.spool_points:
-            self.mode = "spooling"  # replay what an earlier run left first
-        await self.writer.ensure_database()
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        for i in range(self.writers):
-            self._tasks.append(self._tg.create_task(self._write_loop(), name=f"influx-writer-{i}"))
-        self._tasks.append(self._tg.create_task(self._spool_loop(), name="influx-spooler"))
-        self._tasks.append(self._tg.create_task(self._replay_loop(), name="influx-replayer"))
+            stack.push_async_callback(self.spool.close)
+            self.spool_points = self.spool.points
+            if self.spool_points:
+                self.mode = "spooling"  # replay what an earlier run left first
+            await self.writer.ensure_database()
+            tasks = contextlib.AsyncExitStack()  # closed with the exception, if leaving on one
+            await tasks.enter_async_context(self._running())
+            self._stack = stack.pop_all()
+        self._task_stack = tasks
         return self
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """The writer, spooler and replayer tasks, owned by one task group while entered."""
+        async with asyncio.TaskGroup() as tg:
+            for i in range(self.writers):
+                self._tasks.append(tg.create_task(self._write_loop(), name=f"influx-writer-{i}"))
+            self._tasks.append(tg.create_task(self._spool_loop(), name="influx-spooler"))
+            self._tasks.append(tg.create_task(self._replay_loop(), name="influx-replayer"))
+            try:
+                yield
+            finally:  # drained (or failing): nothing is left for the tasks to do
+                for t in self._tasks:
+                    t.cancel()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -138,16 +151,15 @@ class Storage:
             if exc_type is None:
                 await self.drain()
         finally:
-            for t in self._tasks:
-                t.cancel()
+            tasks, self._task_stack = self._task_stack, None
             try:
-                if self._tg is not None:
-                    await self._tg.__aexit__(exc_type, exc, tb)
+                if tasks is not None:
+                    await tasks.__aexit__(exc_type, exc, tb)
             finally:
                 self._tasks.clear()
-                self._tg = None
-                await self.spool.close()
-                await self.writer.__aexit__(None, None, None)
+                if self._stack is not None:  # the spool, then the writer's session
+                    await self._stack.aclose()
+                    self._stack = None
 
     async def drain(self) -> None:
         """Waits until every submitted chunk is stored, spooled, refused or failed; returns

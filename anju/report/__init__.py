@@ -12,5 +12,6 @@ credit rating, never as its verdict. Modules, one job each:
 - :mod:`.svg`, :mod:`.html` — the self-contained HTML report (inline SVG, no assets)
 - :mod:`.output`   — writing HTML, CSV and JSON into a directory
 - :mod:`.api`      — ``GET /reports`` on the pipeline's API
-- :mod:`.cli`, :mod:`.bench` — ``anju report`` and ``anju bench report``
+- :mod:`.bench` — ``anju bench report``; the command ``anju report`` is
+  :mod:`anju.commands.report`
 """

@@ -312,7 +312,8 @@ class RuleEngine:
             ring = self._rings.get((kind, fname))
             if ring is None:
                 ring = self._rings[(kind, fname)] = Ring.empty(self._n)
-            v = cols[fname]
+            # a field, or the 0/1 column of a count_if condition (never missing)
+            v = np.broadcast_to(ws[0].values_vector(cols), t.shape)
             has = ~np.isnan(v)
             rows = np.flatnonzero(has)
             feats = window_features(dev[rows], t[rows], v[rows], ring, ws)

@@ -5,8 +5,10 @@ whitelist: comparisons (chained too), ``and``/``or``/``not``, ``+ - * /``, unary
 ``abs(x)``, ``x is missing`` / ``x is not missing``, ``true``/``false``, string constants
 compared with enum fields, and windowed features over a device's own trailing readings:
 ``slope(field, seconds)`` (least-squares, per second), ``wmax``, ``wmin``, ``count`` and
-``span`` (seconds covered). Names are the kind's fields, its registry params and the
-rule's own parameters. Nothing is ever ``eval``-ed.
+``span`` (seconds covered), and ``count_if(condition, seconds)``: how many of them the
+condition held on (bursts: five refused cards at one door within a minute). Names are
+the kind's fields, its registry params and the rule's own parameters. Nothing is ever
+``eval``-ed.
 
 One parsed tree has two evaluators: :meth:`Expr.vector` compiles it once into numpy
 operations over columns, and :meth:`Expr.scalar` interprets it on one reading with plain
@@ -16,6 +18,7 @@ Python floats — the reference engine's oracle. NaN means "not measured" in bot
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -27,9 +30,11 @@ import numpy as np
 from anju.devices.spec import KindSpec
 from anju.errors import RuleError
 
-__all__ = ["WINDOW_FUNCS", "Expr", "Window", "parse_expr"]
+__all__ = ["CONDITION_WINDOW_FUNCS", "WINDOW_FUNCS", "Expr", "Window", "parse_expr"]
 
 WINDOW_FUNCS = ("slope", "wmax", "wmin", "count", "span")
+#: Window functions over a condition rather than a field: ``count_if(condition, seconds)``.
+CONDITION_WINDOW_FUNCS = ("count_if",)
 MAX_WINDOW_S = 3600.0
 
 _CMP_NP: dict[type, Callable[[Any, Any], Any]] = {
@@ -45,11 +50,29 @@ _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A windowed feature: ``func`` over ``field`` in the trailing ``seconds``."""
+    """A windowed feature: ``func`` over ``field`` in the trailing ``seconds``.
+
+    For ``count_if``, ``field`` names the condition (its checked source) and ``where`` is
+    the condition itself: the engines compute it per reading as a 0/1 column under that
+    name, and the window sums it.
+    """
 
     func: str
     field: str
     seconds: float
+    where: Expr | None = dataclasses.field(default=None, compare=False, hash=False)
+
+    def values_vector(self, cols: Mapping[str, Any]) -> Any:
+        """The column the window reads: the field, or 1.0/0.0 where the condition holds."""
+        if self.where is None:
+            return cols[self.field]
+        return self.where.test_vector(cols).astype(np.float64)
+
+    def value_scalar(self, env: Mapping[str, Any]) -> float:
+        """The value of one reading the window reads (the scalar twin of the above)."""
+        if self.where is None:
+            return float(env[self.field])
+        return 1.0 if self.where.test_scalar(env) else 0.0
 
     @property
     def key(self) -> str:
@@ -246,10 +269,13 @@ def _compile_np(node: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
 
 def _window_of(node: ast.Call) -> Window:
     assert isinstance(node.func, ast.Name)
-    field = node.args[0]
+    arg = node.args[0]
     secs = node.args[1]
-    assert isinstance(field, ast.Name) and isinstance(secs, ast.Constant)
-    return Window(node.func.id, field.id, float(secs.value))  # type: ignore[arg-type]
+    assert isinstance(secs, ast.Constant)
+    if node.func.id in CONDITION_WINDOW_FUNCS:  # keyed by the condition's checked source
+        return Window(node.func.id, ast.unparse(arg), float(secs.value))  # type: ignore[arg-type]
+    assert isinstance(arg, ast.Name)
+    return Window(node.func.id, arg.id, float(secs.value))  # type: ignore[arg-type]
 
 
 def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
@@ -338,19 +364,13 @@ def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
                 if len(node.args) != 1:
                     raise fail("abs takes one argument", "abs")
                 return ast.Call(node.func, [walk(node.args[0])], [])
+            if fname in CONDITION_WINDOW_FUNCS:
+                return count_if(node, fname)
             if fname in WINDOW_FUNCS:
                 if len(node.args) != 2 or not isinstance(node.args[0], ast.Name) \
                         or node.args[0].id not in col_fields:
                     raise fail(f"{fname}(field, seconds) takes a field of {kind.name}", fname)
-                arg = node.args[1]
-                if isinstance(arg, ast.Name) and arg.id in params:
-                    arg = ast.Constant(float(params[arg.id]))
-                if not isinstance(arg, ast.Constant) or not isinstance(arg.value, int | float) \
-                        or isinstance(arg.value, bool) \
-                        or not 0 < float(arg.value) <= MAX_WINDOW_S:
-                    raise fail(f"window length must be a number of seconds in (0, "
-                               f"{MAX_WINDOW_S:g}]", ast.unparse(node.args[1]))
-                secs = float(arg.value)
+                secs = window_seconds(node)
                 f = node.args[0].id
                 fields.add(f)
                 required.add(f)
@@ -361,6 +381,42 @@ def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
             raise fail("unknown function", fname)
         raise fail("unsupported syntax", ast.unparse(node)[:40])
 
+    def window_seconds(node: ast.Call) -> float:
+        arg = node.args[1]
+        if isinstance(arg, ast.Name) and arg.id in params:
+            arg = ast.Constant(float(params[arg.id]))
+        if not isinstance(arg, ast.Constant) or not isinstance(arg.value, int | float) \
+                or isinstance(arg.value, bool) or not 0 < float(arg.value) <= MAX_WINDOW_S:
+            raise fail(f"window length must be a number of seconds in (0, "
+                       f"{MAX_WINDOW_S:g}]", ast.unparse(node.args[1]))
+        return float(arg.value)
+
+    def count_if(node: ast.Call, fname: str) -> ast.expr:
+        """``count_if(condition, seconds)``: the condition is checked like any other, but
+        a reading it cannot judge (a field not measured) simply does not count, so its
+        fields do not make the rule's own reading invalid."""
+        if len(node.args) != 2:
+            raise fail(f"{fname}(condition, seconds) takes a condition and a window", fname)
+        secs = window_seconds(node)
+        before_required = set(required)
+        before_windows = len(windows)
+        cond = walk(node.args[0])
+        if len(windows) != before_windows:
+            raise fail(f"{fname}'s condition cannot use another window", fname)
+        if not _reads_field(cond, col_fields):
+            raise fail(f"{fname}'s condition must read a field of {kind.name}", fname)
+        required.clear()
+        required.update(before_required)
+        sub = Expr(ast.unparse(cond), cond, frozenset(), frozenset(), ())
+        w = Window(fname, ast.unparse(cond), secs, where=sub)
+        if w not in windows:
+            windows.append(w)
+        return ast.Call(ast.Name(fname), [cond, ast.Constant(secs)], [])
+
     checked = walk(tree)
     return Expr(source, checked, frozenset(fields), frozenset(required), tuple(windows),
                 frozenset(used_params))
+
+
+def _reads_field(tree: ast.expr, col_fields: set[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in col_fields for n in ast.walk(tree))

@@ -96,6 +96,8 @@ def _window(ring: deque[tuple[int, float]], t: int, func: str, seconds: float) -
         oldest = ti
     if func == "count":
         return n
+    if func == "count_if":  # values are 1 where the condition held, 0 elsewhere
+        return sy
     if func == "span":
         return (t - oldest) / 1000.0
     if func == "wmax":
@@ -246,12 +248,14 @@ class ReferenceEngine:
         # windows: push the reading once per windowed field, then compute each feature
         state_rules = [r for r in self._rules_of[kind] if r.type == "state"]
         windows = {w.key: w for r in state_rules for w in r.windows}
-        for fname in {w.field for w in windows.values()}:
-            if not math.isnan(env[fname]):
-                st.rings.setdefault(fname, deque(maxlen=RING)).append((t, env[fname]))
+        # a window reads a field, or 1/0 where a count_if condition holds (never missing)
+        values = {w.field: w.value_scalar(env) for w in windows.values()}
+        for fname, v in values.items():
+            if not math.isnan(v):
+                st.rings.setdefault(fname, deque(maxlen=RING)).append((t, v))
         for key, w in windows.items():
             ring = st.rings.get(w.field)
-            env[key] = math.nan if math.isnan(env[w.field]) or not ring \
+            env[key] = math.nan if math.isnan(values[w.field]) or not ring \
                 else _window(ring, t, w.func, w.seconds)
         for r in state_rules:
             if self._valid(r, env):

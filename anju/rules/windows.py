@@ -50,8 +50,64 @@ def _segments(dev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return dev[heads], heads, counts
 
 
+# Below this many (row, look-back) cells a batch takes the one-matrix path: a small batch
+# pays ~10 numpy calls instead of ~10 per look-back offset (up to 640), which was most of
+# the engine's fixed cost per batch; above it, the loop's early exits and memory win.
+_MATRIX_CELLS = 1 << 17
+
+
 def _features(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndarray,
               new_pos: np.ndarray, seg0: np.ndarray, lo: np.ndarray) -> dict[str, np.ndarray]:
+    """The requested features of each new row."""
+    width = min(RING, int((new_pos - seg0).max()) + 1) if len(t) else 0
+    if len(t) * width <= _MATRIX_CELLS:
+        return _features_matrix(funcs, t, ct, cv, new_pos, seg0, lo, width)
+    return _features_loop(funcs, t, ct, cv, new_pos, seg0, lo)
+
+
+def _features_matrix(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndarray,
+                     new_pos: np.ndarray, seg0: np.ndarray, lo: np.ndarray,
+                     width: int) -> dict[str, np.ndarray]:
+    """The loop's figures from one (rows, look-back) matrix. Sums are ``cumsum`` along a
+    row, newest first: sequential like the loop and the reference engine (``sum`` would
+    add pairwise and differ in the last bit); masked cells add an exact 0.0."""
+    n = len(t)
+    idx = new_pos[:, None] - np.arange(max(width, 1))[None, :]
+    ok = idx >= seg0[:, None]
+    idx = np.where(ok, idx, 0)
+    ti = ct[idx]
+    ok &= ti >= lo[:, None]
+    ok = np.logical_and.accumulate(ok, axis=1)  # a window that stopped never restarts
+    k = ok.sum(axis=1)
+    cnt = k.astype(np.float64)
+    last = np.maximum(k - 1, 0)
+    oldest = np.where(k > 0, ti[np.arange(n), last], t)
+    out: dict[str, np.ndarray] = {"count": cnt, "span": (t - oldest) / 1000.0}
+    vi = cv[idx]
+    if "wmax" in funcs:
+        out["wmax"] = np.where(ok, vi, -np.inf).max(axis=1)
+    if "wmin" in funcs:
+        out["wmin"] = np.where(ok, vi, np.inf).min(axis=1)
+    if "count_if" in funcs:
+        out["count_if"] = np.cumsum(np.where(ok, vi, 0.0), axis=1)[:, -1]
+    if "slope" in funcs:
+        dt = (ti - t[:, None]) / 1000.0
+        vz = np.where(ok, vi, 0.0)
+        dz = np.where(ok, dt, 0.0)
+        sx = np.cumsum(dz, axis=1)[:, -1]
+        sy = np.cumsum(vz, axis=1)[:, -1]
+        sxx = np.cumsum(dz * dz, axis=1)[:, -1]
+        sxy = np.cumsum(dz * vz, axis=1)[:, -1]
+        with np.errstate(all="ignore"):
+            den = cnt * sxx - sx * sx
+            out["slope"] = np.where(den > 0, (cnt * sxy - sx * sy) / np.where(den > 0, den, 1.0),
+                                    np.nan)
+    return out
+
+
+def _features_loop(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndarray,
+                   new_pos: np.ndarray, seg0: np.ndarray, lo: np.ndarray
+                   ) -> dict[str, np.ndarray]:
     """The requested features of each new row, one vector pass per look-back offset."""
     n = len(t)
     need_sums = "slope" in funcs
@@ -59,6 +115,8 @@ def _features(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndarray,
     sx, sy, sxx, sxy = (np.zeros(n) for _ in range(4)) if need_sums else (cnt,) * 4
     vmax = np.full(n, -np.inf) if "wmax" in funcs else None
     vmin = np.full(n, np.inf) if "wmin" in funcs else None
+    # count_if: the window's values are 1 where its condition held, so the count is a sum
+    vsum = np.zeros(n) if "count_if" in funcs else None
     oldest = t.copy()
     rows = np.arange(n)  # rows whose window may still reach further back
     for o in range(RING):
@@ -83,18 +141,62 @@ def _features(funcs: set[str], t: np.ndarray, ct: np.ndarray, cv: np.ndarray,
             vmax[rows] = np.maximum(vmax[rows], vi)
         if vmin is not None:
             vmin[rows] = np.minimum(vmin[rows], vi)
+        if vsum is not None:
+            vsum[rows] += vi
         oldest[rows] = ti
     out: dict[str, np.ndarray] = {"count": cnt, "span": (t - oldest) / 1000.0}
     if vmax is not None:
         out["wmax"] = vmax
     if vmin is not None:
         out["wmin"] = vmin
+    if vsum is not None:
+        out["count_if"] = vsum
     if need_sums:
         with np.errstate(all="ignore"):
             den = cnt * sxx - sx * sx
             out["slope"] = np.where(den > 0, (cnt * sxy - sx * sy) / np.where(den > 0, den, 1.0),
                                     np.nan)
     return out
+
+
+def _history(u: np.ndarray, reach: np.ndarray, ring: Ring
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """How many ring readings of each device ``u`` are at or after ``reach`` (newest
+    first, stopping at the first older one), and each of them as (device row, look-back
+    ``j`` from 1, ring slot)."""
+    g_n = len(u)
+    base = u * RING
+    avail = ring.n[u]
+    width = int(avail.max()) if g_n else 0
+    if g_n * width <= _MATRIX_CELLS:
+        jj = np.arange(1, width + 1)
+        slot = base[:, None] + (ring.head[u][:, None] - jj[None, :]) % RING
+        ok = (jj[None, :] <= avail[:, None]) & (ring.t[slot] >= reach[:, None])
+        ok = np.logical_and.accumulate(ok, axis=1)
+        g, col = np.nonzero(ok)
+        return ok.sum(axis=1), g, col + 1, slot[g, col]
+    hist = np.zeros(g_n, np.int64)
+    h_g: list[np.ndarray] = []
+    h_j: list[np.ndarray] = []
+    h_slot: list[np.ndarray] = []
+    alive = np.arange(g_n)
+    for j in range(1, RING + 1):
+        alive = alive[avail[alive] >= j]
+        if not len(alive):
+            break
+        slot1 = base[alive] + (ring.head[u[alive]] - j) % RING
+        inside = ring.t[slot1] >= reach[alive]
+        alive, slot1 = alive[inside], slot1[inside]
+        if not len(alive):
+            break
+        hist[alive] = j
+        h_g.append(alive)
+        h_j.append(np.full(len(alive), j))
+        h_slot.append(slot1)
+    if not h_g:
+        e = np.empty(0, np.int64)
+        return hist, e, e, e
+    return hist, np.concatenate(h_g), np.concatenate(h_j), np.concatenate(h_slot)
 
 
 def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
@@ -110,34 +212,14 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
     # device's first new reading (usually one or two readings, not the whole ring)
     reach = t[heads] - round(max(w.seconds for w in windows) * 1000)
     base = u * RING
-    hist = np.zeros(g_n, np.int64)
-    h_g: list[np.ndarray] = []
-    h_j: list[np.ndarray] = []
-    h_slot: list[np.ndarray] = []
-    alive = np.arange(g_n)
-    avail = ring.n[u]
-    for j in range(1, RING + 1):
-        alive = alive[avail[alive] >= j]
-        if not len(alive):
-            break
-        slot = base[alive] + (ring.head[u[alive]] - j) % RING
-        inside = ring.t[slot] >= reach[alive]
-        alive, slot = alive[inside], slot[inside]
-        if not len(alive):
-            break
-        hist[alive] = j
-        h_g.append(alive)
-        h_j.append(np.full(len(alive), j))
-        h_slot.append(slot)
+    hist, g, j, slots = _history(u, reach, ring)
     comb_len = hist + counts
     comb_start = np.cumsum(comb_len) - comb_len
     total = int(comb_len.sum())
     ct = np.empty(total, np.int64)
     cv = np.empty(total)
-    if h_g:
-        g = np.concatenate(h_g)
-        pos = comb_start[g] + hist[g] - np.concatenate(h_j)  # oldest first
-        slots = np.concatenate(h_slot)
+    if len(g):
+        pos = comb_start[g] + hist[g] - j  # oldest first
         ct[pos] = ring.t[slots]
         cv[pos] = ring.v[slots]
     # new rows

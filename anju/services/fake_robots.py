@@ -11,12 +11,13 @@ Feishu refuse what is over the limit. Time can be scaled down (a 0.6 s "minute",
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,8 +177,9 @@ class DemoRobots:
     generated city, on one local server, with the platform's own rate limits (a DingTalk
     robot is blocked for 10 minutes past 20 a minute, so a demo storm shows the digests).
 
-    :meth:`add_to` adds the target to the teams (before site.yaml is written), :meth:`env`
-    gives the URL and secret variables it names, :meth:`report` what the robots received.
+    :meth:`add_to` adds the target to the teams (before site.yaml is written),
+    :meth:`serving` runs their server, :meth:`env` gives the URL and secret variables it
+    names, :meth:`report` what the robots received.
     """
 
     def __init__(self, kind: str) -> None:
@@ -215,13 +217,15 @@ class DemoRobots:
                 out[env + "_SECRET"] = r.secret
         return out
 
-    async def start(self) -> None:
-        self._fake = await FakeRobots(*self._robots.values()).__aenter__()
-
-    async def stop(self) -> None:
-        if self._fake is not None:
-            await self._fake.__aexit__(None, None, None)
-            self._fake = None
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[DemoRobots]:
+        """The robots' server, listening while the block runs (after :meth:`add_to`)."""
+        async with FakeRobots(*self._robots.values()) as fake:
+            self._fake = fake
+            try:
+                yield self
+            finally:
+                self._fake = None
 
     def report(self) -> dict[str, Any]:
         """Per team: messages accepted (and how many were digests), alarm events named,

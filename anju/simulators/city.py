@@ -5,11 +5,13 @@ walk-ups in older estates, 12–18 storey slabs and 19–33 storey towers in new
 least two lifts from 12 storeys (GB 50096-2011 §6.4.1, one of them a fire lift) and more in
 towers; two networked smoke detectors on every landing (stair front room and lift lobby);
 one secondary water-supply pump room (二次供水泵房) per estate; one falling-object camera
-(高空抛物) facing each facade.
+(高空抛物) facing each facade; an access-control door (门禁) at each building's unit door
+and at the estate's gate; a camera over the estate's fire lane (消防车通道).
 
 Ids are readable and unique city-wide, so a scenario can name its places:
 ``e001`` / ``b03`` / smoke ``e001-b03-f12-a`` (basement floors ``fB1``), lift
-``e001-b03-L2``, camera ``e001-b03-cam-S``, pump room ``e001-pump``, gateway ``e001-b03-gw``.
+``e001-b03-L2``, camera ``e001-b03-cam-S``, pump room ``e001-pump``, gateway ``e001-b03-gw``,
+unit door ``e001-b03-door``, estate gate ``e001-gate``, fire-lane camera ``e001-firelane``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ __all__ = [
     "CityPlan",
     "EstatePlan",
     "camera_id",
+    "door_id",
     "elevator_id",
+    "firelane_id",
+    "gate_id",
     "plan_city",
     "pump_id",
     "smoke_id",
@@ -67,6 +72,21 @@ def camera_id(estate: str, building: str, facade: str) -> str:
 
 def pump_id(estate: str) -> str:
     return f"{estate}-pump"
+
+
+def door_id(estate: str, building: str) -> str:
+    """Id of a building's unit-door access controller."""
+    return f"{estate}-{building}-door"
+
+
+def gate_id(estate: str) -> str:
+    """Id of the access controller of the estate's main gate."""
+    return f"{estate}-gate"
+
+
+def firelane_id(estate: str) -> str:
+    """Id of the camera over the estate's fire lane."""
+    return f"{estate}-firelane"
 
 
 #: A row of devices.csv: device, kind, estate, building, floor, zone, params.
@@ -213,6 +233,9 @@ def _devices(plans: list[EstatePlan]) -> Iterator[DeviceRow]:
         first = e.buildings[0]
         pump_floor = -1 if first.basements else 1
         yield (pump_id(e.id), "water", e.id, first.id, pump_floor, "pump-room", None)
+        # the gate lets cars, prams and deliveries through: it may stand open longer
+        yield (gate_id(e.id), "access", e.id, first.id, 1, "main-gate", {"held_open_s": 120})
+        yield (firelane_id(e.id), "firelane", e.id, first.id, None, "fire-lane", None)
         for b in e.buildings:
             for car in range(1, b.elevators + 1):
                 params = {"rated_speed_mps": b.rated_speed_mps, "top_floor": b.floors,
@@ -222,6 +245,7 @@ def _devices(plans: list[EstatePlan]) -> Iterator[DeviceRow]:
             for facade, cal in b.cameras.items():
                 yield (camera_id(e.id, b.id, facade), "camera", e.id, b.id, None,
                        f"facade-{facade}", cal)
+            yield (door_id(e.id, b.id), "access", e.id, b.id, 1, "unit-door", None)
             for floor in [*range(-b.basements, 0), *range(1, b.floors + 1)]:
                 yield (smoke_id(e.id, b.id, floor, "a"), "smoke", e.id, b.id, floor, "stair", None)
                 yield (smoke_id(e.id, b.id, floor, "b"), "smoke", e.id, b.id, floor, "lift-lobby",
