@@ -48,13 +48,14 @@ their cross-field check and tracks are Python, reading by reading, as in the ref
 path. What is left is mostly msgspec's parse (~0.45) and pulling each kind's own values
 out of the structs (``np.fromiter``).
 
-Each kind's fields have their own place in the union struct; should two kinds ever share
-a field name, :func:`columnar_decoder` returns ``None`` and every batch takes the reference
-path (still correct, only slower).
+Kinds may share a field name (``occupied``, ``door_open``, ``event``) when they give it
+one type; should two kinds ever type one name differently, :func:`columnar_decoder`
+returns ``None`` and every batch takes the reference path (still correct, only slower).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -121,7 +122,7 @@ class ColumnarDecoder:
     checks are arranged to be few calls over the whole message, not one per kind or field.
     """
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, fields: dict[str, FieldSpec]) -> None:
         self._index = site.devices.index
         # one row past the last device stands for an unregistered one: in no building
         self._unknown = len(site.devices.kind)
@@ -129,34 +130,23 @@ class ColumnarDecoder:
         self._dev_building = np.append(np.asarray(site.devices.building, dtype=np.intp), -1)
         self._building = {(b.estate, b.id): b.index for b in site.buildings}
         self._kind_names = list(KINDS)
-        # The union struct: the common fields, then each kind's fields together (numbers,
-        # booleans and integers first, then enums and tracks). A field the reading does not
-        # carry keeps its default *object* — NaN for numeric fields (no JSON value decodes
-        # to NaN), a sentinel for the others — so one tuple comparison, identity first,
-        # tells that a reading carries no field of another kind.
+        # The union struct: the common fields, then every kind's fields (a name two kinds
+        # share, with one type, is one field; an enum's choices are all kinds' together,
+        # each kind's own checked after). A field the reading does not carry keeps its
+        # default *object* — NaN for numeric fields (no JSON value decodes to NaN), a
+        # sentinel for the others — so one tuple comparison, identity first, tells that a
+        # reading carries no field of another kind.
         struct_fields: list[Any] = [("device", str), ("ts", _Ts), ("seq", _Seq, -1),
                                     ("kind", str, _ABSENT)]
-        spans: list[tuple[int, int, int]] = []
-        for spec in KINDS.values():
-            numeric = [f for f in spec.fields if f.type in ("float", "bool", "int")]
-            other = [f for f in spec.fields if f.type not in ("float", "bool", "int")]
-            start = len(struct_fields)
-            struct_fields += [(f.name, _field_type(f), _NAN) for f in numeric]
-            struct_fields += [(f.name, _field_type(f), _ABSENT) for f in other]
-            spans.append((start, start + len(numeric), len(struct_fields)))
+        for f in fields.values():
+            default = _NAN if f.type in ("float", "bool", "int") else _ABSENT
+            struct_fields.append((f.name, _field_type(f), default))
         reading: Any = msgspec.defstruct("GatewayReading", struct_fields,
                                          forbid_unknown_fields=True, gc=False)
         self._parse = msgspec.json.Decoder(list[reading]).decode
-        defaults = tuple(f[2] for f in struct_fields[4:])
-        end = len(struct_fields)
-        self._kinds: list[_KindPlan] = []
-        for (start, mid, stop), spec in zip(spans, KINDS.values(), strict=True):
-            names = [f[0] for f in struct_fields[start:stop]]
-            self._kinds.append(_KindPlan(
-                spec, start, mid, stop, names,
-                foreign=itemgetter(slice(4, start), slice(stop, end)),
-                foreign_defaults=(defaults[:start - 4], defaults[stop - 4:]),
-            ))
+        defaults = tuple(f[2] if len(f) > 2 else None for f in struct_fields)
+        pos = {f[0]: i for i, f in enumerate(struct_fields)}
+        self._kinds = [_KindPlan(spec, pos, defaults) for spec in KINDS.values()]
         # kinds whose readings need Python: a track to check, or a cross-field check
         self._special = np.array([bool(p.tracks) or p.spec.check is not None
                                   for p in self._kinds])
@@ -255,10 +245,11 @@ class ColumnarDecoder:
         for k, rows in by_kind:
             plan = self._kinds[k]
             sub = rows_of if len(rows) == n else [rows_of[r] for r in rows.tolist()]
-            foreign = list(map(plan.foreign, sub))
-            if foreign.count(plan.foreign_defaults) != len(sub):
-                wrong = [v != plan.foreign_defaults for v in foreign]
-                bad[rows[np.array(wrong)]] = True
+            if plan.foreign is not None:
+                foreign = list(map(plan.foreign, sub))
+                if foreign.count(plan.foreign_defaults) != len(sub):
+                    wrong = [v != plan.foreign_defaults for v in foreign]
+                    bad[rows[np.array(wrong)]] = True
             values, missing = plan.columns(sub)
             if missing is not None:
                 bad[rows[missing]] = True
@@ -321,22 +312,30 @@ class ColumnarDecoder:
         return extra
 
 
+def _tuple_getter(positions: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """An itemgetter that gives a tuple even for one position."""
+    return itemgetter(*positions) if len(positions) != 1 else itemgetter(*positions * 2)
+
+
 class _KindPlan:
     """Where a kind's fields sit in the union struct, and how its columns are made."""
 
-    def __init__(self, spec: KindSpec, start: int, mid: int, stop: int, names: list[str], *,
-                 foreign: Callable[[tuple[Any, ...]], Any], foreign_defaults: Any) -> None:
+    def __init__(self, spec: KindSpec, pos: dict[str, int], defaults: tuple[Any, ...]) -> None:
         self.spec = spec
-        self.foreign = foreign  # the other kinds' fields of a reading (as a struct tuple)
-        self.foreign_defaults = foreign_defaults  # ... when it carries none of them
-        self.numeric = itemgetter(slice(start, mid))
-        self.n_numeric = mid - start
-        pos = {name: start + i for i, name in enumerate(names)}
-        # the batch's columns (spec.columns order) from the numeric block and the enums
+        own = {pos[f.name] for f in spec.fields}
+        foreign = [p for p in range(4, len(defaults)) if p not in own]
+        # the other kinds' fields of a reading (a struct tuple), and them when it has none
+        self.foreign = _tuple_getter(foreign) if foreign else None
+        self.foreign_defaults = self.foreign(defaults) if self.foreign else ()
+        numeric = [f for f in spec.columns if f.type in ("float", "bool", "int")]
+        self.n_numeric = len(numeric)
+        self.numeric = _tuple_getter([pos[f.name] for f in numeric]) if numeric else None
+        # the batch's columns (spec.columns order) from the numeric block and the enums;
+        # an enum value of another kind's choices is -1 (refused), an absent one NaN
         self.numeric_cols = [j for j, f in enumerate(spec.columns)
                              if f.type in ("float", "bool", "int")]
         self.enums = [(j, itemgetter(pos[f.name]),
-                       {c: float(i) for i, c in enumerate(f.choices)})
+                       {**{c: float(i) for i, c in enumerate(f.choices)}, _ABSENT: _NAN})
                       for j, f in enumerate(spec.columns) if f.type == "enum"]
         self.required_cols = np.array([j for j, f in enumerate(spec.columns) if f.required],
                                       dtype=np.intp)
@@ -353,18 +352,24 @@ class _KindPlan:
         which rows miss a required field (None: none does)."""
         n = len(sub)
         nn = self.n_numeric
-        numeric = np.fromiter(itertools.chain.from_iterable(map(self.numeric, sub)),
-                              dtype=np.float64, count=n * nn).reshape(n, nn)
-        if not self.enums and nn == self.width:
+        numeric = None
+        if self.numeric is not None:
+            width = nn if nn != 1 else 2  # a one-field getter gives the field twice
+            numeric = np.fromiter(itertools.chain.from_iterable(map(self.numeric, sub)),
+                                  dtype=np.float64, count=n * width).reshape(n, width)[:, :nn]
+        if numeric is not None and not self.enums and nn == self.width:
             values = numeric
         else:
             values = np.empty((n, self.width))
-            values[:, self.numeric_cols] = numeric
+            if numeric is not None:
+                values[:, self.numeric_cols] = numeric
             for j, get, codes in self.enums:
                 values[:, j] = np.fromiter(map(codes.get, map(get, sub),
-                                               itertools.repeat(_NAN, n)),
+                                               itertools.repeat(-1.0, n)),
                                            dtype=np.float64, count=n)
         missing = np.asarray(np.isnan(values[:, self.required_cols]).any(axis=1))
+        if self.enums:
+            missing |= (values[:, [j for j, _, _ in self.enums]] < 0).any(axis=1)
         for get in self.required_tracks:
             missing |= np.fromiter(map(is_, map(get, sub), itertools.repeat(_ABSENT, n)),
                                    dtype=bool, count=n)
@@ -372,10 +377,17 @@ class _KindPlan:
 
 
 def columnar_decoder(site: Site) -> ColumnarDecoder | None:
-    """The fast path for ``site``, or ``None`` when two kinds share a field name (each
-    kind's fields must have a place of their own in the union struct; every batch then
-    takes the reference path)."""
-    names = [f.name for spec in KINDS.values() for f in spec.fields]
-    if len(set(names)) != len(names):
-        return None
-    return ColumnarDecoder(site)
+    """The fast path for ``site``, or ``None`` when two kinds give one field name different
+    types (the union struct cannot type it; every batch then takes the reference path)."""
+    fields: dict[str, FieldSpec] = {}
+    for spec in KINDS.values():
+        for f in spec.fields:
+            seen = fields.get(f.name)
+            if seen is None:
+                fields[f.name] = f
+            elif seen.type != f.type:
+                return None
+            elif f.type == "enum":  # one Literal of both kinds' choices
+                extra = tuple(c for c in f.choices if c not in seen.choices)
+                fields[f.name] = dataclasses.replace(seen, choices=seen.choices + extra)
+    return ColumnarDecoder(site, fields)
