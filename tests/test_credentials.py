@@ -21,8 +21,14 @@ from anju.devices.credentials import (
 )
 from anju.devices.registry import Site, load_site
 from anju.devices.sample import write_site
+from anju.kinds import KINDS
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
+
+
+# the sample site: 2 estates of one building, one device of every kind in each
+DEVICES = 2 * len(KINDS)
+USERS = 1 + DEVICES + 2  # the pipeline, the devices, a gateway per building
 
 
 @pytest.fixture
@@ -86,8 +92,8 @@ def test_principals_and_acl(site: Site) -> None:
 def test_write_credentials(site: Site, tmp_path: Path) -> None:
     out = tmp_path / "creds"
     report = write_credentials(site, out)
-    assert report.by_role == {"pipeline": 1, "device": 8, "gateway": 2}
-    assert (report.users, report.new, report.kept, report.removed) == (11, 11, 0, 0)
+    assert report.by_role == {"pipeline": 1, "device": DEVICES, "gateway": 2}
+    assert (report.users, report.new, report.kept, report.removed) == (USERS, USERS, 0, 0)
     for name in ("passwd", "acl", "credentials.csv"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
     assert not list(out.glob(".*tmp"))
@@ -111,18 +117,18 @@ def test_rerun_keeps_passwords_unless_rotate(site: Site, tmp_path: Path) -> None
     first = {r["username"]: r["password"] for r in read_csv(out / "credentials.csv")}
     passwd_first = (out / "passwd").read_text()
     again = write_credentials(site, out)
-    assert (again.new, again.kept) == (0, 11)
+    assert (again.new, again.kept) == (0, USERS)
     assert {r["username"]: r["password"] for r in read_csv(out / "credentials.csv")} == first
     assert (out / "passwd").read_text() == passwd_first  # valid hashes are kept as they are
     # a device leaves the registry, one joins: only those change
     devices = (site.root / "devices.csv").read_text().replace("smoke-2,", "smoke-9,")
     (site.root / "devices.csv").write_text(devices)
     changed = write_credentials(load_site(site.root), out)
-    assert (changed.new, changed.kept, changed.removed) == (1, 10, 1)
+    assert (changed.new, changed.kept, changed.removed) == (1, USERS - 1, 1)
     now = {r["username"]: r["password"] for r in read_csv(out / "credentials.csv")}
     assert "smoke-2" not in now and now["smoke-1"] == first["smoke-1"]
     rotated = write_credentials(load_site(site.root), out, rotate=True)
-    assert (rotated.new, rotated.kept) == (11, 0)
+    assert (rotated.new, rotated.kept) == (USERS, 0)
     after = {r["username"]: r["password"] for r in read_csv(out / "credentials.csv")}
     assert all(after[u] != now[u] for u in after)
 

@@ -15,6 +15,10 @@ from typer.testing import CliRunner
 from anju.cli import app
 from anju.devices.credentials import group_id
 from anju.devices.sample import write_site
+from anju.kinds import KINDS
+
+# the sample site: 2 estates × 2 buildings, one device of every kind in each building
+DEVICES = 4 * len(KINDS)
 
 
 def anju(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,19 +37,20 @@ def test_check_json(site: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(out) == {"estates", "buildings", "devices", "by_kind", "load_s"}
-    assert (out["estates"], out["buildings"], out["devices"]) == (2, 4, 16)
-    assert out["by_kind"] == {"camera": 4, "elevator": 4, "smoke": 4, "water": 4}
+    assert (out["estates"], out["buildings"], out["devices"]) == (2, 4, DEVICES)
+    assert out["by_kind"] == dict.fromkeys(KINDS, 4)
     assert 0 <= out["load_s"] < 2
 
 
 def test_check_human(site: Path) -> None:
     r = CliRunner().invoke(app, ["devices", "check", "--site", str(site)])
-    assert r.exit_code == 0 and "16 devices" in r.output and "OK" in r.output
+    assert r.exit_code == 0 and f"{DEVICES} devices" in r.output and "OK" in r.output
 
 
 def test_invalid_registry_exits_2_naming_file_line_field(site: Path) -> None:
     devices = (site / "devices.csv").read_text().splitlines()
-    devices[3] = devices[3].replace(",smoke,", ",gas,")
+    dev, _kind, rest = devices[3].split(",", 2)  # line 4: whichever kind it is, now gas
+    devices[3] = f"{dev},gas,{rest}"
     (site / "devices.csv").write_text("\n".join(devices) + "\n")
     r = anju("devices", "check", "--site", str(site), "--json")
     assert r.returncode == 2
@@ -65,8 +70,8 @@ def test_credentials(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                  str(out), "--json", "--pipeline-password-env", "T_ANJU_PIPE_PW"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output.strip().splitlines()[-1])
-    assert summary["users"] == 1 + 16 + 4 and summary["new"] == 21
-    assert summary["by_role"] == {"pipeline": 1, "device": 16, "gateway": 4}
+    assert summary["users"] == 1 + DEVICES + 4 and summary["new"] == DEVICES + 5
+    assert summary["by_role"] == {"pipeline": 1, "device": DEVICES, "gateway": 4}
     # the broker's group (Debian's mosquitto) may read what the broker reads, not the rest
     readable = 0o640 if summary["group"] == "mosquitto" else 0o600
     assert summary["group"] == ("mosquitto" if group_id("mosquitto") is not None else None)
@@ -79,10 +84,10 @@ def test_credentials(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     # rerun: nothing new; --rotate: all new
     r = CliRunner().invoke(app, ["devices", "credentials", "--site", str(site), "--out",
                                  str(out)])
-    assert r.exit_code == 0 and "0 new passwords, 21 kept" in r.output
+    assert r.exit_code == 0 and f"0 new passwords, {DEVICES + 5} kept" in r.output
     r = CliRunner().invoke(app, ["devices", "credentials", "--site", str(site), "--out",
                                  str(out), "--rotate", "--json"])
-    assert json.loads(r.output.strip().splitlines()[-1])["new"] == 21
+    assert json.loads(r.output.strip().splitlines()[-1])["new"] == DEVICES + 5
 
 
 def test_credentials_env_var_missing(site: Path, tmp_path: Path) -> None:

@@ -47,7 +47,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
         "s-2,smoke,e1,b1,,,\n"
         f"l-1,elevator,e1,b1,,car 1,{lift}\n"
         "w-1,water,e1,b1,-1,\"pump\\,room\\\",\n"
-        f"c-1,camera,e1,b1,,,{cam}\n", encoding="utf-8")
+        f"c-1,camera,e1,b1,,,{cam}\n"
+        "f-1,firelane,e1,b1,,fire lane,\n"
+        "a-1,access,e1,b1,1,\"gate=main\",\"{\"\"held_open_s\"\": 120}\"\n",
+        encoding="utf-8")
     return load_site(root)
 
 

@@ -93,7 +93,7 @@ def test_check_lists_the_catalogue() -> None:
     res = anju("rules", "check", "--json")
     assert res.returncode == 0, res.stderr
     s = orjson.loads(res.stdout.strip().splitlines()[-1])
-    assert s["rules"] == 26 and "smoke.fire_confirmed" in s["by_id"]
+    assert s["rules"] == 31 and "smoke.fire_confirmed" in s["by_id"]
 
 
 @pytest.mark.parametrize("traffic", ["city", "stress"])
@@ -103,7 +103,7 @@ def test_bench_rules_smoke(traffic: str) -> None:
     assert res.returncode == 0, res.stderr
     s = orjson.loads(res.stdout.strip().splitlines()[-1])
     assert set(s) >= {"readings", "rules", "readings_per_s", "baseline_readings_per_s", "speedup"}
-    assert s["readings"] >= 30000 and s["rules"] == 26 and s["devices"] >= 2000
+    assert s["readings"] >= 30000 and s["rules"] == 31 and s["devices"] >= 2000
     assert s["speedup"] == round(s["readings_per_s"] / s["baseline_readings_per_s"], 2)
     assert s["agree_on_baseline"] is True
     assert isinstance(s["batch_fixed_cost_us"], float) and s["batch_fixed_cost_us"] >= 0

@@ -15,6 +15,7 @@ import pytest
 from anju.devices.batch import Batch, BatchBuilder, KindBatch
 from anju.devices.decode import Decoder
 from anju.devices.registry import Site, load_site
+from anju.kinds import KINDS
 from anju.simulators.city import plan_city, write_site
 from anju.simulators.traffic import Traffic, record
 
@@ -64,7 +65,7 @@ def test_decoder_accepts_everything(peak: tuple[bytes, Decoder, Batch]) -> None:
     data, decoder, batch = peak
     assert decoder.rejected == {}
     assert decoder.accepted == len(data.splitlines()) == batch.readings > 20_000
-    assert set(batch.kinds) == {"camera", "elevator", "smoke", "water"}
+    assert set(batch.kinds) == set(KINDS)
     assert all(len(kb) for kb in batch.kinds.values())
 
 

@@ -54,6 +54,7 @@ from anju.alarms import (
     make_api,
 )
 from anju.alarms.maintenance import MaintenanceBook
+from anju.app.evaluation import Evaluation
 from anju.config import Settings
 from anju.devices.batch import Batch
 from anju.devices.deadletter import DEFAULT_NAME, DeadLetters
@@ -158,7 +159,9 @@ class Pipeline:
         self.book = MaintenanceBook(self.store.path)
         self.manager = AlarmManager(self.site, self.store, registry=self.registry,
                                     book=self.book)
-        self.engine = RuleEngine(self.site, self._rules, estates=self.estates)
+        # the rules → alarms steps, as the replay takes them (anju.app.evaluation)
+        self.evaluation = Evaluation(RuleEngine(self.site, self._rules, estates=self.estates),
+                                     self.manager)
         self._restore_engine()
         self.decoder = Decoder(self.site, on_reject=self._on_reject, estates=self.estates)
         self.manager.watch_gateways(self.decoder.gateway_seen)  # gateway.offline
@@ -305,6 +308,15 @@ class Pipeline:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop(exc_type, exc, tb)
+
+    @property
+    def engine(self) -> RuleEngine:
+        """The rule engine (a registry reload swaps it: anju.app.reload)."""
+        return self.evaluation.engine
+
+    @engine.setter
+    def engine(self, engine: RuleEngine) -> None:
+        self.evaluation.engine = engine
 
     def _now(self) -> int:
         # Looked up at each call, so a caller may also swap the module's _wall_ms.
@@ -482,7 +494,7 @@ class Pipeline:
             try:
                 late, steps = self.engine.stats.late, self.engine.stats.clock_steps
                 t0 = time.perf_counter()
-                transitions = self.engine.process(batch, self._now())
+                transitions = self.evaluation.judge(batch, self._now())
                 self._pace_rules(t0, time.perf_counter())
                 if self.engine.stats.late > late:
                     self.metrics.late.inc(self.engine.stats.late - late)
@@ -517,7 +529,7 @@ class Pipeline:
             if loop.time() > next_at:  # fell behind (suspended?): skip, don't burst
                 next_at = loop.time() + period
             now = self._now()
-            await self._alarm_q.put((now, self.engine.tick(now), None))
+            await self._alarm_q.put((now, self.evaluation.clock(now), None))
 
     async def _alarm_loop(self) -> None:
         q = self._alarm_q
@@ -578,8 +590,6 @@ class Pipeline:
             await self.storage.submit([ln for ln in text.split("\n") if ln])
 
     def _apply(self, now: int | None, transitions: list[Transition]) -> list[AlarmEvent]:
-        events = self.manager.on_transitions(
-            transitions, now_ms=self._now() if now is None else now) if transitions else []
-        if now is not None:
-            events += self.manager.tick(now)
-        return events
+        if now is None:  # a batch's transitions: committed at the receiving clock's now
+            return self.evaluation.commit(self._now(), transitions) if transitions else []
+        return self.evaluation.commit(now, transitions, tick=True)

@@ -3,7 +3,9 @@
 A recording is JSON lines, each ``{"topic": ..., "payload" | "payload_raw" |
 "payload_b64": ...}`` (CONTRACT §7). Messages are gathered like the live batcher does and
 the engine ticks whenever data time has moved on by a tick (1 s), so a replay behaves
-like the live pipeline and is deterministic: the same input gives the same alarms.
+like the live pipeline and is deterministic: the same input gives the same alarms. How a
+batch is judged and a tick taken, and how either reaches the alarm lifecycle, is the
+pipeline's own wiring (anju.app.evaluation); only the clock driving it differs.
 
 The receiving clock of a replay is data time (DESIGN.md "Time"): the newest reading, each
 device's ``ts`` taken less the lead its clock had over that clock when it first reported.
@@ -24,6 +26,7 @@ import numpy as np
 import orjson
 
 from anju.alarms import AlarmEvent, AlarmManager, MemoryAlarmStore
+from anju.app.evaluation import Evaluation
 from anju.devices.batch import Batch, BatchBuilder
 from anju.devices.decode import Decoder, Rejection
 from anju.devices.registry import Site
@@ -109,7 +112,7 @@ def replay(site: Site, rules: RuleSet, source: IO[bytes], *,
     ordered by ``ts`` (stable: events of equal ``ts`` keep the order they happened in)."""
     decoder = Decoder(site, on_reject=on_reject)
     engine = RuleEngine(site, rules)
-    manager = AlarmManager(site, MemoryAlarmStore(keep_outbox=False))
+    evaluation = Evaluation(engine, AlarmManager(site, MemoryAlarmStore(keep_outbox=False)))
     builder = BatchBuilder()
     result = ReplayResult()
     events: list[AlarmEvent] = []
@@ -122,13 +125,10 @@ def replay(site: Site, rules: RuleSet, source: IO[bytes], *,
         batch = builder.build()
         pending = 0
         if batch:
-            received = clock.receive(batch)
-            events.extend(manager.on_transitions(engine.process(batch, received),
-                                                 now_ms=received))
+            events.extend(evaluation.batch(batch, clock.receive(batch)))
         now = clock.now
         if now is not None:
-            events.extend(manager.on_transitions(engine.tick(now), now_ms=now))
-            events.extend(manager.tick(now))
+            events.extend(evaluation.tick(now))
             last_tick = decoder.newest_ts
 
     for n, (_lineno, topic, payload, problem) in enumerate(iter_recording(source), 1):

@@ -6,7 +6,7 @@ uses it: topic parse, orjson, the strict checks, rows into a :class:`BatchBuilde
 ``decode_many`` (the columnar path), and again on the reference path alone. The strict
 pydantic models
 (:mod:`anju.devices.schema`) are timed on the same readings, for comparison.
-Readings are a mix of the four kinds (a tenth of camera readings carry a 12-point track).
+Readings are a mix of every kind (a tenth of camera readings carry a 12-point track).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from anju.devices.decode import Decoder
 from anju.devices.registry import Site, load_site
 from anju.devices.sample import write_site
 from anju.devices.schema import validate_reading
+from anju.kinds import KINDS
 
 __all__ = ["bench_decode", "sample_reading"]
 
@@ -32,7 +33,7 @@ _TRACK = [[t * 40, 1800.0, 1000.0 + 0.02 * t * t] for t in range(12)]
 
 
 def sample_reading(kind: str, rng: random.Random, ts: int) -> dict[str, Any]:
-    """A plausible reading of ``kind`` (the four contract kinds)."""
+    """A plausible reading of ``kind`` (every kind of the table)."""
     if kind == "smoke":
         return {"ts": ts, "seq": ts // 1000, "smoke_db_m": round(rng.uniform(0, 0.05), 3),
                 "temp_c": round(rng.uniform(18, 28), 1), "battery_pct": 87.0}
@@ -48,6 +49,17 @@ def sample_reading(kind: str, rng: random.Random, ts: int) -> dict[str, Any]:
         if rng.random() < 0.1:
             return {"ts": ts, "event": "falling_object", "track": _TRACK, "confidence": 0.9}
         return {"ts": ts, "event": "heartbeat"}
+    if kind == "firelane":
+        occupied = rng.random() < 0.1
+        return {"ts": ts, "occupied": occupied, "vehicles": int(occupied),
+                "occupied_s": rng.randint(0, 200) if occupied else 0}
+    if kind == "access":
+        event = rng.choice(("heartbeat", "heartbeat", "granted", "denied"))
+        r: dict[str, Any] = {"ts": ts, "event": event, "door_open": event == "granted",
+                             "open_s": 0}
+        if event != "heartbeat":
+            r["credential"] = rng.choice(("card", "face", "plate"))
+        return r
     raise ValueError(f"no sample reading for kind {kind!r}")
 
 
@@ -55,7 +67,7 @@ def _messages(site: Site, n: int, per_message: int,
               rng: random.Random) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
     """n messages of ``per_message`` readings, and the same readings one per payload."""
     d = site.devices
-    kinds = ["camera", "elevator", "smoke", "water"]
+    kinds = list(KINDS)  # in kind-code order
     ids = d.ids
     msgs: list[tuple[str, bytes]] = []
     singles: list[tuple[str, bytes]] = []

@@ -127,8 +127,10 @@ def plan_month(site: Any, start_ms: int, end_ms: int, seed: int = 19,
                 company_of.setdefault(e, t.id)
     plan = MonthPlan(start_ms, end_ms, company_of, profile_of)
     dt = site.devices
+    from anju.kinds import KIND_CODES
+
     for e in site.estates.values():
-        for kind in ("smoke", "water", "elevator", "camera"):
+        for kind in KIND_CODES:  # every registered device counts in the report
             rows = np.flatnonzero((dt.estate == e.index) & (dt.kind == _code(kind)))
             plan.devices[(e.id, kind)] = [dt.ids[i] for i in rows.tolist()]
     rules = list(_RULES)
