@@ -23,7 +23,13 @@ from anju.config import Settings
 from anju.dashboards.build import build_dashboards, dashboard_json, render_tree
 from anju.dashboards.influxql import INFLUX_UID, PROMETHEUS_UID, InfluxQLQuery
 from anju.dashboards.kinds import kind_uid
-from anju.dashboards.macros import ALL, TimeRange, interpolate, iter_influx_queries
+from anju.dashboards.macros import (
+    ALL,
+    TimeRange,
+    grafana_interval,
+    interpolate,
+    iter_influx_queries,
+)
 from anju.dashboards.pipeline import METRICS
 from anju.dashboards.provisioning import Targets
 from anju.devices.spec import FieldSpec, KindSpec
@@ -194,6 +200,23 @@ def test_interpolate_macros() -> None:
     absolute = TimeRange(relative=None, from_ms=1_700_000_000_000, to_ms=1_700_003_600_000)
     assert interpolate("$timeFilter", time_range=absolute) == (
         "time >= 1700000000000ms and time <= 1700003600000ms")
+    # InfluxQL has no years or weeks: Grafana sends such a range's start in ms
+    assert TimeRange("1y").filter(now_ms=1_731_536_000_000) == (
+        "time >= 1700000000000ms and time <= now()")
+    assert TimeRange("7d").filter() == "time >= now() - 7d and time <= now()"
+
+
+@pytest.mark.parametrize(("span", "px", "expected"), [
+    ("6h", 960, ("20s", 20_000)),  # a half-width panel on a 1920-px screen
+    ("6h", 1920, ("10s", 10_000)),
+    ("30d", 480, ("2h", 7_200_000)),
+    ("5m", 1920, ("1s", 1_000)),  # 156 ms rounds to 200 ms: held at the datasource's 1 s
+    ("7d", 1, ("7d", 604_800_000)),  # Grafana writes no weeks
+])
+def test_interval_as_grafana_computes_it(span: str, px: int, expected: tuple[str, int]) -> None:
+    """$__interval: the range over the panel's width in pixels, rounded to a nice interval
+    (rangeutil.ts), not below the datasource's timeInterval."""
+    assert grafana_interval(TimeRange(span).span_ms(), px, 1_000) == expected
 
 
 def test_provisioning_points_at_the_dashboards_datasources(tmp_path: Path) -> None:

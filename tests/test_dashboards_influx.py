@@ -30,6 +30,8 @@ from anju.devices.decode import Decoder
 from anju.devices.registry import load_site
 from anju.devices.spec import FieldSpec, KindSpec
 from anju.ingest.lineproto import LineEncoder
+from anju.report.figures import Report
+from anju.report.influx import report_lines
 from anju.services import LocalServices
 
 pytestmark = pytest.mark.integration
@@ -207,6 +209,23 @@ def _gas_lines(t0: int) -> list[str]:
             f"{t0 + k * 20_000}" for k, s in enumerate(("ok", "leak", "fault"))]
 
 
+def _month_report(t0: int) -> Report:
+    """A report of a period starting at ``t0`` (as ``anju report --influx`` writes it):
+    one company, two estates; test_report_grafana.py holds a real month's to report.json."""
+    figures = {"alarms": 5, "critical": 1, "major": 2, "minor": 1, "warning": 1,
+               "ack_p50_s": 40.5, "ack_p90_s": 190.0, "ack_in_deadline_share": 0.75,
+               "escalated": 1, "max_escalation_level": 1, "open_at_end": 1,
+               "availability": 0.9991, "camera_coverage": 1.0}
+    return Report(
+        meta={"period": {"from_ms": t0, "hours": 24.0},
+              "scope": {"team": None, "jurisdiction": {}}},
+        tables={"ranking": [{"rank": 1, "company": "property-e001"}],
+                "companies": [{"company": "property-e001", **figures, "score": 81.5,
+                               "suggested_level": "AA"}],
+                "estates": [{"company": "property-e001", "estate": e, "name": n, **figures}
+                            for e, n in (("e001", "蓝堡湾小区"), ("e-002", "上海公馆小区"))]})
+
+
 @dataclass(frozen=True)
 class Filled:
     db: str
@@ -231,6 +250,7 @@ def filled(services: LocalServices, influx_db: str, tmp_path: Path) -> Iterator[
     lines = LineEncoder(site).encode(builder.build()).lines
     lines += alarm_lines(_alarms(t0)).decode().splitlines()
     lines += _gas_lines(t0)
+    lines += report_lines(_month_report(t0))
     services.influx.write(influx_db, lines)
     yield Filled(influx_db, services.influx.url, t0, t0 + 120_000)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -36,7 +37,14 @@ from rich.live import Live
 from anju.errors import ServiceError
 from anju.kinds import KINDS
 from anju.simulators.scenario import SiteRecipe, bind, bundled_scenarios, load_scenario
-from anju.simulators.scoring import Observed, Scorecard, ground_truth, score
+from anju.simulators.scoring import (
+    Observed,
+    Scorecard,
+    Truth,
+    acknowledgements,
+    ground_truth,
+    score,
+)
 from anju.simulators.view import LiveState, render_live, scorecard_table
 from anju.web.hint import console_hint
 
@@ -45,6 +53,7 @@ __all__ = ["DataClock", "run_demo"]
 _STARTUP_S = 5.0  # the publisher's process imports, builds the fleets and connects
 _GRACE_S = 15.0  # after the data is in, how long to wait for the last alarms
 _DB = "anju"
+log = logging.getLogger(__name__)
 
 
 class DataClock:
@@ -99,20 +108,25 @@ def _scenario_path(ref: str) -> Path:
 
 
 def run_demo(*, seconds: float = 60.0, scenario: str = "demo", workdir: Path | None = None,
-             quiet: bool = False, robot: str | None = None) -> dict[str, Any]:
-    """Runs the demo; returns the scorecard (CONTRACT §7) with a few extras."""
+             quiet: bool = False, robot: str | None = None, services: Any = None,
+             db: str = _DB) -> dict[str, Any]:
+    """Runs the demo; returns the scorecard (CONTRACT §7) with a few extras.
+
+    ``services`` (a started :class:`~anju.services.LocalServices`): run on those, into
+    database ``db`` (emptied first), and leave them running with the data in — how a test
+    looks at what the demo stored; by default the demo starts its own and stops them."""
     keep = workdir is not None
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="anju-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_demo(seconds, scenario, root, quiet, robot))
+        return asyncio.run(_demo(seconds, scenario, root, quiet, robot, services, db))
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
 
 
 async def _demo(seconds: float, scenario_ref: str, root: Path, quiet: bool,
-                robot: str | None = None) -> dict[str, Any]:
+                robot: str | None = None, given: Any = None, db: str = _DB) -> dict[str, Any]:
     from anju.services import LocalServices
 
     sc = load_scenario(scenario_ref)
@@ -122,22 +136,24 @@ async def _demo(seconds: float, scenario_ref: str, root: Path, quiet: bool,
         console.print(f"[bold]anju demo[/bold]: scenario [cyan]{sc.name}[/cyan] "
                       f"({sc.duration_s:g} s of data, {len(sc.incidents)} incidents) in "
                       f"{seconds:g} s; work directory {root}")
-    services = LocalServices(root / "services")
-    await asyncio.to_thread(services.start)
+    services = given if given is not None else LocalServices(root / "services")
+    if given is None:
+        await asyncio.to_thread(services.start)
     try:
         # A --workdir used before keeps its data: start from nothing, or the counts lie.
-        await asyncio.to_thread(services.influx.drop_database, _DB)
-        await asyncio.to_thread(services.influx.create_database, _DB)
+        await asyncio.to_thread(services.influx.drop_database, db)
+        await asyncio.to_thread(services.influx.create_database, db)
         await asyncio.to_thread(shutil.rmtree, root / "state", True)
         return await _with_services(sc, scenario_path, seconds, root, services, console, quiet,
-                                    robot)
+                                    robot, db)
     finally:
-        await asyncio.to_thread(services.stop)
+        if given is None:
+            await asyncio.to_thread(services.stop)
 
 
 async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Path,
                          services: Any, console: Console, quiet: bool,
-                         robot: str | None = None) -> dict[str, Any]:
+                         robot: str | None = None, db: str = _DB) -> dict[str, Any]:
     from anju.alarms.receiver import WebhookReceiver
     from anju.devices.registry import load_site
     from anju.services.fake_robots import DemoRobots
@@ -148,10 +164,11 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
     plan = plan_recipe(recipe)  # teams first: they need secrets
     env: dict[str, str] = {}
     hook_secrets: dict[str, bytes] = {}
+    tokens: dict[str, str] = {}  # the teams' API tokens: the operators acknowledge with them
     for team in plan.teams:
         secret = secrets.token_hex(24)
         env[team["secret_env"]] = secret
-        env[team["token_env"]] = secrets.token_urlsafe(24)
+        tokens[team["id"]] = env[team["token_env"]] = secrets.token_urlsafe(24)
         hook_secrets[team["id"]] = secret.encode()
     robots = DemoRobots(robot) if robot else None  # fake chat robots, one per property team
     async with contextlib.AsyncExitStack() as stack:
@@ -166,7 +183,7 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
         bound = bind(sc, site)
         with _env(env):
             out = await _run(sc, scenario_path, bound, site, seconds, root, services,
-                             receiver, console, quiet)
+                             receiver, console, quiet, db, tokens)
         if robots is not None:
             out["robot"] = robots.report()
             if not quiet:
@@ -176,7 +193,8 @@ async def _with_services(sc: Any, scenario_path: Path, seconds: float, root: Pat
 
 async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: float,
                root: Path, services: Any, receiver: Any, console: Console,
-               quiet: bool) -> dict[str, Any]:
+               quiet: bool, db: str = _DB, tokens: dict[str, str] | None = None
+               ) -> dict[str, Any]:
     from anju.app.pipeline import Pipeline
     from anju.config import Settings
     from anju.services import free_port
@@ -192,7 +210,7 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
     truth = ground_truth(bound, data_start)
     settings = Settings.model_validate({
         "mqtt_url": services.mosquitto.url, "influx_url": services.influx.url,
-        "influx_db": _DB, "state_dir": root / "state", "api_addr": f"127.0.0.1:{free_port()}",
+        "influx_db": db, "state_dir": root / "state", "api_addr": f"127.0.0.1:{free_port()}",
         "mqtt_client_id": f"anju-demo-{os.getpid()}", "tick_s": 0.25})
     state = LiveState(scenario=sc.name, duration_s=sc.duration_s, speed=speed,
                       incidents=len(sc.incidents))
@@ -226,6 +244,9 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
         async with pipeline:
             await asyncio.to_thread(_maintenance, pipeline, bound, site, data_start)
             refresher = asyncio.create_task(_follow_held(pipeline, held), name="demo:held")
+            operators = asyncio.create_task(
+                _operators(truth, receiver, clock, settings.api_addr, tokens or {}),
+                name="demo:operators")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "anju.cli", "simulate", "run",
                 "--site", str(site.root), "--scenario", str(scenario_path),
@@ -239,7 +260,7 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
                 live.start()
             try:
                 await _watch(proc, pipeline, receiver, services, state, progress,
-                             card_now, live, clock, seconds)
+                             card_now, live, clock, seconds, db)
             finally:
                 if proc.returncode is None and progress.get("event") != "done":
                     proc.kill()
@@ -247,13 +268,15 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
             state.phase = "draining the pipeline"
             if live is not None:
                 live.update(render_live(state))
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in (refresher, operators):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             held[:] = await asyncio.to_thread(_held, pipeline)
         stats = pipeline.stats()
         state.pipeline = stats
-        state.stored = await asyncio.to_thread(_stored, services)
+        state.stored = await asyncio.to_thread(_stored, services, db)
+        report_points = await _report(site, settings, data_start, data_end)
         state.phase = "done"
         if live is not None:
             live.update(render_live(state))
@@ -279,6 +302,7 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
         "webhooks": sum(len(v) for v in receiver.accepted.values()),
         "bad_signatures": sum(1 for a in receiver.attempts if not a.signature_ok),
         "grafana": str(_grafana_dir()) if _grafana_dir() else None,
+        "report_points": report_points,
     }
     if not quiet:
         console = Console()
@@ -298,7 +322,7 @@ async def _run(sc: Any, scenario_path: Path, bound: Any, site: Any, seconds: flo
 async def _watch(proc: asyncio.subprocess.Process, pipeline: Any, receiver: Any,
                  services: Any, state: LiveState, progress: dict[str, Any],
                  card_now: Callable[[], Scorecard], live: Live | None, clock: DataClock,
-                 seconds: float) -> None:
+                 seconds: float, db: str = _DB) -> None:
     """Follows the publisher and the pipeline until the data is in and the alarms are."""
     assert proc.stdout is not None
     stdout = proc.stdout
@@ -330,7 +354,7 @@ async def _watch(proc: asyncio.subprocess.Process, pipeline: Any, receiver: Any,
             state.pipeline = pipeline.stats()
             if now - last_count > 2.0:
                 last_count = now
-                state.stored = await asyncio.to_thread(_stored, services)
+                state.stored = await asyncio.to_thread(_stored, services, db)
             accepted = [a for v in receiver.accepted.values() for a in v]
             state.deliveries = len(accepted)
             state.bad_signatures = sum(1 for a in receiver.attempts if not a.signature_ok)
@@ -370,9 +394,29 @@ async def _watch(proc: asyncio.subprocess.Process, pipeline: Any, receiver: Any,
                 await reader
 
 
-def _stored(services: Any) -> int:
+async def _report(site: Any, settings: Any, data_start: int, data_end: int) -> int:
+    """The accountability report of the run (its four minutes as the period, the whole
+    site), written into InfluxDB as ``anju report --influx`` writes a month's, so the
+    ``anju-report`` dashboard has the demo's companies too. Returns the points written
+    (0 when InfluxDB refused them: the demo's own scorecard does not depend on it)."""
+    from anju.app.report_points import write_report_points
+    from anju.errors import AnjuError
+    from anju.report.build import build_report
+    from anju.report.period import Period
+    from anju.report.scope import scope_for
+
+    report = await asyncio.to_thread(build_report, site, settings.state_dir,
+                                     Period(data_start, data_end), scope_for(site))
+    try:
+        return await write_report_points(report, settings)
+    except AnjuError as exc:
+        log.warning("demo: the report's points were not written: %s", exc)
+        return 0
+
+
+def _stored(services: Any, db: str = _DB) -> int:
     """Readings in InfluxDB, all kinds."""
-    return sum(services.influx.count(kind, _DB) for kind in KINDS)
+    return sum(services.influx.count(kind, db) for kind in KINDS)
 
 
 def _maintenance(pipeline: Any, bound: Any, site: Any, data_start: int) -> None:
@@ -405,6 +449,32 @@ def _held(pipeline: Any) -> list[Observed]:
         if d.get("maintenance") or d.get("inhibited_by"):
             out.append(Observed(rec.base.model_dump(mode="json"), None, delivered=False))
     return out
+
+
+async def _operators(truth: list[Truth], receiver: Any, clock: DataClock, api_addr: str,
+                     tokens: dict[str, str]) -> None:
+    """The operators of the scenario: each alarm it says a team acknowledges is acknowledged
+    through the API, with that team's token, once the data time given has come — as the
+    property company's control room would, so the ``acknowledged`` event, its point and the
+    acknowledged-but-open panels are those of a real acknowledgement."""
+    import aiohttp
+
+    done: set[str] = set()
+    async with aiohttp.ClientSession() as http:
+        while True:
+            await asyncio.sleep(0.25)
+            raised = [a.event() for v in list(receiver.accepted.values()) for a in list(v)]
+            for due, aid, team in acknowledgements(truth, raised):
+                if aid in done or clock() < due or team not in tokens:
+                    continue
+                done.add(aid)  # once: a refusal shows on the scorecard as not acknowledged
+                async with http.post(
+                        f"http://{api_addr}/alarms/{aid}/ack",
+                        json={"by": "值班员 (demo)", "note": "已派人处理"},
+                        headers={"Authorization": f"Bearer {tokens[team]}"}) as resp:
+                    if resp.status != 200:
+                        log.warning("demo: %s could not acknowledge %s: %s %s", team, aid,
+                                    resp.status, (await resp.text())[:200])
 
 
 async def _follow_held(pipeline: Any, held: list[Observed]) -> None:

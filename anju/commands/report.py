@@ -34,6 +34,10 @@ def report_cmd(
         "--state-dir", help="directory of alarms.sqlite3 (default: ANJU_STATE_DIR)")] = None,
     timezone: Annotated[str, typer.Option(
         "--timezone", help="zone of the dates' midnights")] = "Asia/Shanghai",
+    influx: Annotated[bool, typer.Option(
+        "--influx", help="also write the company and estate figures into InfluxDB "
+                         "(ANJU_INFLUX_*), measurement report_monthly, for the Grafana "
+                         "dashboard anju-report")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Per property company and estate: acknowledgement times, escalations, what was left
@@ -60,13 +64,24 @@ def report_cmd(
     except (ValueError, StoreMissing, AnjuError) as exc:
         raise fail(exc) from None
     files = write_report(report, out)
+    points = None
+    if influx:
+        import asyncio
+
+        from anju.app.report_points import write_report_points
+
+        try:
+            points = asyncio.run(write_report_points(report, load_settings()))
+        except AnjuError as exc:
+            raise fail(exc) from None
     took = round(time.perf_counter() - t0, 3)
     if json:
         emit_json({"out": str(out), "files": sorted(p.name for p in files.values()),
                    "companies": len(report.tables["companies"]),
                    "estates": len(report.tables["estates"]),
                    "alarms": report.meta["alarms_read"],
-                   "ranking": report.tables["ranking"], "seconds": took})
+                   "ranking": report.tables["ranking"], "seconds": took}
+                  | ({"influx_points": points} if points is not None else {}))
         return
     typer.echo(f"{period.label(period.start_ms)} — {period.label(period.end_ms)}, "
                f"{scope.label}: {len(report.tables['companies'])} companies, "
@@ -77,3 +92,5 @@ def report_cmd(
         typer.echo(f"  {r['rank']:>3}. {r['company']:<30} {score:>6}  "
                    f"{r['suggested_level'] or '—'}")
     typer.echo(f"written: {files['html']}")
+    if points is not None:
+        typer.echo(f"InfluxDB: {points} points of report_monthly (Grafana: anju-report)")

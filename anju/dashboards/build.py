@@ -33,6 +33,7 @@ from anju.dashboards.provisioning import (
     dashboard_provider,
     datasources,
 )
+from anju.dashboards.report import report_dashboard
 from anju.dashboards.tuning import tuning_for
 from anju.devices.spec import KindSpec
 from anju.rules.model import RuleSet, load_rules
@@ -92,6 +93,7 @@ def build_dashboards(kinds: Mapping[str, KindSpec] | None = None, *,
         *(kind_dashboard(spec, tuning.get(spec.name)) for spec in kinds.values()),
         alarms_dashboard(),
         pipeline_dashboard(),
+        report_dashboard(),
     ]
     return [_finish(b, timezone) for b in builders]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from anju.dashboards.macros import InfluxQuery, TimeRange, interpolate
+from anju.dashboards.macros import InfluxQuery, TimeRange, grafana_interval, interpolate
 from anju.errors import SinkUnavailable
 
 __all__ = ["QueryOutcome", "run_queries"]
@@ -60,16 +60,26 @@ async def run_queries(
     interval_ms: int = 10_000,
     token: str | None = None,
     timeout_s: float = 10.0,
+    screen_px: int | None = None,
+    min_interval_ms: int = 1_000,
 ) -> list[QueryOutcome]:
-    """Interpolate and run each query, one at a time (a dashboard's worth: no flood)."""
+    """Interpolate and run each query, one at a time (a dashboard's worth: no flood).
+
+    With ``screen_px`` (a dashboard ``screen_px`` wide), ``$__interval`` is Grafana's for
+    each panel instead of ``interval``: its range over its width in pixels, rounded, not
+    below ``min_interval_ms`` (the datasource's ``timeInterval``, 1 s as provisioned)."""
     headers = {"Authorization": f"Token {token}"} if token else {}
     outcomes: list[QueryOutcome] = []
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
         for query in queries:
             rng = TimeRange(relative=query.time_from) if query.time_from else time_range
-            text = interpolate(query.query, time_range=rng, interval=interval,
-                               interval_ms=interval_ms, variables=variables)
+            iv, iv_ms = interval, interval_ms
+            if screen_px is not None:
+                px = round(screen_px * (query.width or 24) / 24)
+                iv, iv_ms = grafana_interval(rng.span_ms(), px, min_interval_ms)
+            text = interpolate(query.query, time_range=rng, interval=iv,
+                               interval_ms=iv_ms, variables=variables)
             params = {"db": db, "q": text, "epoch": "ms"}
             try:
                 async with session.get(f"{influx_url}/query", params=params) as resp:

@@ -42,6 +42,7 @@ from anju.simulators.fleets import INCIDENT_TYPES, BoundIncident
 __all__ = [
     "BUILDING_RE",
     "GROUP_RE",
+    "AckAction",
     "BoundScenario",
     "EscalationExpect",
     "Expect",
@@ -68,6 +69,15 @@ class EscalationExpect(BaseModel):
     to: list[str] = []
 
 
+class AckAction(BaseModel):
+    """An operator's answer to the alarm: team ``by`` acknowledges it through the API
+    ``after`` seconds of data time after its raise (the demo does it; a replay has no API)."""
+
+    model_config = ConfigDict(extra="forbid")
+    after: float = Field(ge=0, description="seconds after the raise's ts")
+    by: str = Field(pattern=_ID, description="the team that acknowledges")
+
+
 class Expect(BaseModel):
     """One alarm an incident must raise: rule, subject and a window of data time.
 
@@ -75,6 +85,8 @@ class Expect(BaseModel):
     or an inhibition) but never delivered; ``to`` / ``not_to`` — teams that must / must not
     be told of the alarm; ``escalated`` — exactly these escalation levels, each in its
     window. ``building`` (estate/building) matches any device of the building.
+    ``acknowledged`` — a team acknowledges the alarm (an action of the run), and the
+    ``acknowledged`` event must then be seen.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -92,6 +104,8 @@ class Expect(BaseModel):
     not_to: list[str] = Field([], description="teams that must never be told of it")
     escalated: list[EscalationExpect] | None = Field(
         None, description="exactly these escalation levels (none: not checked)")
+    acknowledged: AckAction | None = Field(
+        None, description="a team acknowledges it through the API, after its raise")
 
     @model_validator(mode="after")
     def _subject(self) -> Expect:
@@ -99,8 +113,9 @@ class Expect(BaseModel):
             raise ValueError("give exactly one of device, group or building")
         if self.building is not None and not BUILDING_RE.match(self.building):
             raise ValueError(f"building {self.building!r} is not estate/building")
-        if not self.delivered and (self.to or self.escalated):
-            raise ValueError("an alarm that is not delivered tells nobody (to, escalated)")
+        if not self.delivered and (self.to or self.escalated or self.acknowledged):
+            raise ValueError("an alarm that is not delivered tells nobody (to, escalated, "
+                             "acknowledged)")
         if self.escalated is not None:
             levels = [e.level for e in self.escalated]
             if len(set(levels)) != len(levels):

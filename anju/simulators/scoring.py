@@ -14,7 +14,9 @@ webhook), or, in a replay's event list, unless it is held (``details.maintenance
 or, with ``delivered: false``, by a recorded one of which nothing was delivered (a
 delivered one fails it, even when optional). ``to`` / ``not_to`` name teams that must / must
 not have been told of the alarm; ``escalated`` the exact escalation levels, each in its
-window after the alarm's (first delivered) raise and to its teams. With ``covers``, a
+window after the alarm's (first delivered) raise and to its teams; ``acknowledged`` that
+an ``acknowledged`` event of the alarm was seen (the run acknowledges it: see
+:func:`acknowledgements`). With ``covers``, a
 delivery to a team outside its estates is listed in ``out_of_scope`` and spoils the card.
 
 Detection latency is measured per met expectation, from when the publisher sent the
@@ -33,7 +35,8 @@ import numpy as np
 from anju.kinds import KINDS
 from anju.simulators.scenario import GROUP_RE, BoundScenario
 
-__all__ = ["LIFECYCLE_RULES", "Observed", "Scorecard", "Truth", "ground_truth", "score"]
+__all__ = ["LIFECYCLE_RULES", "Observed", "Scorecard", "Truth", "acknowledgements",
+           "ground_truth", "score"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Truth:
     not_to: tuple[str, ...] = ()
     # (level, lo, hi ms after the raise, teams); None: not checked
     escalated: tuple[tuple[int, int, int, tuple[str, ...]], ...] | None = None
+    # (ms after the raise, team): the run acknowledges the alarm; None: nobody does
+    acknowledged: tuple[int, str] | None = None
 
     @property
     def subject(self) -> str:
@@ -105,7 +110,7 @@ def ground_truth(bs: BoundScenario, start_ms: int, *, lifecycle: bool = True) ->
                 if ex.rule in LIFECYCLE_RULES:
                     continue
                 ex = ex.model_copy(update={"delivered": True, "to": [], "not_to": [],
-                                           "escalated": None})
+                                           "escalated": None, "acknowledged": None})
             group = None
             if ex.group is not None:
                 m = GROUP_RE.match(ex.group)
@@ -120,10 +125,12 @@ def ground_truth(bs: BoundScenario, start_ms: int, *, lifecycle: bool = True) ->
             esc = None if ex.escalated is None else tuple(
                 (e.level, round(e.after[0] * 1000), round(e.after[1] * 1000), tuple(e.to))
                 for e in ex.escalated)
+            ack = None if ex.acknowledged is None else (
+                round(ex.acknowledged.after * 1000), ex.acknowledged.by)
             out.append(Truth(inc.id, ex.rule, ex.device, group, at + round(ex.within[0] * 1000),
                              at + round(ex.within[1] * 1000), ex.optional, ex.floor, clo, chi,
                              building=building, delivered=ex.delivered, to=tuple(ex.to),
-                             not_to=tuple(ex.not_to), escalated=esc))
+                             not_to=tuple(ex.not_to), escalated=esc, acknowledged=ack))
     return out
 
 
@@ -205,6 +212,7 @@ def score(truth: list[Truth], observed: Iterable[Observed], *,
     raised: dict[str, Observed] = {}  # alarm → its raise (the earliest ts)
     delivered: dict[str, Observed] = {}  # alarm → its first delivered raise
     cleared: dict[str, int] = {}  # alarm_id → ts of its cleared event
+    acked: set[str] = set()  # alarm_ids with an acknowledged event
     told: dict[str, set[str]] = {}  # alarm → teams told of it
     escalations: dict[str, dict[int, tuple[int, set[str]]]] = {}  # alarm → level → ts, teams
     out_of_scope: list[dict[str, Any]] = []
@@ -216,6 +224,8 @@ def score(truth: list[Truth], observed: Iterable[Observed], *,
         if covers is not None and ev.get("estate") is not None:
             out_of_scope += [{"team": t, "event": ev.get("event"), **_brief(ev)}
                              for t in sorted(teams) if not covers(t, str(ev["estate"]))]
+        if ev.get("event") == "acknowledged" and ev.get("alarm_id"):
+            acked.add(str(ev["alarm_id"]))
         if ev.get("event") == "cleared" and ev.get("alarm_id"):
             cleared.setdefault(str(ev["alarm_id"]), int(ev.get("ts", 0)))
         if ev.get("event") == "escalated":
@@ -257,6 +267,8 @@ def score(truth: list[Truth], observed: Iterable[Observed], *,
             return f"not told: {sorted(set(t.to) - teams)}"
         if set(t.not_to) & teams:
             return f"told: {sorted(set(t.not_to) & teams)}"
+        if t.acknowledged is not None and aid not in acked:
+            return "not acknowledged"
         if t.escalated is not None:
             got = escalations.get(aid, {})
             start = int(delivered[aid].event.get("ts", 0))
@@ -323,6 +335,23 @@ def score(truth: list[Truth], observed: Iterable[Observed], *,
         false=[_brief(o.event) for o in false],
         out_of_scope=out_of_scope,
     )
+
+
+def acknowledgements(truth: Iterable[Truth], raised: Iterable[Mapping[str, Any]]
+                     ) -> list[tuple[int, str, str]]:
+    """What the run must acknowledge, of the alarms ``raised`` so far: (data time ms at
+    which to do it, alarm_id, team) for each raise that meets an expectation with
+    ``acknowledged``, in time order, each alarm once."""
+    out: dict[str, tuple[int, str, str]] = {}
+    for ev in raised:
+        if ev.get("event") != "raised" or not ev.get("alarm_id"):
+            continue
+        for t in truth:
+            if t.acknowledged is not None and t.matches(ev):
+                after, team = t.acknowledged
+                aid = str(ev["alarm_id"])
+                out.setdefault(aid, (int(ev.get("ts", 0)) + after, aid, team))
+    return sorted(out.values())
 
 
 def _earlier(a: Observed, b: Observed) -> bool:

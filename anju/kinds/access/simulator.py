@@ -52,6 +52,7 @@ class DoorForcedParams(BaseModel):
 class DoorHeldOpenParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     duration_s: float = Field(180.0, gt=0, le=86_400, description="propped open this long")
+    credential: Credential = Field("card", description="what opened it (a courier: qr)")
 
 
 class CardTryingParams(BaseModel):
@@ -123,9 +124,10 @@ class AccessFleet(CadenceFleet):
                 continue
             loc = self.local[dev]
             if inc.type == "door_forced":
-                self._open(loc, at, at + int(p.duration_s * 1000), "forced")
+                self._open(loc, at, at + int(p.duration_s * 1000), "forced", None)
             elif inc.type == "door_held_open":
-                self._open(loc, at, at + int(p.duration_s * 1000), "granted")
+                self._open(loc, at, at + int(p.duration_s * 1000), "granted",
+                           _CREDENTIALS.index(p.credential))
             elif inc.type == "card_trying":
                 step = int(p.every_s * 1000)
                 end = at + (p.count - 1) * step + 1
@@ -139,13 +141,14 @@ class AccessFleet(CadenceFleet):
                                                _report("tamper", False, None, None),
                                                keep_normal=True))
 
-    def _open(self, loc: int, at: int, shut: int, first: str) -> None:
-        """The door opens at ``at`` (``first`` is that report's event), reports every 10 s
-        with how long it has been open, and shuts at ``shut``."""
+    def _open(self, loc: int, at: int, shut: int, first: str, credential: int | None
+              ) -> None:
+        """The door opens at ``at`` (``first`` is that report's event, ``credential`` the
+        index of what opened it), reports every 10 s with how long it has been open, and
+        shuts at ``shut``."""
         self.quiet.setdefault(loc, []).append((at - _QUIET_MS, shut + _QUIET_MS))
         self.overrides.append(Override(loc, at, at + 1, None,
-                                       _report(first, True, at, 0 if first == "granted"
-                                               else None),
+                                       _report(first, True, at, credential),
                                        keep_normal=True))
         if shut > at + _OPEN_PERIOD_MS:
             self.overrides.append(Override(loc, at + _OPEN_PERIOD_MS, shut, _OPEN_PERIOD_MS,

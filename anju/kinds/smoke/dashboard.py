@@ -47,7 +47,9 @@ def tuning(r: RulesInForce) -> KindTuning:
 
 def panels(spec: KindSpec, t: KindTuning) -> PanelList:
     """The operator views of detectors: smoke and heat by floor, low batteries."""
-    by_floor = 'GROUP BY time($__interval), "building", "floor" fill(null)'
+    # fill(none): no row for an empty interval (the lines connect nulls anyway); cheap on
+    # "All" over hours
+    by_floor = 'GROUP BY time($__interval), "building", "floor" fill(none)'
     panels: PanelList = [
         timeseries_panel(
             "Smoke by floor",

@@ -108,10 +108,10 @@ def panels(spec: KindSpec, t: KindTuning) -> PanelList:
             "rule water.burst.",
             [
                 q(f'SELECT mean("pressure_mpa") AS "pressure_mpa" FROM "water" '
-                  f'WHERE {_DEVICE_SCOPE} GROUP BY time($__interval), "device" fill(null)',
+                  f'WHERE {_DEVICE_SCOPE} GROUP BY time($__interval), "device" fill(none)',
                   "A", alias="$tag_device $col"),
                 q(f'SELECT mean("flow_m3h") AS "flow_m3h" FROM "water" WHERE {_DEVICE_SCOPE} '
-                  'GROUP BY time($__interval), "device" fill(null)', "B",
+                  'GROUP BY time($__interval), "device" fill(none)', "B",
                   alias="$tag_device $col"),
             ],
             span=24,
