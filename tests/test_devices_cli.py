@@ -112,6 +112,7 @@ def test_bench_decode_json() -> None:
     out = json.loads(r.output.strip().splitlines()[-1])
     assert out["single"]["messages"] == 400 and out["batch10"]["readings"] == 400
     assert out["single"]["us_per_reading"] > 0 and out["pydantic_us_per_reading"] > 0
+    assert out["batch10"]["reference_us_per_reading"] > 0
 
 
 def test_credentials_unknown_group_and_bad_listen(site: Path, tmp_path: Path) -> None:

@@ -154,5 +154,7 @@ def bench_decode(
         r = result[name]
         typer.echo(f"{name:>9}: {r['us_per_message']:8.2f} µs/message  "
                    f"{r['us_per_reading']:6.2f} µs/reading  ({r['messages']} messages)")
+    typer.echo(f"{'':>9}  batches on the reference path alone: "
+               f"{result[f'batch{batch}']['reference_us_per_reading']:6.2f} µs/reading")
     typer.echo(f" pydantic: {result['pydantic_us_per_reading']:6.2f} µs/reading "
                "(the strict reference models, for comparison)")

@@ -82,8 +82,24 @@ class Batch:
         return any(len(kb) for kb in self.kinds.values())
 
 
+class _Block:
+    """Readings of one kind already in columns (the columnar gateway decoder's output)."""
+
+    __slots__ = ("device", "extra_rows", "extras", "seq", "ts", "values")
+
+    def __init__(self, device: np.ndarray, ts: np.ndarray, seq: np.ndarray, values: np.ndarray,
+                 extras: list[dict[str, Any]], extra_rows: list[int]) -> None:
+        self.device = device
+        self.ts = ts
+        self.seq = seq
+        self.values = values
+        self.extras = extras
+        self.extra_rows = extra_rows  # relative to the block's first row
+
+
 class _KindRows:
-    __slots__ = ("device", "extra_rows", "extras", "pos", "seq", "spec", "ts", "values", "width")
+    __slots__ = ("blocks", "device", "extra_rows", "extras", "pos", "seq", "spec", "ts",
+                 "values", "width")
 
     def __init__(self, spec: KindSpec) -> None:
         self.spec = spec
@@ -94,7 +110,23 @@ class _KindRows:
         self.seq: list[int] = []
         self.values: list[float] = []  # row after row, flat: np.array is 3× faster on it
         self.extras: list[dict[str, Any]] = []
-        self.extra_rows: list[int] = []
+        self.extra_rows: list[int] = []  # relative to the first row of the lists
+        # rows that came as columns, in arrival order; the lists above follow them
+        self.blocks: list[_Block] = []
+
+    def seal(self) -> None:
+        """Moves the rows appended so far into a block, so that a block added next stays
+        after them (arrival order)."""
+        if not self.ts:
+            return
+        n = len(self.ts)
+        self.blocks.append(_Block(
+            np.asarray(self.device, dtype=np.int32), np.asarray(self.ts, dtype=np.int64),
+            np.asarray(self.seq, dtype=np.int64),
+            np.array(self.values, dtype=np.float64).reshape(n, self.width),
+            self.extras, self.extra_rows))
+        self.device, self.ts, self.seq, self.values = [], [], [], []
+        self.extras, self.extra_rows = [], []
 
 
 class BatchBuilder:
@@ -127,6 +159,19 @@ class BatchBuilder:
         k.values.extend(row)
         self.readings += 1
 
+    def add_block(self, kind: str, device: np.ndarray, ts: np.ndarray, seq: np.ndarray,
+                  values: np.ndarray, extras: list[dict[str, Any]] | None = None,
+                  extra_rows: list[int] | None = None) -> None:
+        """Adds validated readings already in columns: ``values`` is (n, columns) float64,
+        ``extra_rows`` the rows (0-based in this block) whose non-columnar fields are in
+        ``extras``. They follow every reading added before, however it was added."""
+        k = self._kinds[kind]
+        if values.shape != (len(ts), k.width):
+            raise ValueError(f"{kind} blocks are (n, {k.width}), not {values.shape}")
+        k.seal()
+        k.blocks.append(_Block(device, ts, seq, values, extras or [], extra_rows or []))
+        self.readings += len(ts)
+
     def rows(self, kind: str) -> _KindRows:
         """The row lists of one kind, for a decoder that appends to them directly (the hot
         path saves a call per reading); keep them equally long, as :meth:`add` does."""
@@ -141,6 +186,9 @@ class BatchBuilder:
         """The readings so far as columns; the builder starts afresh."""
         out: dict[str, KindBatch] = {}
         for name, k in self._kinds.items():
+            if k.blocks:
+                out[name] = _from_blocks(k)
+                continue
             if not k.ts:
                 continue
             out[name] = KindBatch(
@@ -155,3 +203,28 @@ class BatchBuilder:
         batch = Batch(out, self.messages)
         self._reset()
         return batch
+
+
+def _from_blocks(k: _KindRows) -> KindBatch:
+    k.seal()
+    blocks = k.blocks
+    if len(blocks) == 1:
+        b = blocks[0]
+        return KindBatch(k.spec, b.device.astype(np.int32, copy=False), b.ts, b.seq, b.values,
+                         b.extras, np.asarray(b.extra_rows, dtype=np.int64))
+    extras: list[dict[str, Any]] = []
+    extra_rows: list[int] = []
+    start = 0
+    for b in blocks:
+        extras += b.extras
+        extra_rows += [start + r for r in b.extra_rows]
+        start += len(b.ts)
+    return KindBatch(
+        kind=k.spec,
+        device=np.concatenate([b.device for b in blocks]).astype(np.int32, copy=False),
+        ts=np.concatenate([b.ts for b in blocks]),
+        seq=np.concatenate([b.seq for b in blocks]),
+        values=np.concatenate([b.values for b in blocks]),
+        extras=extras,
+        extra_rows=np.asarray(extra_rows, dtype=np.int64),
+    )

@@ -2,7 +2,9 @@
 
 ``anju devices bench-decode`` runs it. The decoder is timed end to end as the pipeline
 uses it: topic parse, orjson, the strict checks, rows into a :class:`BatchBuilder`, and
-:meth:`BatchBuilder.build` into numpy columns. The strict pydantic models
+:meth:`BatchBuilder.build` into numpy columns; gateway batches in takes of 16 through
+``decode_many`` (the columnar path), and again on the reference path alone. The strict
+pydantic models
 (:mod:`anju.devices.schema`) are timed on the same readings, for comparison.
 Readings are a mix of every kind (a tenth of camera readings carry a 12-point track).
 """
@@ -90,14 +92,20 @@ def _messages(site: Site, n: int, per_message: int,
     return msgs, singles
 
 
-def _time_decoder(site: Site, msgs: list[tuple[str, bytes]], repeat: int) -> float:
+_TAKE = 16  # messages the live batcher hands the decoder at once (anju.ingest.batcher)
+
+
+def _time_decoder(site: Site, msgs: list[tuple[str, bytes]], repeat: int,
+                  columnar: bool = True) -> float:
+    """Gateway batches go through ``decode_many`` in takes, as the live batcher sends them;
+    ``columnar=False`` times the reference path alone."""
     runs = []
     for _ in range(repeat):
-        dec = Decoder(site)
+        dec = Decoder(site, columnar=columnar)
         builder = BatchBuilder()
         t0 = time.perf_counter()
-        for topic, payload in msgs:
-            dec.decode(topic, payload, builder, now_ms=_NOW)
+        for i in range(0, len(msgs), _TAKE):
+            dec.decode_many(msgs[i:i + _TAKE], builder, _NOW)
         batch = builder.build()
         runs.append(time.perf_counter() - t0)
         if dec.rejected or batch.messages != len(msgs):
@@ -126,6 +134,7 @@ def bench_decode(messages: int = 20_000, batch: int = 100, repeat: int = 5,
     batch_msgs, _ = _messages(site, max(1, messages // batch), batch, rng)
     t_single = _time_decoder(site, single_msgs, repeat)
     t_batch = _time_decoder(site, batch_msgs, repeat)
+    t_batch_ref = _time_decoder(site, batch_msgs, repeat, columnar=False)
     sample = singles[: min(len(singles), 5000)]
     t_pyd = _time_pydantic(sample, repeat)
     n_batch_readings = len(batch_msgs) * batch
@@ -135,7 +144,10 @@ def bench_decode(messages: int = 20_000, batch: int = 100, repeat: int = 5,
                    "us_per_reading": round(t_single / len(single_msgs) * 1e6, 3)},
         f"batch{batch}": {"messages": len(batch_msgs), "readings": n_batch_readings,
                           "us_per_message": round(t_batch / len(batch_msgs) * 1e6, 3),
-                          "us_per_reading": round(t_batch / n_batch_readings * 1e6, 3)},
+                          "us_per_reading": round(t_batch / n_batch_readings * 1e6, 3),
+                          # the same batches on the reference path alone (columnar off)
+                          "reference_us_per_reading": round(
+                              t_batch_ref / n_batch_readings * 1e6, 3)},
         "pydantic_us_per_reading": round(t_pyd / len(sample) * 1e6, 3),
         "repeat": repeat,
     }
