@@ -108,6 +108,8 @@ def valid_readings(draw: st.DrawFn, kind: str) -> dict[str, Any]:
             r[f.name] = draw(field_value(f))
     if kind == "camera" and r["event"] == "falling_object":
         r["track"] = draw(tracks())
+    if kind == "patrol" and r.get("event") == "checkin" and "guard_id" not in r:
+        r["guard_id"] = draw(st.integers(0, 2**31))  # a checkin names its guard
     keys = list(r)
     order = draw(st.permutations(keys))
     return {k: r[k] for k in order}

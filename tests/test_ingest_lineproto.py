@@ -49,7 +49,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
         "w-1,water,e1,b1,-1,\"pump\\,room\\\",\n"
         f"c-1,camera,e1,b1,,,{cam}\n"
         "f-1,firelane,e1,b1,,fire lane,\n"
-        "a-1,access,e1,b1,1,\"gate=main\",\"{\"\"held_open_s\"\": 120}\"\n",
+        "a-1,access,e1,b1,1,\"gate=main\",\"{\"\"held_open_s\"\": 120}\"\n"
+        "p-1,patrol,e1,b1,1,lobby,\n",
         encoding="utf-8")
     return load_site(root)
 
