@@ -63,6 +63,7 @@ c-0001,camera,e001,b01,,facade-S,{_CAM}
 f-0001,firelane,e001,b01,,fire-lane,
 a-0001,access,e001,b01,1,unit-door,
 a-0002,access,e-002,b02,1,main-gate,"{{""held_open_s"": 120}}"
+t-0001,patrol,e001,b01,1,lobby,
 """
 # A fifth kind, as in test_dashboards.py: its dashboard's queries must run too.
 GAS = KindSpec(
@@ -77,7 +78,8 @@ GAS = KindSpec(
 )
 # The device each kind dashboard is narrowed to when "device" holds one value.
 ONE_DEVICE = {"elevator": "l-0001", "smoke": "s-0002", "water": "p-0001", "camera": "c-0001",
-              "gas": "g-0001", "firelane": "f-0001", "access": "a-0001"}
+              "gas": "g-0001", "firelane": "f-0001", "access": "a-0001",
+              "patrol": "t-0001"}
 
 
 def _readings(t0: int) -> list[tuple[str, dict[str, Any]]]:
@@ -121,6 +123,7 @@ def _readings(t0: int) -> list[tuple[str, dict[str, Any]]]:
                "track": [[0, 400.0, 100.0], [100, 401.0, 130.0], [200, 402.0, 175.0],
                          [300, 403.0, 240.0]]}),
         (cam, {"ts": t0 + 90_000, "event": "obstructed", "confidence": 0.7}),
+        (cam, {"ts": t0 + 100_000, "event": "ebike_charging", "confidence": 0.8}),
     ]
     lane = "anju/e001/b01/firelane/f-0001"
     msgs += [(lane, {"ts": t0 + k * 30_000, "occupied": k > 0, "vehicles": min(k, 2),
@@ -140,6 +143,12 @@ def _readings(t0: int) -> list[tuple[str, dict[str, Any]]]:
         ("anju/e-002/b02/access/a-0002",
          {"ts": t0 + 7_000, "event": "granted", "door_open": True, "open_s": 0,
           "credential": "plate"}),
+    ]
+    point = "anju/e001/b01/patrol/t-0001"
+    msgs += [
+        (point, {"ts": t0, "event": "heartbeat", "battery_pct": 81.0}),
+        (point, {"ts": t0 + 20_000, "event": "checkin", "guard_id": 7}),
+        (point, {"ts": t0 + 80_000, "event": "heartbeat", "battery_pct": 80.5}),
     ]
     return msgs
 
@@ -199,6 +208,15 @@ def _alarms(t0: int) -> list[AlarmEvent]:
                "a-0001", "e001", "b01", 1, None),
         _alarm(t0 + 75_000, "a10", "cleared", "access.forced", "major", "access", "a-0001",
                "e001", "b01", 1, None),
+        _alarm(t0 + 100_000, "a11", "raised", "camera.ebike_charging", "minor", "camera",
+               "c-0001", "e001", "b01", 1, None),
+        _alarm(t0 + 60_000, "a12", "raised", "patrol.missed", "minor", "patrol", "t-0001",
+               "e001", "b01", 1, None),
+        # both closed by acknowledgement (event alarms), so the open counts stay as they were
+        *(_alarm(t0 + 120_000, aid, ev, rule, "minor", kind, dev, "e001", "b01", 1, None)
+          for aid, rule, kind, dev in (("a11", "camera.ebike_charging", "camera", "c-0001"),
+                                       ("a12", "patrol.missed", "patrol", "t-0001"))
+          for ev in ("acknowledged", "cleared")),
     ]
 
 
