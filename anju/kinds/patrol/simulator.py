@@ -93,6 +93,8 @@ class PatrolFleet(CadenceFleet):
         # where along the route the point is: 10–50 % of the tolerance after the round is due
         self.delay = (tol * (0.1 + 0.4 * uniform(ctx.seed, self.keys, 0x9A7))).astype(np.int64)
         self.guard = 1 + (uniform(ctx.seed, self.keys, 0x6D) * 20).astype(np.int64)
+        # a reader's battery, 60–100 %, reported with each heartbeat (months per percent)
+        self.battery = np.round(60.0 + 40.0 * uniform(ctx.seed, self.keys, 0xBA7), 1)
         # (local point, due time of a round it skips)
         self.skipped: set[tuple[int, int]] = set()
         # windows are chained: (t, the first round per point whose check-in is ≥ t)
@@ -114,7 +116,8 @@ class PatrolFleet(CadenceFleet):
                           self.off[local])
 
     def model(self, local: IntArray, ts: IntArray) -> dict[str, FloatArray]:
-        return {"event": np.zeros(ts.size)}  # heartbeat
+        return {"event": np.zeros(ts.size),  # heartbeat
+                "battery_pct": self.battery[local].astype(np.float64)}
 
     def advance(self, t0: int, t1: int) -> Readings:
         base = super().advance(t0, t1)
