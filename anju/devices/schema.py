@@ -240,4 +240,5 @@ def _reason(spec: KindSpec, err: Any) -> str:
 
 
 _CUSTOM = frozenset({"ts_out_of_range", "wrong_place", "kind_mismatch", "missing_device",
+                     "missing_field",  # a kind's cross-field check (a patrol checkin's guard_id)
                      "bad_track", "bad_value", "not_finite"})
