@@ -34,6 +34,7 @@ __all__ = [
     "Readings",
     "SilentParams",
     "local_hour",
+    "outside_spans",
 ]
 
 #: Estates are in China (UTC+8, no daylight saving): daily cycles follow local time.
@@ -47,6 +48,18 @@ def local_hour(ts_ms: npt.ArrayLike) -> FloatArray:
     """Hour of the local day (0–24, fractional) of data times in ms."""
     s = np.asarray(ts_ms, dtype=np.int64) // 1000 + LOCAL_UTC_OFFSET_S
     return (s % 86400).astype(np.float64) / 3600.0
+
+
+def outside_spans(local: IntArray, ts: IntArray,
+                  spans: dict[int, list[tuple[int, int]]]) -> npt.NDArray[np.bool_]:
+    """Rows not inside any ``[lo, hi)`` span of their own device (``spans`` by local
+    index): where a fleet keeps its ordinary traffic away from a staged incident."""
+    keep = np.ones(len(ts), bool)
+    for loc, own in spans.items():
+        mine = local == loc
+        for lo, hi in own:
+            keep &= ~(mine & (ts >= lo) & (ts < hi))
+    return keep
 
 
 @dataclass

@@ -32,6 +32,7 @@ from anju.simulators.fleet import (
     IntArray,
     Override,
     local_hour,
+    outside_spans,
 )
 
 __all__ = ["INCIDENTS", "AccessFleet"]
@@ -100,10 +101,7 @@ class AccessFleet(CadenceFleet):
         u = uniform(seed, keys, ts, 0xAC)
         granted = u < np.where(day, 0.2, 0.03)
         denied = (u >= 0.5) & (u < 0.5 + np.where(day, 0.003, 0.001))
-        for loc, spans in self.quiet.items():
-            mine = local == loc
-            for lo, hi in spans:
-                denied &= ~(mine & (ts >= lo) & (ts < hi))
+        denied &= outside_spans(local, ts, self.quiet)
         event = np.where(granted, _EVENTS.index("granted"),
                          np.where(denied, _EVENTS.index("denied"), _EVENTS.index("heartbeat")))
         # residents mostly show a card or their face; cars at a gate their plate

@@ -29,6 +29,7 @@ from anju.simulators.fleet import (
     IntArray,
     Override,
     local_hour,
+    outside_spans,
 )
 
 __all__ = ["INCIDENTS", "FirelaneFleet"]
@@ -82,10 +83,7 @@ class FirelaneFleet(CadenceFleet):
         begin = slot * _SLOT_MS + (uniform(seed, keys, slot, 0xF3)
                                    * (_SLOT_MS - length)).astype(np.int64)
         stopped = has & (ts >= begin) & (ts < begin + length)
-        for loc, spans in self.quiet.items():
-            mine = local == loc
-            for lo, hi in spans:
-                stopped &= ~(mine & (ts >= lo) & (ts < hi))
+        stopped &= outside_spans(local, ts, self.quiet)
         dwell = np.where(stopped, (ts - begin) // 1000, 0)
         return {
             "occupied": stopped.astype(np.float64),
