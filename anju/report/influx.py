@@ -12,8 +12,9 @@ report again overwrites it: the series key and the time are the same):
   ``suggested_level`` and ``rank`` on company points; the estate's ``name``; the period's
   ``hours``. A figure that is null in the report (no acknowledgement: no p50) is absent.
 
-Only the lines are built here; the command or the demo writes them (the report area does not
-import the ingest area). Its dashboard is ``anju-report`` (:mod:`anju.dashboards.report`).
+Only the lines are built here, with the project's one line-protocol escaper
+(:mod:`anju.ingest.lineproto`); the command or the demo writes them. Its dashboard is
+``anju-report`` (:mod:`anju.dashboards.report`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from anju.ingest.lineproto import escape_key, format_float, quote_string, tag_value
 from anju.report.figures import Report
 from anju.report.scope import Scope
 
@@ -45,12 +47,7 @@ def scope_key(scope: Scope | Mapping[str, Any]) -> str:
 
 
 def _tag(value: str) -> str:
-    # Line protocol: commas, equals signs and spaces in tag keys and values are escaped.
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return tag_value(value) or ""  # company, estate and scope are never empty
 
 
 def _fields(row: Mapping[str, Any], skip: tuple[str, ...]) -> list[str]:
@@ -61,9 +58,9 @@ def _fields(row: Mapping[str, Any], skip: tuple[str, ...]) -> list[str]:
         if isinstance(value, int | float):
             if not math.isfinite(value):
                 continue  # line protocol has no NaN or infinity
-            out.append(f"{_tag(key)}={float(value)!r}")
+            out.append(f"{escape_key(key)}={format_float(value)}")
         elif isinstance(value, str) and key in _STRING_FIELDS:
-            out.append(f"{_tag(key)}={_string(value)}")
+            out.append(f"{escape_key(key)}={quote_string(value)}")
     return out
 
 
@@ -77,13 +74,13 @@ def report_lines(report: Report) -> list[str]:
     lines = []
     for row in report.tables.get("companies", []):
         tags = f"{MEASUREMENT},company={_tag(row['company'])},level=company,scope={scope}"
-        fields = [*_fields(row, ("company",)), f"hours={hours!r}"]
+        fields = [*_fields(row, ("company",)), f"hours={format_float(hours)}"]
         if row["company"] in rank:
-            fields.append(f"rank={float(rank[row['company']])!r}")
+            fields.append(f"rank={format_float(rank[row['company']])}")
         lines.append(f"{tags} {','.join(fields)} {ts}")
     for row in report.tables.get("estates", []):
         tags = (f"{MEASUREMENT},company={_tag(row['company'])},estate={_tag(row['estate'])},"
                 f"level=estate,scope={scope}")
-        fields = [*_fields(row, ("company", "estate")), f"hours={hours!r}"]
+        fields = [*_fields(row, ("company", "estate")), f"hours={format_float(hours)}"]
         lines.append(f"{tags} {','.join(fields)} {ts}")
     return lines
