@@ -74,3 +74,34 @@ def key(t: Any) -> tuple[Any, ...]:
     value = None if t.value is None else round(t.value, 9)
     details = tuple(sorted((k, repr(v)) for k, v in t.details.items()))
     return (t.ts, t.rule, t.subject, t.event, t.started_at, value, details, t.floor)
+
+
+def run_stream(engine: Any, site: Site, stream: list[Any], *, start: int = T0,
+               settle_ms: int = 3_600_000) -> list[tuple[Any, ...]]:
+    """Drives an engine (vectorised or reference) through a generated stream of
+    ``(op, step_ms, payload)``: ``"r"`` a reading ``(device, fields)`` (fields of None
+    left out), ``"cut"`` the end of a batch, anything else a clock tick; then a last tick
+    ``settle_ms`` later lets every duration and silence play out. Returns the transitions'
+    keys, so two engines' runs compare directly."""
+    out: list[Any] = []
+    t = start
+    pending: list[tuple[str, int, dict[str, Any]]] = []
+
+    def flush() -> None:
+        if pending:
+            out.extend(engine.process(batch_of(site, pending)))
+            pending.clear()
+
+    for op, step, payload in stream:
+        t = max(start, t + step)
+        if op == "r":
+            dev, fields = payload
+            pending.append((dev, t, {k: v for k, v in fields.items() if v is not None}))
+        elif op == "cut":
+            flush()
+        else:
+            flush()
+            out.extend(engine.tick(t))
+    flush()
+    out.extend(engine.tick(t + settle_ms))
+    return [key(x) for x in out]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anju.rules import ReferenceEngine, RuleEngine, load_rules
-from tests.rules_support import T0, batch_of, key, small_site
+from tests.rules_support import T0, batch_of, key, run_stream, small_site
 
 NAN = math.nan
 
@@ -76,39 +76,14 @@ STREAM = st.lists(
 )
 
 
-def _run(engine: Any, site: Any, stream: list[Any]) -> list[tuple[Any, ...]]:
-    out: list[Any] = []
-    t = T0
-    pending: list[tuple[str, int, dict[str, Any]]] = []
-
-    def flush() -> None:
-        if pending:
-            out.extend(engine.process(batch_of(site, pending)))
-            pending.clear()
-
-    for op, step, payload in stream:
-        t = max(T0, t + step)
-        if op == "r":
-            dev, fields = payload
-            pending.append((dev, t, fields))
-        elif op == "cut":
-            flush()
-        else:
-            flush()
-            out.extend(engine.tick(t))
-    flush()
-    out.extend(engine.tick(t + 3_600_000))  # let every duration and silence play out
-    return [key(x) for x in out]
-
-
 # ANJU_HYPOTHESIS_EXAMPLES=5000 for a deeper search than the suite's
 @settings(max_examples=int(os.environ.get("ANJU_HYPOTHESIS_EXAMPLES", "300")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(stream=STREAM)
 def test_vectorised_engine_matches_reference(site: Any, stream: list[Any]) -> None:
     rules = load_rules(site)
-    fast = _run(RuleEngine(site, rules), site, stream)
-    slow = _run(ReferenceEngine(site, rules), site, stream)
+    fast = run_stream(RuleEngine(site, rules), site, stream)
+    slow = run_stream(ReferenceEngine(site, rules), site, stream)
     assert sorted(fast) == sorted(slow)
 
 

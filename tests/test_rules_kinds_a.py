@@ -29,7 +29,7 @@ from anju.rules import ReferenceEngine, RuleEngine, load_rules
 from anju.rules.expr import parse_expr
 from anju.simulators.city import plan_city, write_site
 from anju.simulators.fleets import FleetContext
-from tests.rules_support import SITE_YAML, T0, batch_of, key
+from tests.rules_support import SITE_YAML, T0, batch_of, key, run_stream
 
 NAN = math.nan
 
@@ -262,39 +262,14 @@ def _strip(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _run(engine: Any, site: Site, stream: list[Any]) -> list[tuple[Any, ...]]:
-    out: list[Any] = []
-    t = T0
-    pending: list[tuple[str, int, dict[str, Any]]] = []
-
-    def flush() -> None:
-        if pending:
-            out.extend(engine.process(batch_of(site, pending)))
-            pending.clear()
-
-    for op, step, payload in stream:
-        t = max(T0, t + step)
-        if op == "r":
-            dev, fields = payload
-            pending.append((dev, t, _strip(fields)))
-        elif op == "cut":
-            flush()
-        else:
-            flush()
-            out.extend(engine.tick(t))
-    flush()
-    out.extend(engine.tick(t + 3_600_000))
-    return [key(x) for x in out]
-
-
 @settings(max_examples=int(os.environ.get("ANJU_HYPOTHESIS_EXAMPLES", "300")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(stream=STREAM)
 def test_vectorised_engine_matches_reference_on_lanes_and_doors(site: Site,
                                                                 stream: list[Any]) -> None:
     rules = load_rules(site)
-    fast = _run(RuleEngine(site, rules), site, stream)
-    slow = _run(ReferenceEngine(site, rules), site, stream)
+    fast = run_stream(RuleEngine(site, rules), site, stream)
+    slow = run_stream(ReferenceEngine(site, rules), site, stream)
     assert sorted(fast) == sorted(slow)
 
 

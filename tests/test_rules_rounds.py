@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from anju.devices.registry import Site, load_site
 from anju.rules import ReferenceEngine, RuleEngine, load_rules
 from anju.rules.schedule import DAY_MS
-from tests.rules_support import SITE_YAML, batch_of, key
+from tests.rules_support import SITE_YAML, batch_of, key, run_stream
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -268,38 +268,14 @@ STREAM = st.lists(
 STARTS = st.sampled_from((at(-2.2), at(-0.05), at(1.9), at(12)))
 
 
-def _stream(engine: Any, site: Site, start: int, stream: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    t = start
-    pending: list[tuple[str, int, dict[str, Any]]] = []
-
-    def flush() -> None:
-        if pending:
-            out.extend(engine.process(batch_of(site, pending)))
-            pending.clear()
-
-    for op, step, payload in stream:
-        t = max(start, t + step)
-        if op == "r":
-            pending.append((payload[0], t, payload[1]))
-        elif op == "cut":
-            flush()
-        else:
-            flush()
-            out.extend(engine.tick(t))
-    flush()
-    out.extend(engine.tick(t + 6 * HOUR))
-    return [key(x) for x in out]
-
-
 @settings(max_examples=int(os.environ.get("ANJU_HYPOTHESIS_EXAMPLES", "300")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(start=STARTS, stream=STREAM)
 def test_vectorised_engine_matches_reference_on_rounds_and_ebikes(
         site: Site, start: int, stream: list[Any]) -> None:
     rules = load_rules(site)
-    fast = _stream(RuleEngine(site, rules), site, start, stream)
-    slow = _stream(ReferenceEngine(site, rules), site, start, stream)
+    fast = run_stream(RuleEngine(site, rules), site, stream, start=start, settle_ms=6 * HOUR)
+    slow = run_stream(ReferenceEngine(site, rules), site, stream, start=start, settle_ms=6 * HOUR)
     assert sorted(fast) == sorted(slow)
 
 
