@@ -214,12 +214,17 @@ def _run_rows(base: int, local: np.ndarray, t: np.ndarray, cond: np.ndarray,
     e_ts = np.empty(2 * n, np.int64)
     e_st = np.empty(2 * n, np.int64)
     e_val = np.empty((2 * n, outs.shape[1]))
-    k = _runs(base, local, t, cond, valid, dur, outs, pol, start, sdur, active, alarm_start,
+    c = np.ascontiguousarray
+    k = _runs(base, c(local, np.int64), c(t, np.int64), c(cond, np.bool_), c(valid, np.bool_),
+              c(dur, np.int64), c(outs, np.float64), pol, start, sdur, active, alarm_start,
               last_t, sout, e_sub, e_up, e_ts, e_st, e_val)
     return e_sub[:k], e_up[:k], e_ts[:k], e_st[:k], e_val[:k]
 
 
-@njit(cache=True, nogil=True)
+# explicit signature: compiled once at import (cached on disk), never again mid-traffic
+@njit("i8(i8, i8[::1], i8[::1], b1[::1], b1[::1], i8[::1], f8[:, ::1], i1[::1], i8[::1],"
+      " i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1],"
+      " f8[:, ::1])", cache=True, nogil=True)
 def _runs(base: Any, local: Any, t: Any, cond: Any, valid: Any, dur: Any, outs: Any,
           pol: Any, start: Any, sdur: Any, active: Any, alarm_start: Any, last_t: Any,
           sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any

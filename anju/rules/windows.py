@@ -47,7 +47,10 @@ class Ring:
                    np.zeros(devices, np.int64), np.zeros(devices, np.int64))
 
 
-@njit(cache=True, nogil=True)
+# An explicit signature compiles once, at import (cached on disk): an argument of another
+# type is an error, never a fresh compilation of a second or more in the middle of traffic.
+@njit("void(i8[::1], i8[::1], f8[::1], i8[::1], f8[::1], i8[::1], i8[::1], i8[::1], i8[::1],"
+      " i8[::1], f8[:, ::1])", cache=True, nogil=True)
 def _features(dev: Any, t: Any, v: Any, rt: Any, rv: Any, rn: Any, rhead: Any,
               lens_ms: Any, w_len: Any, w_func: Any, out: Any) -> None:  # pragma: no cover
     # (compiled: coverage cannot see inside; tests hold it to the reference engine)
@@ -108,6 +111,7 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
     w_len = np.array([lens.index(round(w.seconds * 1000)) for w in windows], np.int64)
     w_func = np.array([_FUNCS[w.func] for w in windows], np.int64)
     out = np.empty((len(dev), len(windows)))
-    _features(np.asarray(dev, np.int64), np.asarray(t, np.int64), np.asarray(v, np.float64),
+    _features(np.ascontiguousarray(dev, np.int64), np.ascontiguousarray(t, np.int64),
+              np.ascontiguousarray(v, np.float64),
               ring.t, ring.v, ring.n, ring.head, np.array(lens, np.int64), w_len, w_func, out)
     return {w.key: out[:, i] for i, w in enumerate(windows)}
