@@ -111,7 +111,8 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
     w_len = np.array([lens.index(round(w.seconds * 1000)) for w in windows], np.int64)
     w_func = np.array([_FUNCS[w.func] for w in windows], np.int64)
     out = np.empty((len(dev), len(windows)))
-    _features(np.ascontiguousarray(dev, np.int64), np.ascontiguousarray(t, np.int64),
-              np.ascontiguousarray(v, np.float64),
+    # the signature's layout: C-contiguous, writeable (a read-only view is another type)
+    _features(np.require(dev, np.int64, ["C", "W"]), np.require(t, np.int64, ["C", "W"]),
+              np.require(v, np.float64, ["C", "W"]),
               ring.t, ring.v, ring.n, ring.head, np.array(lens, np.int64), w_len, w_func, out)
     return {w.key: out[:, i] for i, w in enumerate(windows)}
