@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import time
 from collections import Counter
@@ -82,6 +83,15 @@ _RULES_CPU_SHARE = 0.15  # …and no sooner than the engine's cost per batch / t
 _QUEUE_RULES = 2  # decoded batches waiting for the rules: few, so a busy engine gets larger
 _QUEUE_STORE = 64  # decoded batches waiting to be encoded and gathered for storage
 _ENCODE_SLICE = 1000  # rows encoded between two yields to the event loop
+
+
+def _settle_heap() -> None:
+    """Moves what exists once the pipeline runs (registry, rules, clients) out of the
+    collector's sight. Without it a full collection walks the whole site every few
+    seconds under load: 50–90 ms with the event loop stopped, the alarm p99 of the peer
+    run (measured with 2 000 devices at 5 000 msg/s)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _wall_ms() -> int:
@@ -213,6 +223,7 @@ class Pipeline:
             self._stack = stack.pop_all()
         self._task_stack = tasks
         self.started = True
+        _settle_heap()
 
     @contextlib.asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
@@ -419,6 +430,7 @@ class Pipeline:
         from anju.app.reload import reload_registry
 
         result = (await reload_registry(self, root)).summary()
+        _settle_heap()
         self.last_reload = {**result, "at_ms": self._now()}
         return result
 
