@@ -48,6 +48,24 @@ class KindBatch:
         return KindBatch(self.kind, self.device[rows], self.ts[rows], self.seq[rows],
                          self.values[rows], extras, np.asarray(extra_rows, dtype=np.int64))
 
+    @classmethod
+    def concat(cls, parts: list[KindBatch]) -> KindBatch:
+        """The readings of ``parts`` (batches of one kind) one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        extras: list[dict[str, Any]] = []
+        extra_rows: list[np.ndarray] = []
+        start = 0
+        for kb in parts:
+            extras += kb.extras
+            extra_rows.append(kb.extra_rows + start)
+            start += len(kb)
+        return cls(parts[0].kind, np.concatenate([kb.device for kb in parts]),
+                   np.concatenate([kb.ts for kb in parts]),
+                   np.concatenate([kb.seq for kb in parts]),
+                   np.concatenate([kb.values for kb in parts]), extras,
+                   np.concatenate(extra_rows).astype(np.int64))
+
     def sorted_by_time(self) -> KindBatch:
         """Stable sort by ts: ties keep arrival order."""
         order = np.argsort(self.ts, kind="stable")
