@@ -104,17 +104,16 @@ class KindSpec:
     # target is inhibited in its building (a lift's power cut silences the building).
     inhibits: tuple[tuple[str, str], ...] = ()
     field_index: dict[str, int] = field(init=False, repr=False, compare=False)
+    #: the fields that become float64 columns, in declaration order (read per batch by the
+    #: engine and the decoders: computed once)
+    columns: tuple[FieldSpec, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         clash = COMMON_FIELDS.intersection(f.name for f in self.fields)
         if clash:
             raise ValueError(f"kind {self.name!r}: {sorted(clash)} are common to every reading")
         object.__setattr__(self, "field_index", {f.name: i for i, f in enumerate(self.fields)})
-
-    @property
-    def columns(self) -> tuple[FieldSpec, ...]:
-        """The fields that become float64 columns, in declaration order."""
-        return tuple(f for f in self.fields if f.columnar)
+        object.__setattr__(self, "columns", tuple(f for f in self.fields if f.columnar))
 
     def field(self, name: str) -> FieldSpec:
         return self.fields[self.field_index[name]]

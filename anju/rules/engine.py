@@ -324,6 +324,9 @@ class RuleEngine:
             # a field, or the 0/1 column of a count_if condition (never missing)
             v = np.broadcast_to(ws[0].values_vector(cols), t.shape)
             has = ~np.isnan(v)
+            if has.all():
+                cols.update(window_features(dev, t, v, ring, ws))
+                continue
             rows = np.flatnonzero(has)
             feats = window_features(dev[rows], t[rows], v[rows], ring, ws)
             for key, arr in feats.items():

@@ -104,15 +104,30 @@ def _features(dev: Any, t: Any, v: Any, rt: Any, rv: Any, rn: Any, rhead: Any,
             out[i, w] = sums[w_len[w], w_func[w]]
 
 
+_PLANS: dict[tuple[Window, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _plan(windows: list[Window]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The compiled loop's arguments for a list of windows (distinct lengths, each
+    window's length and function), made once per list."""
+    key = tuple(windows)
+    plan = _PLANS.get(key)
+    if plan is None:
+        lens = sorted({round(w.seconds * 1000) for w in windows})
+        plan = _PLANS[key] = (
+            np.array(lens, np.int64),
+            np.array([lens.index(round(w.seconds * 1000)) for w in windows], np.int64),
+            np.array([_FUNCS[w.func] for w in windows], np.int64))
+    return plan
+
+
 def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
                     windows: list[Window]) -> dict[str, np.ndarray]:
     """Features of each row (each device's rows in time order), updating ``ring``."""
-    lens = sorted({round(w.seconds * 1000) for w in windows})
-    w_len = np.array([lens.index(round(w.seconds * 1000)) for w in windows], np.int64)
-    w_func = np.array([_FUNCS[w.func] for w in windows], np.int64)
+    lens, w_len, w_func = _plan(windows)
     out = np.empty((len(dev), len(windows)))
     # the signature's layout: C-contiguous, writeable (a read-only view is another type)
     _features(np.require(dev, np.int64, ["C", "W"]), np.require(t, np.int64, ["C", "W"]),
-              np.require(v, np.float64, ["C", "W"]),
-              ring.t, ring.v, ring.n, ring.head, np.array(lens, np.int64), w_len, w_func, out)
+              np.require(v, np.float64, ["C", "W"]), ring.t, ring.v, ring.n, ring.head, lens,
+              w_len, w_func, out)
     return {w.key: out[:, i] for i, w in enumerate(windows)}
