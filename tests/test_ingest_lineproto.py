@@ -100,8 +100,8 @@ def test_example_lines(site: Site) -> None:
 
 
 @st.composite
-def _kind_batch(draw: st.DrawFn, site: Site) -> KindBatch:
-    kind = draw(st.sampled_from(sorted(KINDS)))
+def _kind_batch(draw: st.DrawFn, site: Site, kind: str | None = None) -> KindBatch:
+    kind = kind or draw(st.sampled_from(sorted(KINDS)))
     spec = KINDS[kind]
     devs = site.devices.of_kind(kind)
     n = draw(st.integers(0, 30))
@@ -139,6 +139,22 @@ def test_encoder_matches_reference(site: Site, data: st.DataObject) -> None:
     ref = [_reference_line(site, kb, r) for r in range(len(kb))]
     assert sorted(enc.lines) == sorted(x for x in ref if x is not None)
     assert enc.empty == sum(x is None for x in ref)
+
+
+@given(data=st.data())
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_gathered_chunk_encodes_as_its_parts(site: Site, data: st.DataObject) -> None:
+    """Storage encodes the batches it gathered as one (KindBatch.concat per kind): the
+    same lines, in the same order, as encoding each small batch."""
+    first = data.draw(_kind_batch(site))
+    parts = [first] + [data.draw(_kind_batch(site, first.kind.name)) for _ in range(3)]
+    enc = LineEncoder(site)
+    whole = KindBatch.concat(parts)
+    assert len(whole) == sum(len(p) for p in parts)
+    separate = [enc.encode_kind(p) for p in parts]
+    joined = enc.encode_kind(whole)
+    assert sorted(joined.lines) == sorted(x for e in separate for x in e.lines)
+    assert joined.empty == sum(e.empty for e in separate)
 
 
 # -- round trips through a real InfluxDB -------------------------------------------------------
