@@ -456,3 +456,39 @@ async def test_a_store_error_does_not_stop_a_worker(tmp_path: Path,
         async with dispatcher(site, store):
             await until(lambda: states(store) == ["delivered"])
         assert store.failures == 0
+
+
+async def test_rows_read_ahead_on_the_committing_thread_never_go_out_twice(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """The pipeline commits on a thread and reads the webhooks' due rows there too
+    (``prefetch``), while a worker round may be sending the same rows: each row goes out
+    once, a retried row waits for its backoff, and all are delivered."""
+    seen: dict[str, int] = {}
+
+    async def slow_and_once_refused(a: Attempt) -> web.Response | None:
+        await asyncio.sleep(0.01)  # a round stays in flight while commits continue
+        seen[a.delivery_id] = seen.get(a.delivery_id, 0) + 1
+        if seen[a.delivery_id] == 1 and int(a.event()["device"].split("-")[1]) % 3 == 0:
+            return web.Response(status=500)
+        return None
+
+    receiver.behaviour["prop"] = slow_and_once_refused
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store)
+        slow = Backoff(base_s=0.3, cap_s=0.3, min_s=0.3)
+        async with dispatcher(site, store, backoff=slow, timeout_s=2.0) as d:
+            def commit_and_prefetch(start: int) -> None:
+                events = mgr.on_transitions(raises(3, start, roles=("property",)))
+                d.prefetch({t for ev in events for t in ev.teams})
+
+            for k in range(12):
+                await asyncio.to_thread(commit_and_prefetch, 3 * k)
+                await asyncio.sleep(0.005)
+            await until(lambda: states(store) == ["delivered"] * 36, within=15)
+        rows = store.outbox()
+    assert receiver.duplicates == 0
+    # every row reached the receiver as often as the store says it was attempted: once,
+    # or twice for the refused third (never early again from a stale read-ahead)
+    assert seen == {r["delivery_id"]: r["attempts"] for r in rows}
+    assert sorted(r["attempts"] for r in rows) == [1] * 24 + [2] * 12

@@ -27,11 +27,12 @@ under the same ``X-Anju-Delivery`` id, on which receivers de-duplicate.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -61,6 +62,34 @@ log = logging.getLogger(__name__)
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+_PREFETCH_TTL_S = 1.0  # rows read ahead are used within this long, or read again
+
+
+def _paced(dest: Destination) -> bool:
+    """A chat robot under its platform's rate limit (rounds of digests, never prefetched)."""
+    return dest.limiter is not None and isinstance(dest.sender, RobotSender)
+
+
+class _Recent:
+    """The last ``size`` keys added, for membership tests (a bounded set)."""
+
+    def __init__(self, size: int) -> None:
+        self._order: collections.deque[str] = collections.deque()
+        self._keys: set[str] = set()
+        self._size = size
+
+    def add(self, key: str) -> None:
+        if key in self._keys:
+            return
+        self._order.append(key)
+        self._keys.add(key)
+        if len(self._order) > self._size:
+            self._keys.discard(self._order.popleft())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
 
 
 @dataclass(slots=True)
@@ -133,6 +162,10 @@ class WebhookDispatcher:
         self.destinations = destinations(site, settings, self.timeout_s)
         self.teams = sorted({d.team.id for d in self.destinations})
         self._wakes: dict[str, asyncio.Event] = {}
+        # webhook destinations by key, whose due rows the committing thread may read ahead
+        self._webhooks = {d.key: d for d in self.destinations if not _paced(d)}
+        self._prefetched: dict[str, tuple[float, list[Delivery]]] = {}
+        self._handled = _Recent(8192)  # deliveries attempted by this process, lately
         self._tasks: list[asyncio.Task[None]] = []
         self._task_stack: contextlib.AsyncExitStack | None = None  # the task group
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -301,7 +334,7 @@ class WebhookDispatcher:
 
     async def _round(self, dest: Destination, session: aiohttp.ClientSession) -> float:
         """Delivers what is due; returns how long to sleep before the next round."""
-        if dest.limiter is not None and isinstance(dest.sender, RobotSender):
+        if dest.limiter is not None and isinstance(dest.sender, RobotSender):  # _paced
             try:
                 return await self._robot_round(dest, dest.sender, dest.limiter, session)
             except (asyncio.CancelledError, AlarmStoreError):
@@ -310,7 +343,9 @@ class WebhookDispatcher:
                 log.exception("delivery %s: a round failed unexpectedly", dest.key)
                 return self.poll_s
         now = self._wall_ms()
-        due = await asyncio.to_thread(self.store.due_deliveries, dest.key, now, self.batch)
+        due = self._take_prefetched(dest.key)
+        if due is None:
+            due = await asyncio.to_thread(self.store.due_deliveries, dest.key, now, self.batch)
         for d in due:
             if self._stopping:
                 break
@@ -324,6 +359,38 @@ class WebhookDispatcher:
         if due:
             return 0.0  # more may be due already
         return await self._idle(dest)
+
+    def prefetch(self, teams: Iterable[str]) -> None:
+        """Reads what is due for these teams' webhooks on the thread that has just
+        committed their events, and wakes their workers, which then send at once instead
+        of first going back to a thread for the same query: under load that hop waited
+        ~2 ms (p99 ~9 ms) for the GIL behind the event loop, a third of an alarm's way.
+
+        A worker round in flight may handle some of these rows meanwhile: the worker drops
+        every prefetched row it has attempted since (``_handled``), so nothing is sent
+        twice; a row held back by its alarm's order is not in the list and goes out on
+        the worker's next query. Safe to call from any thread."""
+        now = self._wall_ms()
+        for key in set(teams):
+            if key not in self._webhooks:
+                continue
+            try:
+                due = self.store.due_deliveries(key, now, self.batch)
+            except AlarmStoreError as exc:  # the worker's own query will say it again
+                log.debug("delivery %s: prefetch failed: %s", key, exc)
+                continue
+            if due:
+                self._prefetched[key] = (time.monotonic(), due)
+                self.wake(key)
+
+    def _take_prefetched(self, key: str) -> list[Delivery] | None:
+        """The rows read ahead for ``key`` that this process has not attempted since, or
+        None (nothing, or read too long ago to trust the order it saw)."""
+        got = self._prefetched.pop(key, None)
+        if got is None or time.monotonic() - got[0] > _PREFETCH_TTL_S:
+            return None
+        fresh = [d for d in got[1] if d.delivery_id not in self._handled]
+        return fresh or None
 
     async def _idle(self, dest: Destination) -> float:
         """Nothing due: how long until something is (at most ``poll_s``)."""
@@ -341,6 +408,7 @@ class WebhookDispatcher:
         attempts = d.attempts + 1
         if not await self._slot(dest):  # the platform's rate limit: wait, never drop
             return
+        self._handled.add(d.delivery_id)
         try:
             status = await dest.sender.send(session, d, self._wall_ms())
         except DeliveryError as exc:

@@ -587,6 +587,8 @@ class Pipeline:
         events: list[AlarmEvent] = []
         for now, transitions in groups:
             events += self._apply(now, transitions)
+        if events:  # still on the committing thread: the webhooks' next rows, read ahead
+            self.dispatcher.prefetch({t for ev in events for t in ev.teams})
         return events
 
     def _unstored(self, tickets: list[int]) -> None:
