@@ -27,7 +27,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
+
+from anju.rules.jit import compiled
 
 __all__ = ["CLOCK_STEP_MS", "NEVER", "find_steps"]
 
@@ -52,8 +53,7 @@ def find_steps(newest: np.ndarray, recv_at: np.ndarray, skew_base: np.ndarray,
 
 # One compiled pass over the batch's rows (numpy needed ~15 array calls a kind a batch for
 # the handful of first readings); explicit signature: compiled once at import, cached.
-@njit("i8(i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1], i8[::1])", cache=True,
-      nogil=True)
+@compiled("i8(i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1], i8[::1])")
 def _steps(newest: Any, recv_at: Any, skew_base: Any, dev: Any, t: Any, now: Any,
            step_dev: Any, step_by: Any) -> int:  # pragma: no cover  (compiled)
     k = 0

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from anju.devices.registry import Site
 from anju.kinds import KIND_CODES, KINDS
 from anju.rules.arrays import ends as _ends
 from anju.rules.clock import NEVER
+from anju.rules.jit import compiled
 from anju.rules.model import CompiledRule
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
@@ -101,8 +101,8 @@ def _t(render: Renderer, r: CompiledRule, d: int, event: str, ts: int, started: 
 
 # One compiled pass over a batch's rows for one rule (numpy took ~15 array calls a kind a
 # batch); explicit signature: compiled once at import, cached on disk.
-@njit("i8(i8[::1], i8[::1], i8, i8[::1], i8[::1], i8[::1], i8[::1], b1[::1], i8[::1],"
-      " b1[::1], i8[::1])", cache=True, nogil=True)
+@compiled("i8(i8[::1], i8[::1], i8, i8[::1], i8[::1], i8[::1], i8[::1], b1[::1], i8[::1],"
+           " b1[::1], i8[::1])")
 def _gaps(dev: Any, t: Any, now: Any, newest: Any, last_seen: Any, recv_at: Any, lim: Any,
           active: Any, rows: Any, back: Any, prev: Any) -> int:  # pragma: no cover  (compiled)
     # The gap before each reading: before a device's first one, on its own clock when it

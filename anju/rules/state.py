@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from anju.rules.arrays import changes as _changes
 from anju.rules.clock import NEVER
+from anju.rules.jit import compiled
 from anju.rules.model import CompiledRule
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
@@ -226,9 +226,9 @@ def _run_rows(base: int, local: np.ndarray, t: np.ndarray, cond: np.ndarray,
 
 
 # explicit signature: compiled once at import (cached on disk), never again mid-traffic
-@njit("i8(i8, i8[::1], i8[::1], b1[::1], b1[::1], i8[::1], f8[:, ::1], i1[::1], i8[::1],"
-      " i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1],"
-      " f8[:, ::1])", cache=True, nogil=True)
+@compiled("i8(i8, i8[::1], i8[::1], b1[::1], b1[::1], i8[::1], f8[:, ::1], i1[::1], i8[::1],"
+           " i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1],"
+           " f8[:, ::1])")
 def _runs(base: Any, local: Any, t: Any, cond: Any, valid: Any, dur: Any, outs: Any,
           pol: Any, start: Any, sdur: Any, active: Any, alarm_start: Any, last_t: Any,
           sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any

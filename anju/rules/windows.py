@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from anju.rules.expr import Window
+from anju.rules.jit import compiled
 
 __all__ = ["RING", "Ring", "window_features"]
 
@@ -49,8 +49,8 @@ class Ring:
 
 # An explicit signature compiles once, at import (cached on disk): an argument of another
 # type is an error, never a fresh compilation of a second or more in the middle of traffic.
-@njit("void(i8[::1], i8[::1], f8[::1], i8[::1], f8[::1], i8[::1], i8[::1], i8[::1], i8[::1],"
-      " i8[::1], f8[:, ::1])", cache=True, nogil=True)
+@compiled("void(i8[::1], i8[::1], f8[::1], i8[::1], f8[::1], i8[::1], i8[::1], i8[::1], i8[::1],"
+           " i8[::1], f8[:, ::1])")
 def _features(dev: Any, t: Any, v: Any, rt: Any, rv: Any, rn: Any, rhead: Any,
               lens_ms: Any, w_len: Any, w_func: Any, out: Any) -> None:  # pragma: no cover
     # (compiled: coverage cannot see inside; tests hold it to the reference engine)
