@@ -492,3 +492,26 @@ async def test_rows_read_ahead_on_the_committing_thread_never_go_out_twice(
     # or twice for the refused third (never early again from a stale read-ahead)
     assert seen == {r["delivery_id"]: r["attempts"] for r in rows}
     assert sorted(r["attempts"] for r in rows) == [1] * 24 + [2] * 12
+
+
+async def test_a_read_ahead_older_than_the_workers_own_round_sends_nothing_twice(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """The race the filter exists for, made certain: rows read ahead, then sent by a round
+    the worker started on its own before it took the read-ahead."""
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store)
+        async with dispatcher(site, store) as d:
+            await asyncio.to_thread(mgr.on_transitions, raises(3, roles=("property",)))
+            stale = store.due_deliveries("prop", int(time.time() * 1000) + 1000)
+            assert len(stale) == 3
+            await until(lambda: states(store) == ["delivered"] * 3)
+            d._prefetched["prop"] = (time.monotonic(), stale)  # read before that round
+            d.wake("prop")
+            await asyncio.to_thread(mgr.on_transitions, raises(1, 10, roles=("property",)))
+            d.prefetch(["prop"])
+            await until(lambda: states(store) == ["delivered"] * 4)
+            await asyncio.sleep(0.2)  # a few more rounds: nothing else may go out
+        assert receiver.duplicates == 0
+        assert [r["attempts"] for r in store.outbox()] == [1, 1, 1, 1]
+    assert len(receiver.attempts) == 4
