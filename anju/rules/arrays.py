@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-__all__ = ["changes", "ends", "shift", "shift_left"]
+__all__ = ["changes", "ends"]
 
 
 def changes(a: np.ndarray) -> np.ndarray:
@@ -24,22 +22,4 @@ def ends(a: np.ndarray) -> np.ndarray:
     if len(a):
         out[-1] = True
         np.not_equal(a[1:], a[:-1], out=out[:-1])
-    return out
-
-
-def shift(a: np.ndarray, fill: Any) -> np.ndarray:
-    """``a`` moved one place right, ``fill`` in front."""
-    out = np.empty_like(a)
-    if len(a):
-        out[0] = fill
-        out[1:] = a[:-1]
-    return out
-
-
-def shift_left(a: np.ndarray, fill: Any) -> np.ndarray:
-    """``a`` moved one place left, ``fill`` at the end."""
-    out = np.empty_like(a)
-    if len(a):
-        out[-1] = fill
-        out[:-1] = a[1:]
     return out
