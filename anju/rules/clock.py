@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from anju.rules.jit import compiled
+from anju.rules.jit import arg, compiled
 
 __all__ = ["CLOCK_STEP_MS", "NEVER", "find_steps"]
 
@@ -46,8 +46,8 @@ def find_steps(newest: np.ndarray, recv_at: np.ndarray, skew_base: np.ndarray,
     """
     step_dev = np.empty(len(dev), np.int64)
     step_by = np.empty(len(dev), np.int64)
-    k = _steps(newest, recv_at, skew_base, np.require(dev, np.int64, ["C", "W"]),
-               np.require(t, np.int64, ["C", "W"]), now, step_dev, step_by)
+    k = _steps(newest, recv_at, skew_base, arg(dev, np.int64), arg(t, np.int64), now,
+               step_dev, step_by)
     return step_dev[:k], step_by[:k]
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numba
+import numpy as np
 
-__all__ = ["compiled"]
+__all__ = ["arg", "compiled"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,3 +60,10 @@ def compiled(signature: str) -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         return cast(F, numba.njit(signature, cache=_CACHE, nogil=True)(fn))
     return wrap
+
+
+def arg(a: Any, dtype: Any) -> np.ndarray:
+    """``a`` in the layout the signatures name: C-contiguous and writeable, of ``dtype``
+    (a broadcast or a frombuffer column is read-only, a numba type of its own); no copy
+    when it already is."""
+    return np.require(a, dtype, ["C", "W"])

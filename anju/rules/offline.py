@@ -16,7 +16,7 @@ from anju.devices.registry import Site
 from anju.kinds import KIND_CODES, KINDS
 from anju.rules.arrays import ends as _ends
 from anju.rules.clock import NEVER
-from anju.rules.jit import compiled
+from anju.rules.jit import arg, compiled
 from anju.rules.model import CompiledRule
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
@@ -55,8 +55,8 @@ class Offline:
         back; ``last_seen`` is updated, ``newest`` and ``recv_at`` are read (as before the
         readings)."""
         out: list[Transition] = []
-        dev = np.require(dev, np.int64, ["C", "W"])
-        t = np.require(t, np.int64, ["C", "W"])
+        dev = arg(dev, np.int64)
+        t = arg(t, np.int64)
         rows = np.empty(len(t), np.int64)
         back = np.empty(len(t), np.bool_)
         prev = np.empty(len(t), np.int64)

@@ -25,7 +25,7 @@ import numpy as np
 
 from anju.rules.arrays import changes as _changes
 from anju.rules.clock import NEVER
-from anju.rules.jit import compiled
+from anju.rules.jit import arg, compiled
 from anju.rules.model import CompiledRule
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
@@ -214,14 +214,9 @@ def _run_rows(base: int, local: np.ndarray, t: np.ndarray, cond: np.ndarray,
     e_ts = np.empty(2 * n, np.int64)
     e_st = np.empty(2 * n, np.int64)
     e_val = np.empty((2 * n, outs.shape[1]))
-    def c(a: np.ndarray, dtype: Any) -> np.ndarray:
-        # the signature's layout: C-contiguous and writeable (a broadcast or a frombuffer
-        # column is read-only, a numba type of its own)
-        return np.require(a, dtype, ["C", "W"])
-
-    k = _runs(base, c(local, np.int64), c(t, np.int64), c(cond, np.bool_), c(valid, np.bool_),
-              c(dur, np.int64), c(outs, np.float64), pol, start, sdur, active, alarm_start,
-              last_t, sout, e_sub, e_up, e_ts, e_st, e_val)
+    k = _runs(base, arg(local, np.int64), arg(t, np.int64), arg(cond, np.bool_),
+              arg(valid, np.bool_), arg(dur, np.int64), arg(outs, np.float64), pol, start,
+              sdur, active, alarm_start, last_t, sout, e_sub, e_up, e_ts, e_st, e_val)
     return e_sub[:k], e_up[:k], e_ts[:k], e_st[:k], e_val[:k]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from anju.rules.expr import Window
-from anju.rules.jit import compiled
+from anju.rules.jit import arg, compiled
 
 __all__ = ["RING", "Ring", "window_features"]
 
@@ -126,8 +126,6 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
     """Features of each row (each device's rows in time order), updating ``ring``."""
     lens, w_len, w_func = _plan(windows)
     out = np.empty((len(dev), len(windows)))
-    # the signature's layout: C-contiguous, writeable (a read-only view is another type)
-    _features(np.require(dev, np.int64, ["C", "W"]), np.require(t, np.int64, ["C", "W"]),
-              np.require(v, np.float64, ["C", "W"]), ring.t, ring.v, ring.n, ring.head, lens,
-              w_len, w_func, out)
+    _features(arg(dev, np.int64), arg(t, np.int64), arg(v, np.float64), ring.t, ring.v, ring.n,
+              ring.head, lens, w_len, w_func, out)
     return {w.key: out[:, i] for i, w in enumerate(windows)}
