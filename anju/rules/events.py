@@ -55,10 +55,8 @@ def event_transitions(rules: list[CompiledRule], kb: KindBatch, site: Site,
     out = []
     for r in rules:
         assert r.condition is not None
-        valid = np.ones(len(kb), bool)
-        for f in r.condition.required:
-            valid &= ~np.isnan(cols[f])
-        hit = np.flatnonzero(valid & r.condition.test_vector(cols))
+        hit = np.flatnonzero(r.condition.measured(cols, len(kb))
+                             & r.condition.test_vector(cols))
         for i in hit.tolist():
             out.append(_transition(r, int(kb.device[i]), int(kb.ts[i]),
                                    {k: float(v[i]) for k, v in cols.items()},

@@ -129,6 +129,13 @@ class Expr:
         """The expression as a condition, over columns: a bool array (NaN is false)."""
         return np.asarray(_truth_np(self.vector(cols)), bool)
 
+    def measured(self, cols: Mapping[str, Any], n: int) -> np.ndarray:
+        """Rows (of ``n``) on which every field it requires is measured (not NaN)."""
+        ok = np.ones(n, bool)
+        for f in self.required:
+            ok &= ~np.isnan(cols[f])
+        return ok
+
     def test_scalar(self, env: Mapping[str, Any]) -> bool:
         """The expression as a condition on one reading (NaN is false)."""
         return _truth(self.scalar(env))

@@ -121,10 +121,8 @@ class Schedules:
             if not len(rows):
                 continue
             assert r.condition is not None
-            valid = np.ones(len(t), bool)
-            for f in r.condition.required:
-                valid &= ~np.isnan(cols[f])
-            hit_all = valid & np.asarray(r.condition.test_vector(cols), bool)
+            hit_all = r.condition.measured(cols, len(t)) \
+                & np.asarray(r.condition.test_vector(cols), bool)
             d, tt, hit = dev[rows], t[rows], hit_all[rows]
             nd, lh, tol = self.next_due[r.id], self.last_hit[r.id], s["tol"]
             first = _changes(d)

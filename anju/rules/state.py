@@ -107,10 +107,9 @@ class KindState:
         # rule with none of them and no true reading has nothing to do: false readings on
         # a quiet subject change nothing that could ever produce a transition, so its
         # state is left as it is
-        heads = local[_changes(local)]
-        hot_rule = ((self.st.pol[self._rule_base[:, None] + heads[None, :]] == 1)
-                    | self.st.active[self._rule_base[:, None] + heads[None, :]]).any(axis=1)
         st = self.st
+        pairs = self._rule_base[:, None] + local[_changes(local)][None, :]
+        hot_rule = ((st.pol[pairs] == 1) | st.active[pairs]).any(axis=1)
         n = len(t)
         # rows where a rule's fields are measured, shared by rules reading the same fields
         valid_of: dict[frozenset[str], np.ndarray] = {}
@@ -121,15 +120,10 @@ class KindState:
             if not hot_rule[ri] and not cond.any():
                 continue
             cond = np.broadcast_to(cond, t.shape)
-            need = r.condition.required
-            valid = valid_of.get(need)
+            valid = valid_of.get(r.condition.required)
             if valid is None:
-                valid = np.ones(n, bool)
-                for f in need:
-                    valid &= ~np.isnan(cols[f])
-                valid_of[need] = valid
-            outs = np.full((n, self.width), np.nan)
-            outs[:, :len(r.outputs)] = _outputs(r, cols, n)
+                valid = valid_of[r.condition.required] = r.condition.measured(cols, n)
+            outs = _outputs(r, cols, n, self.width)
             ev = _run_rows(ri * nm, local, t, cond, valid,
                            _durations(r, cond, cols, n), outs, st.pol, st.start, st.dur,
                            st.active, st.alarm_start, st.last_t, st.out)
@@ -193,8 +187,9 @@ def _durations(r: CompiledRule, cond: np.ndarray, cols: dict[str, Any], n: int
     return np.where(cond, d, _ms(r.clear_after_s))
 
 
-def _outputs(r: CompiledRule, cols: dict[str, Any], n: int) -> np.ndarray:
-    out = np.full((n, len(r.outputs)), np.nan)
+def _outputs(r: CompiledRule, cols: dict[str, Any], n: int, width: int) -> np.ndarray:
+    """Value and details of each row, NaN-padded to ``width`` (the kind's widest rule)."""
+    out = np.full((n, width), np.nan)
     for j, e in enumerate(r.outputs):
         if e is not None:
             out[:, j] = np.broadcast_to(np.asarray(e.vector(cols), np.float64), (n,))
