@@ -478,15 +478,16 @@ class Pipeline:
                 gathered, done = batches, tickets
                 batches, tickets, readings, deadline = [], [], 0, None
                 try:
-                    chunk: list[str] = []
-                    await self._encode(gathered, chunk)
+                    chunk = await self._encode(gathered)
                     await self.storage.submit(chunk, partial(self._stored, done),
                                               partial(self._unstored, done))
                 finally:
                     for _ in done:
                         q.task_done()
 
-    async def _encode(self, batches: list[Batch], lines: list[str]) -> None:
+    async def _encode(self, batches: list[Batch]) -> list[str]:
+        """Line protocol for the gathered batches, each kind's readings encoded as one."""
+        lines: list[str] = []
         by_kind: dict[str, list[KindBatch]] = {}
         for batch in batches:
             for name, kb in batch.kinds.items():
@@ -505,6 +506,7 @@ class Pipeline:
                     await asyncio.sleep(0)
         if empty:
             self.metrics.points.labels("empty").inc(empty)
+        return lines
 
     def _stored(self, tickets: list[int]) -> None:
         for t in tickets:
