@@ -37,6 +37,7 @@ from anju.kinds import KIND_CODES, KINDS
 from anju.rules.arrays import ends as _ends
 from anju.rules.clock import NEVER, find_steps
 from anju.rules.events import enrich_trajectory, event_transitions
+from anju.rules.expr import Window
 from anju.rules.groups import Group as _Group
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.offline import Offline
@@ -97,14 +98,16 @@ class RuleEngine:
         # state rules of a kind share flat arrays indexed by rule * members + local index
         self._local = np.full(n, -1, np.int64)
         self._kstate: dict[str, _KindState] = {}
+        self._columns: dict[str, _Columns] = {}
         for k in KINDS:
             members = np.flatnonzero(site.devices.kind == KIND_CODES[k])
             self._local[members] = np.arange(len(members))
             krules = [r for r in rules.by_kind(k) if r.type == "state"]
             if krules:
-                self._kstate[k] = _KindState.create(krules, members)
+                cols = self._columns[k] = _Columns.of(k, krules)
+                self._kstate[k] = _KindState.create(krules, members, cols.layout)
+                cols.bind(self._kstate[k].programs)
         self._rings: dict[tuple[str, str], Ring] = {}
-        self._window_fields: dict[str, dict[str, list[Any]]] = {}
         self._event_rules = {k: [r for r in rules.by_kind(k) if r.type == "event"] for k in KINDS}
         self._offline = Offline(rules.of_type("offline"), site, self.served)
         self._schedules = Schedules(rules.of_type("schedule"), site, self.served)
@@ -112,11 +115,6 @@ class RuleEngine:
         self._groups = [_Group(r, site) for r in rules.of_type("group")]
         self._params = dict(site.devices.params)
         self._nan = np.full(n, np.nan)
-        self._state_rules_of = {k: [r for r in rules.by_kind(k) if r.type == "state"]
-                                for k in KINDS}
-        self._kind_params = {
-            k: sorted({p for r in self._state_rules_of[k] for p in r.names}
-                      & {p.name for p in KINDS[k].params}) for k in KINDS}
         self._order = _order_key(rules)
 
     # offline state by rule id, arrays by device (names kept for the registry reload)
@@ -296,43 +294,75 @@ class RuleEngine:
                 kind, dev, t, {f.name: values[:, i] for i, f in enumerate(kb.kind.columns)},
                 self.render))
 
-        rules = self._state_rules_of[kind]
-        if not rules:
+        ks = self._kstate.get(kind)
+        if ks is None:
             return out
-        cols: dict[str, Any] = {f.name: values[:, i] for i, f in enumerate(kb.kind.columns)}
-        for p in self._kind_params[kind]:
-            cols[p] = self._params.get(p, self._nan)[dev]
-        self._windows(kind, rules, dev, t, cols)
-        out.extend(self._kstate[kind].process(self._local[dev], t, cols, self.render))
+        layout = self._columns[kind]
+        m = np.empty((len(layout.layout), len(t)))
+        m[:values.shape[1]] = values.T
+        for row, p in layout.params:
+            np.take(self._params.get(p, self._nan), dev, out=m[row])
+        self._windows(kind, layout, dev, t, m)
+        out.extend(ks.process(self._local[dev], t, m, self.render))
         return out
 
-    def _windows(self, kind: str, rules: list[CompiledRule], dev: np.ndarray, t: np.ndarray,
-                 cols: dict[str, Any]) -> None:
-        """Adds the windowed features the kind's rules read to ``cols``."""
-        by_field = self._window_fields.get(kind)
-        if by_field is None:
-            by_field = {}
-            for r in rules:
-                for w in r.windows:
-                    if w not in by_field.setdefault(w.field, []):
-                        by_field[w.field].append(w)
-            self._window_fields[kind] = by_field
-        for fname, ws in by_field.items():
+    def _windows(self, kind: str, layout: _Columns, dev: np.ndarray, t: np.ndarray,
+                 m: np.ndarray) -> None:
+        """Fills the rows of the windowed features the kind's rules read into ``m``."""
+        for fname, ws, value_row, where, lo in layout.windows:
             ring = self._rings.get((kind, fname))
             if ring is None:
                 ring = self._rings[(kind, fname)] = Ring.empty(self._n)
             # a field, or the 0/1 column of a count_if condition (never missing)
-            v = np.broadcast_to(ws[0].values_vector(cols), t.shape)
+            v = m[value_row] if where < 0 else layout.programs.evaluate(where, m)
+            feats = m[lo:lo + len(ws)]
             has = ~np.isnan(v)
             if has.all():
-                cols.update(window_features(dev, t, v, ring, ws))
+                window_features(dev, t, v, ring, ws, feats)
                 continue
             rows = np.flatnonzero(has)
-            feats = window_features(dev[rows], t[rows], v[rows], ring, ws)
-            for key, arr in feats.items():
-                full = np.full(len(t), np.nan)
-                full[rows] = arr
-                cols[key] = full
+            part = np.empty((len(ws), len(rows)))
+            window_features(dev[rows], t[rows], v[rows], ring, ws, part)
+            feats[:] = np.nan
+            feats[:, rows] = part
+
+
+@dataclass
+class _Columns:
+    """The column matrix a kind's state rules read: its fields, then the registry params
+    they name, then their windowed features (grouped by the field they window)."""
+
+    layout: list[str]
+    params: list[tuple[int, str]]  # (row, registry param)
+    # (field, its windows, the field's row, the count_if program or -1, first feature row)
+    windows: list[tuple[str, list[Window], int, int, int]]
+    programs: Any = None
+
+    @classmethod
+    def of(cls, kind: str, rules: list[CompiledRule]) -> _Columns:
+        layout = [f.name for f in KINDS[kind].columns]
+        by_field: dict[str, list[Window]] = {}
+        for r in rules:
+            for w in r.windows:
+                if w not in by_field.setdefault(w.field, []):
+                    by_field[w.field].append(w)
+        keys = {w.key for ws in by_field.values() for w in ws}
+        names = sorted({p for r in rules for p in r.names} - set(layout) - keys)
+        params = [(len(layout) + j, p) for j, p in enumerate(names)]
+        layout += names
+        windows = []
+        for fname, ws in by_field.items():
+            windows.append((fname, ws, layout.index(fname) if fname in layout else -1, -1,
+                            len(layout)))
+            layout += [w.key for w in ws]
+        return cls(layout, params, windows)
+
+    def bind(self, programs: Any) -> None:
+        """Adds the count_if conditions to the kind's ``programs``."""
+        self.programs = programs
+        self.windows = [(f, ws, row, programs.add(ws[0].where, test=True)
+                         if ws[0].where is not None else -1, lo)
+                        for f, ws, row, _, lo in self.windows]
 
 
 def _order_key(rules: RuleSet) -> Any:

@@ -30,7 +30,7 @@ import numpy as np
 from anju.devices.spec import KindSpec
 from anju.errors import RuleError
 
-__all__ = ["CONDITION_WINDOW_FUNCS", "WINDOW_FUNCS", "Expr", "Window", "parse_expr"]
+__all__ = ["CONDITION_WINDOW_FUNCS", "WINDOW_FUNCS", "Expr", "Window", "parse_expr", "window_of"]
 
 WINDOW_FUNCS = ("slope", "wmax", "wmin", "count", "span")
 #: Window functions over a condition rather than a field: ``count_if(condition, seconds)``.
@@ -212,7 +212,7 @@ def _compile_py(node: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
         if node.func.id == "abs":
             inner = _compile_py(node.args[0])
             return lambda e: abs(inner(e))
-        key = _window_of(node).key
+        key = window_of(node).key
         return lambda e: e[key]
     raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
 
@@ -269,12 +269,12 @@ def _compile_np(node: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
         if node.func.id == "abs":
             inner = _compile_np(node.args[0])
             return lambda c: np.abs(inner(c))
-        key = _window_of(node).key
+        key = window_of(node).key
         return lambda c: c[key]
     raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
 
 
-def _window_of(node: ast.Call) -> Window:
+def window_of(node: ast.Call) -> Window:
     assert isinstance(node.func, ast.Name)
     arg = node.args[0]
     secs = node.args[1]

@@ -2,31 +2,34 @@
 
 A state rule raises when its condition has held for its duration (``for``, or the shortest
 ``for_when`` tier that applies) and clears once the condition has been false for
-``clear_after``. Each batch runs one pass:
+``clear_after``. Each batch runs one compiled pass (numba) over all the kind's rules:
 
-* the condition over all rows (compiled numpy expression), plus windowed features
-  computed by the engine (:mod:`anju.rules.windows`);
+* the condition over all rows (a program of :mod:`anju.rules.program` over the kind's
+  column matrix: fields, registry params and the windowed features the engine computed
+  with :mod:`anju.rules.windows`);
 * a rule with no true reading and no subject of the batch's devices with a pending run or
-  an active alarm is skipped — in normal traffic that is nearly every rule, and it costs
-  a few vector operations;
-* the others' rows go through the reference engine's run machinery in one compiled loop
-  (numba): a due check — "time ≥ run start + duration" — before and after each reading.
-  Written with numpy it took ~60 array calls a rule (runs, a search for each run's first
-  due check, a forward-filled latch), most of a small batch's cost.
+  an active alarm is skipped — in normal traffic that is nearly every rule;
+* the others' rows go through the reference engine's run machinery: a due check — "time ≥
+  run start + duration" — before and after each reading.
+
+Written with numpy it took ~60 array calls a rule (runs, a search for each run's first
+due check, a forward-filled latch), then, with the run machinery compiled, still ~10 a
+rule for conditions, durations and outputs: most of a small batch's cost.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from anju.rules.arrays import changes as _changes
 from anju.rules.clock import NEVER
 from anju.rules.jit import arg, compiled
 from anju.rules.model import CompiledRule
+from anju.rules.program import Programs, run_program
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
@@ -64,13 +67,14 @@ class KindState:
     members: np.ndarray  # global index of each local device
     st: StateArrays
     width: int  # outputs per rule (value + details), padded to the widest rule
+    programs: Programs  # conditions, tiers and outputs over the kind's column layout
 
     def __post_init__(self) -> None:
-        # flat index of each rule's first subject
-        self._rule_base = np.arange(len(self.rules), dtype=np.int64) * len(self.members)
+        self._table = _RuleTable.build(self.rules, self.programs, self.width)
 
     @classmethod
-    def create(cls, rules: list[CompiledRule], members: np.ndarray) -> KindState:
+    def create(cls, rules: list[CompiledRule], members: np.ndarray, layout: Sequence[str]
+               ) -> KindState:
         size = len(rules) * len(members)
         width = max(len(r.outputs) for r in rules)
         st = StateArrays(
@@ -78,7 +82,7 @@ class KindState:
             dur=np.full(size, -1, np.int64), active=np.zeros(size, bool),
             alarm_start=np.zeros(size, np.int64), last_t=np.zeros(size, np.int64),
             out=np.full((size, width), np.nan))
-        return cls(rules, members, st, width)
+        return cls(rules, members, st, width, Programs(layout))
 
     def owns(self, devs: np.ndarray, local: np.ndarray) -> np.ndarray:
         """Which of the global devices ``devs`` (with their ``local`` indices) are members."""
@@ -97,42 +101,29 @@ class KindState:
             a[idx] += sh
 
     # -- a batch ---------------------------------------------------------------------------
-    def process(self, local: np.ndarray, t: np.ndarray, cols: dict[str, Any],
-                render: Renderer) -> list[Transition]:
+    def process(self, local: np.ndarray, t: np.ndarray, cols: np.ndarray, render: Renderer
+                ) -> list[Transition]:
         """All state rules of the kind over readings sorted by device then time (``local``:
-        each row's member index): conditions per rule with numpy, then the run machinery
-        over each rule's rows in one compiled loop."""
-        nm = len(self.members)
-        # subjects with a pending run or an open alarm, among the batch's devices only; a
-        # rule with none of them and no true reading has nothing to do: false readings on
-        # a quiet subject change nothing that could ever produce a transition, so its
-        # state is left as it is
-        st = self.st
-        pairs = self._rule_base[:, None] + local[_changes(local)][None, :]
-        hot_rule = ((st.pol[pairs] == 1) | st.active[pairs]).any(axis=1)
+        each row's member index; ``cols``: the programs' layout rows × readings), in one
+        compiled pass."""
         n = len(t)
-        # rows where a rule's fields are measured, shared by rules reading the same fields
-        valid_of: dict[frozenset[str], np.ndarray] = {}
-        out: list[Transition] = []
-        for ri, r in enumerate(self.rules):
-            assert r.condition is not None
-            cond = r.condition.test_vector(cols)
-            if not hot_rule[ri] and not cond.any():
-                continue
-            cond = np.broadcast_to(cond, t.shape)
-            valid = valid_of.get(r.condition.required)
-            if valid is None:
-                valid = valid_of[r.condition.required] = r.condition.measured(cols, n)
-            outs = _outputs(r, cols, n, self.width)
-            ev = _run_rows(ri * nm, local, t, cond, valid,
-                           _durations(r, cond, cols, n), outs, st.pol, st.start, st.dur,
-                           st.active, st.alarm_start, st.last_t, st.out)
-            subject, raised, ts, started, vals = ev
-            for k in range(len(subject)):
-                out.append(self.transition(int(subject[k]), "raised" if raised[k] else
-                                           "cleared", int(ts[k]), int(started[k]), vals[k],
-                                           render))
-        return out
+        tb = self._table
+        code, lo, hi, consts = self.programs.arrays
+        cap = 2 * n * len(self.rules)
+        e_sub = np.empty(cap, np.int64)
+        e_up = np.empty(cap, np.bool_)
+        e_ts = np.empty(cap, np.int64)
+        e_st = np.empty(cap, np.int64)
+        e_val = np.empty((cap, self.width))
+        st = self.st
+        k = _pass(code, lo, hi, consts, cols, np.empty((self.programs.depth, n)),
+                  arg(local, np.int64), arg(t, np.int64), len(self.members), tb.cond,
+                  tb.req_lo, tb.req_hi, tb.req_rows, tb.for_ms, tb.clear_ms, tb.tier_lo,
+                  tb.tier_hi, tb.tier_prog, tb.tier_ms, tb.outputs, st.pol, st.start, st.dur,
+                  st.active, st.alarm_start, st.last_t, st.out, e_sub, e_up, e_ts, e_st,
+                  e_val)
+        return [self.transition(int(e_sub[i]), "raised" if e_up[i] else "cleared",
+                                int(e_ts[i]), int(e_st[i]), e_val[i], render) for i in range(k)]
 
     # -- a clock tick ----------------------------------------------------------------------
     def tick(self, now: int, newest: np.ndarray, recv_at: np.ndarray, render: Renderer
@@ -177,55 +168,63 @@ class KindState:
         return render.device(r, d, event, ts, started, float(vals[0]), details)
 
 
-def _durations(r: CompiledRule, cond: np.ndarray, cols: dict[str, Any], n: int
-               ) -> np.ndarray:
-    d = np.full(n, _ms(r.for_s), np.int64)
-    # tiers: the shortest applicable duration wins
-    for when, secs in r.for_when:
-        w = when.test_vector(cols)
-        d = np.where(w, np.minimum(d, _ms(secs)), d)
-    return np.where(cond, d, _ms(r.clear_after_s))
+@dataclass(frozen=True)
+class _RuleTable:
+    """A kind's state rules as arrays for the compiled pass (programs by index)."""
+
+    cond: np.ndarray  # program of each rule's condition
+    req_lo: np.ndarray  # each rule's required fields: req_rows[req_lo[r]:req_hi[r]]
+    req_hi: np.ndarray
+    req_rows: np.ndarray  # layout rows
+    for_ms: np.ndarray
+    clear_ms: np.ndarray
+    tier_lo: np.ndarray  # each rule's for_when tiers: tier_*[tier_lo[r]:tier_hi[r]]
+    tier_hi: np.ndarray
+    tier_prog: np.ndarray
+    tier_ms: np.ndarray
+    outputs: np.ndarray  # (rules, width): program of each output, -1 for none (NaN)
+
+    @classmethod
+    def build(cls, rules: list[CompiledRule], programs: Programs, width: int) -> _RuleTable:
+        req: list[int] = []
+        req_lo, req_hi, tier_lo, tier_hi = [], [], [], []
+        tier_prog: list[int] = []
+        tier_ms: list[int] = []
+        cond = []
+        outputs = np.full((len(rules), width), -1, np.int64)
+        for ri, r in enumerate(rules):
+            assert r.condition is not None
+            cond.append(programs.add(r.condition, test=True))
+            req_lo.append(len(req))
+            req += sorted(programs.row(f) for f in r.condition.required)
+            req_hi.append(len(req))
+            tier_lo.append(len(tier_prog))
+            for when, secs in r.for_when:
+                tier_prog.append(programs.add(when, test=True))
+                tier_ms.append(_ms(secs))
+            tier_hi.append(len(tier_prog))
+            for j, e in enumerate(r.outputs):
+                if e is not None:
+                    outputs[ri, j] = programs.add(e, test=False)
+
+        def i8(xs: list[int]) -> np.ndarray:
+            return np.array(xs, np.int64)
+
+        return cls(i8(cond), i8(req_lo), i8(req_hi), i8(req), i8([_ms(r.for_s) for r in rules]),
+                   i8([_ms(r.clear_after_s) for r in rules]), i8(tier_lo), i8(tier_hi),
+                   i8(tier_prog), i8(tier_ms), outputs)
 
 
-def _outputs(r: CompiledRule, cols: dict[str, Any], n: int, width: int) -> np.ndarray:
-    """Value and details of each row, NaN-padded to ``width`` (the kind's widest rule)."""
-    out = np.full((n, width), np.nan)
-    for j, e in enumerate(r.outputs):
-        if e is not None:
-            out[:, j] = np.broadcast_to(np.asarray(e.vector(cols), np.float64), (n,))
-    return out
-
-
-def _run_rows(base: int, local: np.ndarray, t: np.ndarray, cond: np.ndarray,
-              valid: np.ndarray, dur: np.ndarray, outs: np.ndarray, pol: np.ndarray,
-              start: np.ndarray, sdur: np.ndarray, active: np.ndarray,
-              alarm_start: np.ndarray, last_t: np.ndarray, sout: np.ndarray
-              ) -> tuple[np.ndarray, ...]:
-    """Applies one rule's rows to its subjects' runs; returns its transitions as arrays
-    (flat subject, raised?, ts, started, outputs)."""
-    n = len(t)
-    e_sub = np.empty(2 * n, np.int64)
-    e_up = np.empty(2 * n, np.bool_)
-    e_ts = np.empty(2 * n, np.int64)
-    e_st = np.empty(2 * n, np.int64)
-    e_val = np.empty((2 * n, outs.shape[1]))
-    k = _runs(base, arg(local, np.int64), arg(t, np.int64), arg(cond, np.bool_),
-              arg(valid, np.bool_), arg(dur, np.int64), arg(outs, np.float64), pol, start,
-              sdur, active, alarm_start, last_t, sout, e_sub, e_up, e_ts, e_st, e_val)
-    return e_sub[:k], e_up[:k], e_ts[:k], e_st[:k], e_val[:k]
-
-
-# explicit signature: compiled once at import (cached on disk), never again mid-traffic
-@compiled("i8(i8, i8[::1], i8[::1], b1[::1], b1[::1], i8[::1], f8[:, ::1], i1[::1], i8[::1],"
+# explicit signatures: compiled once at import (cached on disk), never again mid-traffic
+@compiled("i8(i8, i8[::1], i8[::1], f8[::1], b1[::1], i8[::1], f8[:, ::1], i1[::1], i8[::1],"
            " i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1],"
-           " f8[:, ::1])")
+           " f8[:, ::1], i8)")
 def _runs(base: Any, local: Any, t: Any, cond: Any, valid: Any, dur: Any, outs: Any,
           pol: Any, start: Any, sdur: Any, active: Any, alarm_start: Any, last_t: Any,
-          sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any
+          sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any, k: Any
           ) -> int:  # pragma: no cover  (compiled: tests hold it to the reference engine)
     # The reference engine's _state and _advance, row by row: a due check before the
     # reading (on the run so far) and after it (on the run it continues or starts).
-    k = 0
     for i in range(len(t)):
         if not valid[i]:
             continue
@@ -233,7 +232,7 @@ def _runs(base: Any, local: Any, t: Any, cond: Any, valid: Any, dur: Any, outs: 
         now = t[i]
         for phase in range(2):
             if phase == 1:
-                p = 1 if cond[i] else 0
+                p = 1 if cond[i] == 1.0 else 0
                 if pol[s] != p:
                     pol[s] = p
                     start[s] = now
@@ -258,4 +257,67 @@ def _runs(base: Any, local: Any, t: Any, cond: Any, valid: Any, dur: Any, outs: 
             e_ts[k] = due
             e_val[k, :] = sout[s, :]
             k += 1
+    return k
+
+
+@compiled("i8(i8[::1], i8[::1], i8[::1], f8[::1], f8[:, ::1], f8[:, ::1], i8[::1], i8[::1], i8,"
+           " i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1],"
+           " i8[::1], i8[:, ::1], i1[::1], i8[::1], i8[::1], b1[::1], i8[::1], i8[::1],"
+           " f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1])")
+def _pass(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, local: Any, t: Any,
+          nm: Any, cond_p: Any, req_lo: Any, req_hi: Any, req_rows: Any, for_ms: Any,
+          clear_ms: Any, tier_lo: Any, tier_hi: Any, tier_prog: Any, tier_ms: Any,
+          out_p: Any, pol: Any, start: Any, sdur: Any, active: Any, alarm_start: Any,
+          last_t: Any, sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any
+          ) -> int:  # pragma: no cover  (compiled: tests hold it to the reference engine)
+    n = len(t)
+    width = out_p.shape[1]
+    cond = np.empty(n)
+    tmp = np.empty(n)
+    dur = np.empty(n, np.int64)
+    valid = np.empty(n, np.bool_)
+    outs = np.empty((n, width))
+    k = 0
+    for ri in range(len(cond_p)):
+        base = ri * nm
+        p = cond_p[ri]
+        run_program(code, lo[p], hi[p], consts, cols, stack, cond)
+        # a rule with no true reading and no subject of the batch's devices with a pending
+        # run or an open alarm has nothing to do: false readings on a quiet subject change
+        # nothing that could ever produce a transition, so its state is left as it is
+        hot = False
+        for i in range(n):
+            s = base + local[i]
+            if cond[i] == 1.0 or pol[s] == 1 or active[s]:
+                hot = True
+                break
+        if not hot:
+            continue
+        for i in range(n):
+            ok = True
+            for j in range(req_lo[ri], req_hi[ri]):
+                if np.isnan(cols[req_rows[j], i]):
+                    ok = False
+            valid[i] = ok
+            dur[i] = for_ms[ri]
+        for j in range(tier_lo[ri], tier_hi[ri]):  # the shortest applicable tier wins
+            p = tier_prog[j]
+            run_program(code, lo[p], hi[p], consts, cols, stack, tmp)
+            for i in range(n):
+                if tmp[i] == 1.0 and tier_ms[j] < dur[i]:
+                    dur[i] = tier_ms[j]
+        for i in range(n):
+            if cond[i] != 1.0:
+                dur[i] = clear_ms[ri]
+        for j in range(width):
+            p = out_p[ri, j]
+            if p < 0:
+                for i in range(n):
+                    outs[i, j] = np.nan
+            else:
+                run_program(code, lo[p], hi[p], consts, cols, stack, tmp)
+                for i in range(n):
+                    outs[i, j] = tmp[i]
+        k = _runs(base, local, t, cond, valid, dur, outs, pol, start, sdur, active,
+                  alarm_start, last_t, sout, e_sub, e_up, e_ts, e_st, e_val, k)
     return k

@@ -101,7 +101,7 @@ def _features(dev: Any, t: Any, v: Any, rt: Any, rv: Any, rn: Any, rhead: Any,
             den = n * sxx - sx * sx
             sums[k, 5] = (n * sxy - sx * sy) / den if den > 0 else np.nan
         for w in range(len(w_len)):
-            out[i, w] = sums[w_len[w], w_func[w]]
+            out[w, i] = sums[w_len[w], w_func[w]]
 
 
 _PLANS: dict[tuple[Window, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -122,10 +122,9 @@ def _plan(windows: list[Window]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
-                    windows: list[Window]) -> dict[str, np.ndarray]:
-    """Features of each row (each device's rows in time order), updating ``ring``."""
+                    windows: list[Window], out: np.ndarray) -> None:
+    """Features of each row (each device's rows in time order) into ``out`` (a row per
+    window, a column per reading), updating ``ring``."""
     lens, w_len, w_func = _plan(windows)
-    out = np.empty((len(dev), len(windows)))
     _features(arg(dev, np.int64), arg(t, np.int64), arg(v, np.float64), ring.t, ring.v, ring.n,
               ring.head, lens, w_len, w_func, out)
-    return {w.key: out[:, i] for i, w in enumerate(windows)}
