@@ -30,7 +30,7 @@ import numpy as np
 
 from anju.rules.jit import arg, compiled
 
-__all__ = ["CLOCK_STEP_MS", "NEVER", "find_steps"]
+__all__ = ["CLOCK_STEP_MS", "NEVER", "advance", "find_steps", "in_order"]
 
 CLOCK_STEP_MS = 30_000
 NEVER = int(np.iinfo(np.int64).min)  # newest ts of a device that has not reported yet
@@ -77,3 +77,35 @@ def _steps(newest: Any, recv_at: Any, skew_base: Any, dev: Any, t: Any, now: Any
         elif lag < skew_base[d]:
             skew_base[d] = lag
     return k
+
+
+@compiled("b1(i8[::1], i8[::1])")
+def in_order(dev: Any, t: Any) -> bool:  # pragma: no cover  (compiled)
+    """Whether rows are sorted by device then time (a gateway's batch and a single
+    device's stream nearly always are: no sort)."""
+    for i in range(1, len(dev)):
+        if dev[i] < dev[i - 1] or (dev[i] == dev[i - 1] and t[i] < t[i - 1]):
+            return False
+    return True
+
+
+@compiled("i8(i8[::1], i8[::1], i8[::1], b1[::1])")
+def late_rows(dev: Any, t: Any, newest: Any, late: Any) -> int:  # pragma: no cover
+    """Marks rows older than their device's newest applied reading; how many."""
+    k = 0
+    for i in range(len(dev)):
+        late[i] = t[i] < newest[dev[i]]
+        k += late[i]
+    return k
+
+
+@compiled("void(i8[::1], i8[::1], i8, i8[::1], i8[::1], i8[::1])")
+def advance(dev: Any, t: Any, now: Any, newest: Any, recv_at: Any, last_seen: Any
+            ) -> None:  # pragma: no cover  (compiled)
+    """Each device's newest applied reading (rows sorted by device then time) and when
+    it arrived."""
+    for i in range(len(dev)):
+        d = dev[i]
+        newest[d] = t[i]
+        last_seen[d] = t[i]
+        recv_at[d] = now

@@ -34,11 +34,11 @@ import numpy as np
 from anju.devices.batch import Batch, KindBatch
 from anju.devices.registry import Site
 from anju.kinds import KIND_CODES, KINDS
-from anju.rules.arrays import ends as _ends
-from anju.rules.clock import NEVER, find_steps
-from anju.rules.events import enrich_trajectory, event_transitions
+from anju.rules.clock import NEVER, advance, find_steps, in_order, late_rows
+from anju.rules.events import EventRules, enrich_trajectory
 from anju.rules.expr import Window
 from anju.rules.groups import Group as _Group
+from anju.rules.jit import arg
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.offline import Offline
 from anju.rules.render import Renderer
@@ -87,6 +87,7 @@ class RuleEngine:
         n = len(site.devices)
         self._n = n
         self.served = served_mask(site, estates)
+        self._serves_all = bool(self.served.all())
         # per device: newest applied ts (device clock), when it arrived (receiving clock),
         # and the smallest (arrival - ts) seen: how far ahead of us its clock usually runs
         self.newest = np.full(n, NEVER, np.int64)
@@ -108,7 +109,8 @@ class RuleEngine:
                 self._kstate[k] = _KindState.create(krules, members, cols.layout)
                 cols.bind(self._kstate[k].programs)
         self._rings: dict[tuple[str, str], Ring] = {}
-        self._event_rules = {k: [r for r in rules.by_kind(k) if r.type == "event"] for k in KINDS}
+        self._events = {k: EventRules([r for r in rules.by_kind(k) if r.type == "event"], k)
+                        for k in KINDS}
         self._offline = Offline(rules.of_type("offline"), site, self.served)
         self._schedules = Schedules(rules.of_type("schedule"), site, self.served)
         # groups: (estate, building, floor) of each device with a known floor
@@ -257,39 +259,35 @@ class RuleEngine:
 
     # -- one kind of a batch -------------------------------------------------------------------
     def _process_kind(self, kind: str, kb: KindBatch, now: int) -> list[Transition]:
-        keep = self.served[kb.device]
-        if not keep.all():
-            kb = kb.take(np.flatnonzero(keep))
-        if not len(kb):
-            return []
+        if not self._serves_all:
+            keep = self.served[kb.device]
+            if not keep.all():
+                kb = kb.take(np.flatnonzero(keep))
+            if not len(kb):
+                return []
         self.stats.readings += len(kb)
         # event rules see every reading, late ones too: a thrown bottle is news whenever
-        out: list[Transition] = event_transitions(self._event_rules[kind], kb, self.site,
-                                                  self.render)
-        # one int64 key sorts by (device, time); a stable sort keeps ties in arrival order
-        dev = kb.device.astype(np.int64)
-        key = (dev << 42) | (kb.ts - int(kb.ts.min()))
-        if len(key) > 1 and not (key[1:] >= key[:-1]).all():
-            order = np.argsort(key, kind="stable")
-            dev, t, values = dev[order], kb.ts[order], kb.values[order]
-        else:
-            t, values = kb.ts, kb.values
+        out: list[Transition] = self._events[kind].transitions(kb, self.site, self.render)
+        dev = arg(kb.device, np.int64)
+        t, values = arg(kb.ts, np.int64), kb.values
+        if not in_order(dev, t):
+            # one int64 key sorts by (device, time); a stable sort keeps ties in arrival order
+            order = np.argsort((dev << 42) | (t - int(t.min())), kind="stable")
+            dev, t, values = dev[order], t[order], values[order]
         self._clock_steps(dev, t, now)
         # late readings: older than the newest already applied for the device
-        late = t < self.newest[dev]
-        if late.any():
-            self.stats.late += int(late.sum())
+        late = np.empty(len(t), bool)
+        n_late = late_rows(dev, t, self.newest, late)
+        if n_late:
+            self.stats.late += n_late
             rows = np.flatnonzero(~late)
             dev, t, values = dev[rows], t[rows], values[rows]
-        if not len(t):
-            return out
-        # newest per device: t is sorted within each device
-        last = _ends(dev)
+            if not len(t):
+                return out
         out.extend(self._offline.on_readings(dev, t, now, self.newest, self.last_seen,
                                              self.recv_at, self.render))
-        self.newest[dev[last]] = t[last]
-        self.recv_at[dev[last]] = now
-        if self._schedules.rules:
+        advance(dev, t, now, self.newest, self.recv_at, self.last_seen)
+        if kind in self._schedules.kinds:
             out.extend(self._schedules.on_readings(
                 kind, dev, t, {f.name: values[:, i] for i, f in enumerate(kb.kind.columns)},
                 self.render))

@@ -14,11 +14,14 @@ import numpy as np
 
 from anju.devices.batch import KindBatch
 from anju.devices.registry import Site
+from anju.kinds import KINDS
+from anju.rules.jit import compiled
 from anju.rules.model import CompiledRule
+from anju.rules.program import Programs, run_program
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
-__all__ = ["enrich_trajectory", "event_transitions"]
+__all__ = ["EventRules", "enrich_trajectory"]
 
 
 def enrich_trajectory(site: Site, dev: int, extra: dict[str, Any] | None
@@ -45,23 +48,73 @@ def enrich_trajectory(site: Site, dev: int, extra: dict[str, Any] | None
     return details, fit.floor, fit.apex_m
 
 
-def event_transitions(rules: list[CompiledRule], kb: KindBatch, site: Site,
-                      render: Renderer) -> list[Transition]:
-    """The raised transitions of a kind's event ``rules`` over its batch ``kb``."""
-    if not rules:
-        return []
-    cols: dict[str, Any] = {f.name: kb.values[:, i] for i, f in enumerate(kb.kind.columns)}
-    extras = dict(zip(kb.extra_rows.tolist(), kb.extras, strict=True))
-    out = []
-    for r in rules:
-        assert r.condition is not None
-        hit = np.flatnonzero(r.condition.measured(cols, len(kb))
-                             & r.condition.test_vector(cols))
-        for i in hit.tolist():
-            out.append(_transition(r, int(kb.device[i]), int(kb.ts[i]),
-                                   {k: float(v[i]) for k, v in cols.items()},
+class EventRules:
+    """A kind's event rules: conditions as programs over the kind's fields, judged in one
+    compiled pass over a batch (:mod:`anju.rules.program`)."""
+
+    def __init__(self, rules: list[CompiledRule], kind: str) -> None:
+        self.rules = rules
+        self.programs = Programs([f.name for f in KINDS[kind].columns])
+        req: list[int] = []
+        cond, req_lo, req_hi = [], [], []
+        for r in rules:
+            assert r.condition is not None
+            cond.append(self.programs.add(r.condition, test=True))
+            req_lo.append(len(req))
+            req += sorted(self.programs.row(f) for f in r.condition.required)
+            req_hi.append(len(req))
+        self._cond, self._req_lo, self._req_hi, self._req = (
+            np.array(x, np.int64) for x in (cond, req_lo, req_hi, req))
+
+    def transitions(self, kb: KindBatch, site: Site, render: Renderer) -> list[Transition]:
+        """The raised transitions of the rules over the batch ``kb``."""
+        if not self.rules:
+            return []
+        m = np.ascontiguousarray(kb.values.T)
+        n = len(kb)
+        hit_rule = np.empty(n * len(self.rules), np.int64)
+        hit_row = np.empty(n * len(self.rules), np.int64)
+        code, lo, hi, consts = self.programs.arrays
+        k = _hits(code, lo, hi, consts, m, np.empty((self.programs.depth, n)), self._cond,
+                  self._req_lo, self._req_hi, self._req, hit_rule, hit_row)
+        if not k:
+            return []
+        extras = dict(zip(kb.extra_rows.tolist(), kb.extras, strict=True))
+        names = [f.name for f in kb.kind.columns]
+        out = []
+        for ri, i in zip(hit_rule[:k].tolist(), hit_row[:k].tolist(), strict=True):
+            row = dict(zip(names, kb.values[i].tolist(), strict=True))
+            out.append(_transition(self.rules[ri], int(kb.device[i]), int(kb.ts[i]), row,
                                    extras.get(i), site, render))
-    return out
+        return out
+
+
+# explicit signature: compiled once at import (cached on disk)
+@compiled("i8(i8[::1], i8[::1], i8[::1], f8[::1], f8[:, ::1], f8[:, ::1], i8[::1], i8[::1],"
+           " i8[::1], i8[::1], i8[::1], i8[::1])")
+def _hits(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, cond_p: Any,
+          req_lo: Any, req_hi: Any, req_rows: Any, hit_rule: Any, hit_row: Any
+          ) -> int:  # pragma: no cover  (compiled: tests hold it to the reference engine)
+    """(rule, row) of each reading on which a rule's condition holds, its required fields
+    measured; rule by rule, rows in order."""
+    n = cols.shape[1]
+    cond = np.empty(n)
+    k = 0
+    for ri in range(len(cond_p)):
+        p = cond_p[ri]
+        run_program(code, lo[p], hi[p], consts, cols, stack, cond)
+        for i in range(n):
+            if cond[i] != 1.0:
+                continue
+            ok = True
+            for j in range(req_lo[ri], req_hi[ri]):
+                if np.isnan(cols[req_rows[j], i]):
+                    ok = False
+            if ok:
+                hit_rule[k] = ri
+                hit_row[k] = i
+                k += 1
+    return k
 
 
 def _transition(r: CompiledRule, dev: int, ts: int, row: dict[str, float],

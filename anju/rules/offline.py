@@ -14,7 +14,6 @@ import numpy as np
 
 from anju.devices.registry import Site
 from anju.kinds import KIND_CODES, KINDS
-from anju.rules.arrays import ends as _ends
 from anju.rules.clock import NEVER
 from anju.rules.jit import arg, compiled
 from anju.rules.model import CompiledRule
@@ -52,9 +51,11 @@ class Offline:
                     last_seen: np.ndarray, recv_at: np.ndarray, render: Renderer
                     ) -> list[Transition]:
         """Gaps before the readings (sorted by device then time) and devices they bring
-        back; ``last_seen`` is updated, ``newest`` and ``recv_at`` are read (as before the
-        readings)."""
+        back; ``newest``, ``last_seen`` and ``recv_at`` are read (as before the readings;
+        the engine then advances them)."""
         out: list[Transition] = []
+        if not self.rules:
+            return out
         dev = arg(dev, np.int64)
         t = arg(t, np.int64)
         rows = np.empty(len(t), np.int64)
@@ -73,20 +74,18 @@ class Offline:
                     due = p + int(lim[d])
                     out.append(_t(render, r, d, "raised", due, due, p))
                     out.append(_t(render, r, d, "cleared", ti, due, p))
-        last = _ends(dev)
-        last_seen[dev[last]] = t[last]
         return out
 
     def tick(self, now: int, last_seen: np.ndarray, recv_at: np.ndarray, render: Renderer
              ) -> list[Transition]:
         """Devices silent past their limit at receiving time ``now``: raised."""
         out: list[Transition] = []
+        due = np.empty(len(recv_at), np.int64)
         for r in self.rules:
             lim = self.limit[r.id]
             act = self.active[r.id]
-            # silent on its own clock ⇔ silent on the receiving clock since its last reading
-            due = np.flatnonzero((lim >= 0) & ~act & (now - recv_at > lim))
-            for d in due.tolist():
+            k = _silent(lim, act, recv_at, now, due)
+            for d in due[:k].tolist():
                 ts = int(last_seen[d] + lim[d])
                 act[d] = True
                 self.start[r.id][d] = ts
@@ -123,4 +122,16 @@ def _gaps(dev: Any, t: Any, now: Any, newest: Any, last_seen: Any, recv_at: Any,
             k += 1
         if first:
             active[d] = False
+    return k
+
+
+@compiled("i8(i8[::1], b1[::1], i8[::1], i8, i8[::1])")
+def _silent(lim: Any, active: Any, recv_at: Any, now: Any, due: Any
+            ) -> int:  # pragma: no cover  (compiled)
+    # silent on its own clock ⇔ silent on the receiving clock since its last reading
+    k = 0
+    for d in range(len(lim)):
+        if lim[d] >= 0 and not active[d] and now - recv_at[d] > lim[d]:
+            due[k] = d
+            k += 1
     return k

@@ -32,6 +32,7 @@ from anju.kinds import KIND_CODES
 from anju.rules.arrays import changes as _changes
 from anju.rules.arrays import ends as _ends
 from anju.rules.clock import NEVER
+from anju.rules.jit import arg, compiled
 from anju.rules.model import SCHEDULE_PARAMS, CompiledRule
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
@@ -97,6 +98,7 @@ class Schedules:
         self.sched: dict[str, dict[str, np.ndarray]] = {}
         self.next_due: dict[str, np.ndarray] = {}  # the next round to judge; _UNSET
         self.last_hit: dict[str, np.ndarray] = {}  # ts of the newest matching reading
+        self.kinds = {r.kind for r in rules}  # kinds with a schedule rule
         for r in rules:
             s = schedule_of(r, site)
             s["ok"] &= served
@@ -146,13 +148,12 @@ class Schedules:
              ) -> list[Transition]:
         """The rounds whose tolerance ended on each device's clock by receiving time ``now``."""
         out: list[Transition] = []
+        due = np.empty(len(newest), np.int64)
         for r in self.rules:
-            nd, tol = self.next_due[r.id], self.sched[r.id]["tol"]
-            watched = (nd != _UNSET) & (newest != NEVER)
-            clock = np.where(watched, np.where(watched, newest, 0) + (now - recv_at), NEVER)
-            due = np.flatnonzero(watched & (clock > nd + tol))
-            for dv in due.tolist():
-                out.extend(self._judge(r, dv, int(clock[dv]), render))
+            k = _ended(self.next_due[r.id], arg(self.sched[r.id]["tol"], np.int64), newest,
+                       recv_at, now, due)
+            for dv in due[:k].tolist():
+                out.extend(self._judge(r, dv, int(newest[dv] + (now - recv_at[dv])), render))
         return out
 
     def _judge(self, r: CompiledRule, dv: int, clock: int, render: Renderer
@@ -184,3 +185,17 @@ class Schedules:
             had = watched[lh[watched] != NEVER]
             lh[had] += shift[np.isin(devs, had)]
             nd[watched] = self._next(r.id, watched, newest[watched] + tol[watched] - 1)
+
+
+@compiled("i8(i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1])")
+def _ended(next_due: Any, tol: Any, newest: Any, recv_at: Any, now: Any, due: Any
+           ) -> int:  # pragma: no cover  (compiled)
+    # watched devices whose round's tolerance ended on their own clock
+    k = 0
+    for d in range(len(next_due)):
+        if next_due[d] == NEVER or newest[d] == NEVER:  # not watched yet / no clock yet
+            continue
+        if newest[d] + (now - recv_at[d]) > next_due[d] + tol[d]:
+            due[k] = d
+            k += 1
+    return k

@@ -131,31 +131,21 @@ class KindState:
         """Runs come due at receiving time ``now``, each on its device's own clock
         (``newest + (now - recv_at)``; ``now`` for a device that has not reported)."""
         st = self.st
-        # only a subject whose alarm flag differs from its run's polarity can change: a
-        # true run not yet raised, or a false run (or none) under an open alarm
-        cand = np.flatnonzero(st.active != (st.pol == 1))
-        if not len(cand):
-            return []
-        cand = cand[(st.pol[cand] >= 0) & (st.dur[cand] >= 0)]
-        devs = self.members[cand % len(self.members)]
-        nw = newest[devs]
-        dev_now = np.where(nw != NEVER, nw + (now - recv_at[devs]), now)
-        due_c = st.start[cand] + st.dur[cand]
-        ok = dev_now >= due_c
-        if not ok.any():
-            return []
+        due = np.empty(len(st.pol), np.int64)
+        k = _due(st.pol, st.active, st.start, st.dur, arg(self.members, np.int64), newest,
+                 recv_at, now, due)
         out: list[Transition] = []
-        for i in cand[ok & (st.pol[cand] == 1)].tolist():
-            due = int(st.start[i] + st.dur[i])
-            st.active[i] = True
-            st.alarm_start[i] = st.start[i]
-            out.append(self.transition(i, "raised", max(due, int(st.last_t[i])),
-                                       int(st.start[i]), st.out[i], render))
-        for i in cand[ok & (st.pol[cand] == 0)].tolist():
-            due = int(st.start[i] + st.dur[i])
-            st.active[i] = False
-            out.append(self.transition(i, "cleared", max(due, int(st.last_t[i])),
-                                       int(st.alarm_start[i]), st.out[i], render))
+        for i in due[:k].tolist():
+            at = int(st.start[i] + st.dur[i])
+            if st.pol[i] == 1:
+                st.active[i] = True
+                st.alarm_start[i] = st.start[i]
+                out.append(self.transition(i, "raised", max(at, int(st.last_t[i])),
+                                           int(st.start[i]), st.out[i], render))
+            else:
+                st.active[i] = False
+                out.append(self.transition(i, "cleared", max(at, int(st.last_t[i])),
+                                           int(st.alarm_start[i]), st.out[i], render))
         return out
 
     def transition(self, subject: int, event: str, ts: int, started: int, vals: np.ndarray,
@@ -320,4 +310,26 @@ def _pass(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, local
                     outs[i, j] = tmp[i]
         k = _runs(base, local, t, cond, valid, dur, outs, pol, start, sdur, active,
                   alarm_start, last_t, sout, e_sub, e_up, e_ts, e_st, e_val, k)
+    return k
+
+
+@compiled("i8(i1[::1], b1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1])")
+def _due(pol: Any, active: Any, start: Any, dur: Any, members: Any, newest: Any,
+         recv_at: Any, now: Any, due: Any) -> int:  # pragma: no cover  (compiled)
+    # Only a subject whose alarm flag differs from its run's polarity can change: a true
+    # run not yet raised, or a false run under an open alarm; it does once its device's
+    # clock (newest + (now - recv_at); now for a device that has not reported) reaches
+    # the run's start + duration.
+    nm = len(members)
+    k = 0
+    for s in range(len(pol)):
+        p = pol[s]
+        if p < 0 or dur[s] < 0 or active[s] == (p == 1):
+            continue
+        d = members[s % nm]
+        nw = newest[d]
+        dev_now = nw + (now - recv_at[d]) if nw != NEVER else now
+        if dev_now >= start[s] + dur[s]:
+            due[k] = s
+            k += 1
     return k
