@@ -167,6 +167,50 @@ class Programs:
         raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
 
 
+@compiled("void(f8[::1], i8, f8, i8)")
+def _compare(x: Any, cmp: Any, c: Any, n: Any) -> None:  # pragma: no cover  (compiled)
+    if cmp == LT:
+        for i in range(n):
+            x[i] = 1.0 if x[i] < c else 0.0
+    elif cmp == LE:
+        for i in range(n):
+            x[i] = 1.0 if x[i] <= c else 0.0
+    elif cmp == GT:
+        for i in range(n):
+            x[i] = 1.0 if x[i] > c else 0.0
+    elif cmp == GE:
+        for i in range(n):
+            x[i] = 1.0 if x[i] >= c else 0.0
+    elif cmp == EQ:
+        for i in range(n):
+            x[i] = 1.0 if x[i] == c else 0.0
+    else:
+        for i in range(n):
+            x[i] = 1.0 if x[i] != c else 0.0
+
+
+@compiled("void(f8[::1], i8, f8[::1], i8)")
+def _compare_rows(x: Any, cmp: Any, y: Any, n: Any) -> None:  # pragma: no cover  (compiled)
+    if cmp == LT:
+        for i in range(n):
+            x[i] = 1.0 if x[i] < y[i] else 0.0
+    elif cmp == LE:
+        for i in range(n):
+            x[i] = 1.0 if x[i] <= y[i] else 0.0
+    elif cmp == GT:
+        for i in range(n):
+            x[i] = 1.0 if x[i] > y[i] else 0.0
+    elif cmp == GE:
+        for i in range(n):
+            x[i] = 1.0 if x[i] >= y[i] else 0.0
+    elif cmp == EQ:
+        for i in range(n):
+            x[i] = 1.0 if x[i] == y[i] else 0.0
+    else:
+        for i in range(n):
+            x[i] = 1.0 if x[i] != y[i] else 0.0
+
+
 @compiled("void(i8[::1], i8, i8, f8[::1], f8[:, ::1], f8[:, ::1], f8[::1])", ieee=True)
 def run_program(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, out: Any
                 ) -> None:  # pragma: no cover  (compiled: tests hold it to Expr.scalar)
@@ -186,74 +230,54 @@ def run_program(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any,
                 stack[sp, i] = c
             sp += 1
         elif op == CMP_CONST:
-            x = stack[sp - 1]
-            c = consts[a & 0xFFFFFFFF]
-            cmp = a >> 32
-            for i in range(n):
-                v = x[i]
-                if cmp == LT:
-                    r = v < c
-                elif cmp == LE:
-                    r = v <= c
-                elif cmp == GT:
-                    r = v > c
-                elif cmp == GE:
-                    r = v >= c
-                elif cmp == EQ:
-                    r = v == c
-                else:
-                    r = v != c
-                x[i] = 1.0 if r else 0.0
+            _compare(stack[sp - 1], a >> 32, consts[a & 0xFFFFFFFF], n)
         elif op < ADD or op == INTZ:
             x = stack[sp - 1]
-            for i in range(n):
-                v = x[i]
-                if op == NEG:
-                    x[i] = -v
-                elif op == ABS:
-                    x[i] = abs(v)
-                elif op == NOT:
-                    x[i] = 0.0 if v == 1.0 else 1.0
-                elif op == ISNAN:
-                    x[i] = 1.0 if np.isnan(v) else 0.0
-                elif op == NOTNAN:
-                    x[i] = 0.0 if np.isnan(v) else 1.0
-                elif op == TRUTH:
-                    x[i] = 1.0 if v == 1.0 else 0.0
-                else:  # INTZ
-                    x[i] = v + 0.0
+            # one loop per operation: a test inside the loop would be paid on every value
+            if op == NEG:
+                for i in range(n):
+                    x[i] = -x[i]
+            elif op == ABS:
+                for i in range(n):
+                    x[i] = abs(x[i])
+            elif op == NOT:
+                for i in range(n):
+                    x[i] = 0.0 if x[i] == 1.0 else 1.0
+            elif op == ISNAN:
+                for i in range(n):
+                    x[i] = 1.0 if np.isnan(x[i]) else 0.0
+            elif op == NOTNAN:
+                for i in range(n):
+                    x[i] = 0.0 if np.isnan(x[i]) else 1.0
+            elif op == TRUTH:
+                for i in range(n):
+                    x[i] = 1.0 if x[i] == 1.0 else 0.0
+            else:  # INTZ
+                for i in range(n):
+                    x[i] = x[i] + 0.0
         else:
             sp -= 1
             x = stack[sp - 1]
             y = stack[sp]
-            for i in range(n):
-                u = x[i]
-                v = y[i]
-                if op == ADD:
-                    x[i] = u + v
-                elif op == SUB:
-                    x[i] = u - v
-                elif op == MUL:
-                    x[i] = u * v
-                elif op == DIV:
-                    x[i] = u / v
-                elif op == AND:
-                    x[i] = 1.0 if u == 1.0 and v == 1.0 else 0.0
-                elif op == OR:
-                    x[i] = 1.0 if u == 1.0 or v == 1.0 else 0.0
-                else:
-                    if op == LT:
-                        r = u < v
-                    elif op == LE:
-                        r = u <= v
-                    elif op == GT:
-                        r = u > v
-                    elif op == GE:
-                        r = u >= v
-                    elif op == EQ:
-                        r = u == v
-                    else:
-                        r = u != v
-                    x[i] = 1.0 if r else 0.0
+            if op == ADD:
+                for i in range(n):
+                    x[i] = x[i] + y[i]
+            elif op == SUB:
+                for i in range(n):
+                    x[i] = x[i] - y[i]
+            elif op == MUL:
+                for i in range(n):
+                    x[i] = x[i] * y[i]
+            elif op == DIV:
+                for i in range(n):
+                    x[i] = x[i] / y[i]
+            elif op == AND:
+                for i in range(n):
+                    x[i] = 1.0 if x[i] == 1.0 and y[i] == 1.0 else 0.0
+            elif op == OR:
+                for i in range(n):
+                    x[i] = 1.0 if x[i] == 1.0 or y[i] == 1.0 else 0.0
+            else:
+                _compare_rows(x, op, y, n)
     for i in range(n):
         out[i] = stack[0, i]
