@@ -534,10 +534,11 @@ class Pipeline:
     def _pace_rules(self, t0: float, t1: float) -> None:
         """Spaces batches by the engine's cost: the next batch closes no sooner than
         ``cost / _RULES_CPU_SHARE`` after this one started (nor later than the storage
-        linger). The engine costs about a millisecond a batch almost whatever its size
-        (numpy calls per rule), so a batch per socket read at 5 000 msg/s would take half a
-        core; spaced so, it takes at most ~15 % of one, and a reading arriving after a
-        quiet spell is evaluated at once."""
+        linger). The engine has a fixed cost a batch (a few compiled calls a kind; ~0.1–0.5
+        ms, more on a loaded box), so a batch per socket read at 5 000 msg/s could take a
+        large share of a core; spaced so, it takes at most ~15 % of one, the gap shrinks
+        as the engine gets cheaper, and a reading arriving after a quiet spell is
+        evaluated at once."""
         self._rules_cost = 0.8 * self._rules_cost + 0.2 * (t1 - t0)
         gap = min(self._rules_cost / _RULES_CPU_SHARE, self.settings.batch_linger_ms / 1000)
         loop = asyncio.get_running_loop()

@@ -41,6 +41,7 @@ from anju.rules.groups import Group as _Group
 from anju.rules.jit import arg
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.offline import Offline
+from anju.rules.program import Programs
 from anju.rules.render import Renderer
 from anju.rules.schedule import Schedules
 from anju.rules.state import NO_RUN
@@ -312,7 +313,7 @@ class RuleEngine:
             if ring is None:
                 ring = self._rings[(kind, fname)] = Ring.empty(self._n)
             # a field, or the 0/1 column of a count_if condition (never missing)
-            v = m[value_row] if where < 0 else layout.programs.evaluate(where, m)
+            v = m[value_row] if where < 0 else layout.bound.evaluate(where, m)
             feats = m[lo:lo + len(ws)]
             has = ~np.isnan(v)
             if has.all():
@@ -334,7 +335,7 @@ class _Columns:
     params: list[tuple[int, str]]  # (row, registry param)
     # (field, its windows, the field's row, the count_if program or -1, first feature row)
     windows: list[tuple[str, list[Window], int, int, int]]
-    programs: Any = None
+    programs: Programs | None = None
 
     @classmethod
     def of(cls, kind: str, rules: list[CompiledRule]) -> _Columns:
@@ -355,7 +356,12 @@ class _Columns:
             layout += [w.key for w in ws]
         return cls(layout, params, windows)
 
-    def bind(self, programs: Any) -> None:
+    @property
+    def bound(self) -> Programs:
+        assert self.programs is not None, "bind() first"
+        return self.programs
+
+    def bind(self, programs: Programs) -> None:
         """Adds the count_if conditions to the kind's ``programs``."""
         self.programs = programs
         self.windows = [(f, ws, row, programs.add(ws[0].where, test=True)

@@ -10,9 +10,11 @@ condition held on (bursts: five refused cards at one door within a minute). Name
 the kind's fields, its registry params and the rule's own parameters. Nothing is ever
 ``eval``-ed.
 
-One parsed tree has two evaluators: :meth:`Expr.vector` compiles it once into numpy
-operations over columns, and :meth:`Expr.scalar` interprets it on one reading with plain
-Python floats — the reference engine's oracle. NaN means "not measured" in both.
+One parsed tree has three evaluators: :meth:`Expr.scalar` interprets it on one reading
+with plain Python floats — the reference engine's oracle; :mod:`anju.rules.program`
+compiles it into a program of the compiled interpreter that the engine's state and event
+passes run; :meth:`Expr.vector` compiles it into numpy operations over columns (rounds
+and small jobs). NaN means "not measured" in all three.
 """
 
 from __future__ import annotations
