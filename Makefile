@@ -62,7 +62,8 @@ demo: $(STAMP) services
 # The layering contract (pyproject [tool.importlinter]) runs first: CI enforces it.
 test: $(STAMP) services browser
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not solo"
+	$(BIN)/python -m pytest -q -m solo
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"

@@ -11,31 +11,21 @@ from pathlib import Path
 import orjson
 import pytest
 
-pytestmark = pytest.mark.integration
-
-
-_WALL_CLOCK_RULES = {"gateway.offline", "elevator.maintenance_overdue"}
-
-
-def _starved(card: dict[str, object]) -> bool:
-    """Only wall-clock lifecycle alarms out of their few-second windows: what a CPU-starved
-    box (the suite's workers on 2 cores) does to a 20-second compressed demo."""
-    wrong = [*card["missing"], *card["false"]]  # type: ignore[misc]
-    return bool(wrong) and all(w.get("rule") in _WALL_CLOCK_RULES for w in wrong)
+# solo: the scorecard judges alarms in windows of a few seconds of a compressed 20-second
+# scenario, which a CPU-starved box (the suite's workers on 2 cores) shifts; `make test`
+# runs it alone, after the parallel run
+pytestmark = [pytest.mark.integration, pytest.mark.solo]
 
 
 def test_demo_scorecard_is_perfect(tmp_path: Path) -> None:
-    for attempt in range(2):  # a second run only when the first was starved of CPU
-        t0 = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", "anju.cli", "demo", "--seconds", "20", "--json",
-             "--workdir", str(tmp_path / f"demo{attempt}"), "--robot", "dingtalk"],
-            capture_output=True, timeout=180, check=False)
-        elapsed = time.monotonic() - t0
-        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-        card = orjson.loads(proc.stdout.splitlines()[-1])
-        if not _starved(card):
-            break
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "anju.cli", "demo", "--seconds", "20", "--json",
+         "--workdir", str(tmp_path / "demo"), "--robot", "dingtalk"],
+        capture_output=True, timeout=180, check=False)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    card = orjson.loads(proc.stdout.splitlines()[-1])
     # the contract's keys, in its order
     assert list(card)[:7] == ["incidents", "detected", "missed", "false_alarms",
                               "detection_latency_ms", "stored", "lost"]
@@ -51,7 +41,7 @@ def test_demo_scorecard_is_perfect(tmp_path: Path) -> None:
     assert 0 < lat["p50"] <= lat["max"] < 10_000
     assert card["grafana"] is None or Path(card["grafana"]).is_dir()
     # the city, the publisher's log and the pipeline's state stay in --workdir
-    assert (tmp_path / f"demo{attempt}" / "site" / "devices.csv").exists()
+    assert (tmp_path / "demo" / "site" / "devices.csv").exists()
     assert elapsed < 90
     # --robot: each property team's fake DingTalk robot got signed messages, never refused
     robots = card["robot"]["teams"]
