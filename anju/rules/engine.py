@@ -107,8 +107,7 @@ class RuleEngine:
             krules = [r for r in rules.by_kind(k) if r.type == "state"]
             if krules:
                 cols = self._columns[k] = _Columns.of(k, krules)
-                self._kstate[k] = _KindState.create(krules, members, cols.layout)
-                cols.bind(self._kstate[k].programs)
+                self._kstate[k] = _KindState.create(krules, members, cols.programs)
         self._rings: dict[tuple[str, str], Ring] = {}
         self._events = {k: EventRules([r for r in rules.by_kind(k) if r.type == "event"], k)
                         for k in KINDS}
@@ -297,7 +296,7 @@ class RuleEngine:
         if ks is None:
             return out
         layout = self._columns[kind]
-        m = np.empty((len(layout.layout), len(t)))
+        m = np.empty((len(layout.programs.layout), len(t)))
         m[:values.shape[1]] = values.T
         for row, p in layout.params:
             np.take(self._params.get(p, self._nan), dev, out=m[row])
@@ -313,7 +312,7 @@ class RuleEngine:
             if ring is None:
                 ring = self._rings[(kind, fname)] = Ring.empty(self._n)
             # a field, or the 0/1 column of a count_if condition (never missing)
-            v = m[value_row] if where < 0 else layout.bound.evaluate(where, m)
+            v = m[value_row] if where < 0 else layout.programs.evaluate(where, m)
             feats = m[lo:lo + len(ws)]
             has = ~np.isnan(v)
             if has.all():
@@ -329,13 +328,13 @@ class RuleEngine:
 @dataclass
 class _Columns:
     """The column matrix a kind's state rules read: its fields, then the registry params
-    they name, then their windowed features (grouped by the field they window)."""
+    they name, then their windowed features (grouped by the field they window); the
+    kind's programs are over it."""
 
-    layout: list[str]
+    programs: Programs
     params: list[tuple[int, str]]  # (row, registry param)
     # (field, its windows, the field's row, the count_if program or -1, first feature row)
     windows: list[tuple[str, list[Window], int, int, int]]
-    programs: Programs | None = None
 
     @classmethod
     def of(cls, kind: str, rules: list[CompiledRule]) -> _Columns:
@@ -349,24 +348,15 @@ class _Columns:
         names = sorted({p for r in rules for p in r.names} - set(layout) - keys)
         params = [(len(layout) + j, p) for j, p in enumerate(names)]
         layout += names
-        windows = []
-        for fname, ws in by_field.items():
-            windows.append((fname, ws, layout.index(fname) if fname in layout else -1, -1,
-                            len(layout)))
+        rows = []
+        for ws in by_field.values():
+            rows.append(len(layout))
             layout += [w.key for w in ws]
-        return cls(layout, params, windows)
-
-    @property
-    def bound(self) -> Programs:
-        assert self.programs is not None, "bind() first"
-        return self.programs
-
-    def bind(self, programs: Programs) -> None:
-        """Adds the count_if conditions to the kind's ``programs``."""
-        self.programs = programs
-        self.windows = [(f, ws, row, programs.add(ws[0].where, test=True)
-                         if ws[0].where is not None else -1, lo)
-                        for f, ws, row, _, lo in self.windows]
+        programs = Programs(layout)
+        windows = [(fname, ws, layout.index(fname) if fname in layout else -1,
+                    programs.add(ws[0].where, test=True) if ws[0].where is not None else -1,
+                    lo) for (fname, ws), lo in zip(by_field.items(), rows, strict=True)]
+        return cls(programs, params, windows)
 
 
 def _order_key(rules: RuleSet) -> Any:

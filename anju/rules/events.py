@@ -17,7 +17,7 @@ from anju.devices.registry import Site
 from anju.kinds import KINDS
 from anju.rules.jit import compiled
 from anju.rules.model import CompiledRule
-from anju.rules.program import Programs, run_program
+from anju.rules.program import Conditions, Programs, measured, run_program
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
@@ -55,16 +55,7 @@ class EventRules:
     def __init__(self, rules: list[CompiledRule], kind: str) -> None:
         self.rules = rules
         self.programs = Programs([f.name for f in KINDS[kind].columns])
-        req: list[int] = []
-        cond, req_lo, req_hi = [], [], []
-        for r in rules:
-            assert r.condition is not None
-            cond.append(self.programs.add(r.condition, test=True))
-            req_lo.append(len(req))
-            req += sorted(self.programs.row(f) for f in r.condition.required)
-            req_hi.append(len(req))
-        self._cond, self._req_lo, self._req_hi, self._req = (
-            np.array(x, np.int64) for x in (cond, req_lo, req_hi, req))
+        self._conds = Conditions.of(self.programs, [r.condition for r in rules])
 
     def transitions(self, kb: KindBatch, site: Site, render: Renderer) -> list[Transition]:
         """The raised transitions of the rules over the batch ``kb``."""
@@ -75,8 +66,9 @@ class EventRules:
         hit_rule = np.empty(n * len(self.rules), np.int64)
         hit_row = np.empty(n * len(self.rules), np.int64)
         code, lo, hi, consts = self.programs.arrays
-        k = _hits(code, lo, hi, consts, m, np.empty((self.programs.depth, n)), self._cond,
-                  self._req_lo, self._req_hi, self._req, hit_rule, hit_row)
+        c = self._conds
+        k = _hits(code, lo, hi, consts, m, np.empty((self.programs.depth, n)), c.prog, c.lo,
+                  c.hi, c.rows, hit_rule, hit_row)
         if not k:
             return []
         extras = dict(zip(kb.extra_rows.tolist(), kb.extras, strict=True))
@@ -99,18 +91,14 @@ def _hits(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, cond_
     measured; rule by rule, rows in order."""
     n = cols.shape[1]
     cond = np.empty(n)
+    valid = np.empty(n, np.bool_)
     k = 0
     for ri in range(len(cond_p)):
         p = cond_p[ri]
         run_program(code, lo[p], hi[p], consts, cols, stack, cond)
+        measured(cols, req_rows, req_lo[ri], req_hi[ri], valid)
         for i in range(n):
-            if cond[i] != 1.0:
-                continue
-            ok = True
-            for j in range(req_lo[ri], req_hi[ri]):
-                if np.isnan(cols[req_rows[j], i]):
-                    ok = False
-            if ok:
+            if cond[i] == 1.0 and valid[i]:
                 hit_rule[k] = ri
                 hit_row[k] = i
                 k += 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from anju.rules.expr import Expr, window_of
 from anju.rules.jit import compiled
 
-__all__ = ["Programs", "run_program"]
+__all__ = ["Conditions", "Programs", "measured", "run_program"]
 
 # instruction codes (an instruction is two int64s: code, argument)
 LOAD, CONST = 0, 1  # push a column (its row) / a constant (its index)
@@ -165,6 +166,42 @@ class Programs:
             self._op(LOAD, self._row[window_of(node).key])
             return sp, False
         raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Conditions as programs (``prog``, one a rule), each with the layout rows of the
+    fields it requires measured: ``rows[lo[r]:hi[r]]``, for :func:`measured`."""
+
+    prog: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, programs: Programs, exprs: Sequence[Expr | None]) -> Conditions:
+        prog: list[int] = []
+        lo: list[int] = []
+        hi: list[int] = []
+        rows: list[int] = []
+        for e in exprs:
+            assert e is not None, "a state or event rule has a condition"
+            prog.append(programs.add(e, test=True))
+            lo.append(len(rows))
+            rows += sorted(programs.row(f) for f in e.required)
+            hi.append(len(rows))
+        return cls(*(np.array(x, np.int64) for x in (prog, lo, hi, rows)))
+
+
+@compiled("void(f8[:, ::1], i8[::1], i8, i8, b1[::1])")
+def measured(cols: Any, rows: Any, lo: Any, hi: Any, out: Any) -> None:  # pragma: no cover
+    """Which readings have every field of ``rows[lo:hi]`` measured (not NaN)."""
+    out[:] = True
+    for j in range(lo, hi):
+        col = cols[rows[j]]
+        for i in range(len(out)):
+            if np.isnan(col[i]):
+                out[i] = False
 
 
 @compiled("void(f8[::1], i8, f8, i8)")

@@ -20,7 +20,6 @@ rule for conditions, durations and outputs: most of a small batch's cost.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ import numpy as np
 from anju.rules.clock import NEVER
 from anju.rules.jit import arg, compiled
 from anju.rules.model import CompiledRule
-from anju.rules.program import Programs, run_program
+from anju.rules.program import Conditions, Programs, measured, run_program
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
@@ -73,7 +72,7 @@ class KindState:
         self._table = _RuleTable.build(self.rules, self.programs, self.width)
 
     @classmethod
-    def create(cls, rules: list[CompiledRule], members: np.ndarray, layout: Sequence[str]
+    def create(cls, rules: list[CompiledRule], members: np.ndarray, programs: Programs
                ) -> KindState:
         size = len(rules) * len(members)
         width = max(len(r.outputs) for r in rules)
@@ -82,7 +81,7 @@ class KindState:
             dur=np.full(size, -1, np.int64), active=np.zeros(size, bool),
             alarm_start=np.zeros(size, np.int64), last_t=np.zeros(size, np.int64),
             out=np.full((size, width), np.nan))
-        return cls(rules, members, st, width, Programs(layout))
+        return cls(rules, members, st, width, programs)
 
     def owns(self, devs: np.ndarray, local: np.ndarray) -> np.ndarray:
         """Which of the global devices ``devs`` (with their ``local`` indices) are members."""
@@ -117,8 +116,8 @@ class KindState:
         e_val = np.empty((cap, self.width))
         st = self.st
         k = _pass(code, lo, hi, consts, cols, np.empty((self.programs.depth, n)),
-                  arg(local, np.int64), arg(t, np.int64), len(self.members), tb.cond,
-                  tb.req_lo, tb.req_hi, tb.req_rows, tb.for_ms, tb.clear_ms, tb.tier_lo,
+                  arg(local, np.int64), arg(t, np.int64), len(self.members), tb.cond.prog,
+                  tb.cond.lo, tb.cond.hi, tb.cond.rows, tb.for_ms, tb.clear_ms, tb.tier_lo,
                   tb.tier_hi, tb.tier_prog, tb.tier_ms, tb.outputs, st.pol, st.start, st.dur,
                   st.active, st.alarm_start, st.last_t, st.out, e_sub, e_up, e_ts, e_st,
                   e_val)
@@ -162,10 +161,7 @@ class KindState:
 class _RuleTable:
     """A kind's state rules as arrays for the compiled pass (programs by index)."""
 
-    cond: np.ndarray  # program of each rule's condition
-    req_lo: np.ndarray  # each rule's required fields: req_rows[req_lo[r]:req_hi[r]]
-    req_hi: np.ndarray
-    req_rows: np.ndarray  # layout rows
+    cond: Conditions  # each rule's condition and the fields it requires
     for_ms: np.ndarray
     clear_ms: np.ndarray
     tier_lo: np.ndarray  # each rule's for_when tiers: tier_*[tier_lo[r]:tier_hi[r]]
@@ -176,18 +172,13 @@ class _RuleTable:
 
     @classmethod
     def build(cls, rules: list[CompiledRule], programs: Programs, width: int) -> _RuleTable:
-        req: list[int] = []
-        req_lo, req_hi, tier_lo, tier_hi = [], [], [], []
+        cond = Conditions.of(programs, [r.condition for r in rules])
+        tier_lo: list[int] = []
+        tier_hi: list[int] = []
         tier_prog: list[int] = []
         tier_ms: list[int] = []
-        cond = []
         outputs = np.full((len(rules), width), -1, np.int64)
         for ri, r in enumerate(rules):
-            assert r.condition is not None
-            cond.append(programs.add(r.condition, test=True))
-            req_lo.append(len(req))
-            req += sorted(programs.row(f) for f in r.condition.required)
-            req_hi.append(len(req))
             tier_lo.append(len(tier_prog))
             for when, secs in r.for_when:
                 tier_prog.append(programs.add(when, test=True))
@@ -200,7 +191,7 @@ class _RuleTable:
         def i8(xs: list[int]) -> np.ndarray:
             return np.array(xs, np.int64)
 
-        return cls(i8(cond), i8(req_lo), i8(req_hi), i8(req), i8([_ms(r.for_s) for r in rules]),
+        return cls(cond, i8([_ms(r.for_s) for r in rules]),
                    i8([_ms(r.clear_after_s) for r in rules]), i8(tier_lo), i8(tier_hi),
                    i8(tier_prog), i8(tier_ms), outputs)
 
@@ -283,12 +274,8 @@ def _pass(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, local
                 break
         if not hot:
             continue
+        measured(cols, req_rows, req_lo[ri], req_hi[ri], valid)
         for i in range(n):
-            ok = True
-            for j in range(req_lo[ri], req_hi[ri]):
-                if np.isnan(cols[req_rows[j], i]):
-                    ok = False
-            valid[i] = ok
             dur[i] = for_ms[ri]
         for j in range(tier_lo[ri], tier_hi[ri]):  # the shortest applicable tier wins
             p = tier_prog[j]
