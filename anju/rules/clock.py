@@ -28,34 +28,25 @@ from typing import Any
 
 import numpy as np
 
-from anju.rules.jit import arg, compiled
+from anju.rules.jit import compiled
 
-__all__ = ["CLOCK_STEP_MS", "NEVER", "advance", "find_steps", "in_order"]
+__all__ = ["CLOCK_STEP_MS", "NEVER", "advance", "in_order", "step_scan"]
 
 CLOCK_STEP_MS = 30_000
 NEVER = int(np.iinfo(np.int64).min)  # newest ts of a device that has not reported yet
 
 
-def find_steps(newest: np.ndarray, recv_at: np.ndarray, skew_base: np.ndarray,
-               dev: np.ndarray, t: np.ndarray, now: int) -> tuple[np.ndarray, np.ndarray]:
+# explicit signature: compiled once at import, cached
+@compiled("i8(i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1], i8[::1])")
+def step_scan(newest: Any, recv_at: Any, skew_base: Any, dev: Any, t: Any, now: Any,
+              step_dev: Any, step_by: Any) -> int:  # pragma: no cover  (compiled)
     """Devices whose clock jumped, judged on the first of their readings (sorted by device
-    then time) received at ``now``, and each one's jump (``ts − device_now``).
+    then time) received at ``now``, and each one's jump (``ts − device_now``) into
+    ``step_dev``/``step_by``; how many.
 
     Updates ``skew_base`` (per device: the smallest ``arrival − ts`` seen, how far ahead
     of the receiving clock its clock usually runs; a step starts it afresh).
     """
-    step_dev = np.empty(len(dev), np.int64)
-    step_by = np.empty(len(dev), np.int64)
-    k = _steps(newest, recv_at, skew_base, arg(dev, np.int64), arg(t, np.int64), now,
-               step_dev, step_by)
-    return step_dev[:k], step_by[:k]
-
-
-# One compiled pass over the batch's rows (numpy needed ~15 array calls a kind a batch for
-# the handful of first readings); explicit signature: compiled once at import, cached.
-@compiled("i8(i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1], i8[::1])")
-def _steps(newest: Any, recv_at: Any, skew_base: Any, dev: Any, t: Any, now: Any,
-           step_dev: Any, step_by: Any) -> int:  # pragma: no cover  (compiled)
     k = 0
     for i in range(len(dev)):
         d = dev[i]
@@ -87,16 +78,6 @@ def in_order(dev: Any, t: Any) -> bool:  # pragma: no cover  (compiled)
         if dev[i] < dev[i - 1] or (dev[i] == dev[i - 1] and t[i] < t[i - 1]):
             return False
     return True
-
-
-@compiled("i8(i8[::1], i8[::1], i8[::1], b1[::1])")
-def late_rows(dev: Any, t: Any, newest: Any, late: Any) -> int:  # pragma: no cover
-    """Marks rows older than their device's newest applied reading; how many."""
-    k = 0
-    for i in range(len(dev)):
-        late[i] = t[i] < newest[dev[i]]
-        k += late[i]
-    return k
 
 
 @compiled("void(i8[::1], i8[::1], i8, i8[::1], i8[::1], i8[::1])")

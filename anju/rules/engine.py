@@ -34,21 +34,41 @@ import numpy as np
 from anju.devices.batch import Batch, KindBatch
 from anju.devices.registry import Site
 from anju.kinds import KIND_CODES, KINDS
-from anju.rules.clock import NEVER, advance, find_steps, in_order, late_rows
+from anju.rules.clock import NEVER
 from anju.rules.events import EventRules, enrich_trajectory
 from anju.rules.expr import Window
 from anju.rules.groups import Group as _Group
 from anju.rules.jit import arg
+from anju.rules.kind_pass import (
+    E_ST,
+    E_SUB,
+    E_TS,
+    E_UP,
+    EV_ROW,
+    EV_RULE,
+    KEPT_DEV,
+    KEPT_T,
+    OFF_BACK,
+    OFF_DEV,
+    OFF_PREV,
+    OFF_RULE,
+    OFF_T,
+    STEP_BY,
+    STEP_DEV,
+    STEPS,
+    Counts,
+    KindPass,
+)
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.offline import Offline
 from anju.rules.program import Programs
 from anju.rules.render import Renderer
 from anju.rules.schedule import Schedules
-from anju.rules.state import NO_RUN
+from anju.rules.state import NO_RUN, KindState
 from anju.rules.state import KindState as _KindState
 from anju.rules.state import StateArrays as _StateArrays
 from anju.rules.transition import Transition
-from anju.rules.windows import RING, Ring, window_features
+from anju.rules.windows import RING, Ring
 
 __all__ = ["NO_RUN", "EngineStats", "RuleEngine", "enrich_trajectory", "served_mask"]
 
@@ -91,32 +111,42 @@ class RuleEngine:
         self._serves_all = bool(self.served.all())
         # per device: newest applied ts (device clock), when it arrived (receiving clock),
         # and the smallest (arrival - ts) seen: how far ahead of us its clock usually runs
-        self.newest = np.full(n, NEVER, np.int64)
-        self.recv_at = np.zeros(n, np.int64)
-        self.skew_base = np.full(n, np.iinfo(np.int64).max, np.int64)
-        self.last_seen = np.zeros(n, np.int64)
+        # (rows of one array: a single argument to a kind's compiled pass)
+        self._clocks = np.zeros((4, n), np.int64)
+        self.newest, self.recv_at, self.skew_base, self.last_seen = self._clocks
+        self.newest[:] = NEVER
+        self.skew_base[:] = np.iinfo(np.int64).max
         self.received_ms: int | None = None
         self.start_ms: int | None = None
-        # state rules of a kind share flat arrays indexed by rule * members + local index
-        self._local = np.full(n, -1, np.int64)
-        self._kstate: dict[str, _KindState] = {}
-        self._columns: dict[str, _Columns] = {}
-        for k in KINDS:
-            members = np.flatnonzero(site.devices.kind == KIND_CODES[k])
-            self._local[members] = np.arange(len(members))
-            krules = [r for r in rules.by_kind(k) if r.type == "state"]
-            if krules:
-                cols = self._columns[k] = _Columns.of(k, krules)
-                self._kstate[k] = _KindState.create(krules, members, cols.programs)
-        self._rings: dict[tuple[str, str], Ring] = {}
-        self._events = {k: EventRules([r for r in rules.by_kind(k) if r.type == "event"], k)
-                        for k in KINDS}
         self._offline = Offline(rules.of_type("offline"), site, self.served)
         self._schedules = Schedules(rules.of_type("schedule"), site, self.served)
         # groups: (estate, building, floor) of each device with a known floor
         self._groups = [_Group(r, site) for r in rules.of_type("group")]
-        self._params = dict(site.devices.params)
-        self._nan = np.full(n, np.nan)
+        # state rules of a kind share flat arrays indexed by rule * members + local index
+        self._local = np.full(n, -1, np.int64)
+        self._kstate: dict[str, KindState] = {}
+        self._events: dict[str, EventRules] = {}
+        self._pass: dict[str, KindPass] = {}
+        self._rings: dict[tuple[str, str], Ring] = {}
+        params = dict(site.devices.params)
+        nan = np.full(n, np.nan)
+        for k in KINDS:
+            members = np.flatnonzero(site.devices.kind == KIND_CODES[k])
+            self._local[members] = np.arange(len(members))
+            krules = [r for r in rules.by_kind(k) if r.type == "state"]
+            cols = _Columns.of(k, krules)
+            ks = KindState.create(krules, members, cols.programs) if krules else None
+            if ks is not None:
+                self._kstate[k] = ks
+            ev = self._events[k] = EventRules(
+                [r for r in rules.by_kind(k) if r.type == "event"], cols.programs)
+            kp = self._pass[k] = KindPass(
+                cols.programs, len(KINDS[k].columns), ks, ev.conditions, self._offline.lim,
+                self._offline.act, [(row, params.get(p, nan)) for row, p in cols.params],
+                [(ws, row, where, first) for _, ws, row, where, first in cols.windows], n,
+                self._local)
+            for (fname, *_), ring in zip(cols.windows, kp.rings, strict=True):
+                self._rings[(k, fname)] = ring
         self._order = _order_key(rules)
 
     # offline state by rule id, arrays by device (names kept for the registry reload)
@@ -124,25 +154,13 @@ class RuleEngine:
     def _off_limit(self) -> dict[str, np.ndarray]:
         return self._offline.limit
 
-    @_off_limit.setter
-    def _off_limit(self, v: dict[str, np.ndarray]) -> None:
-        self._offline.limit = v
-
     @property
     def _off_active(self) -> dict[str, np.ndarray]:
         return self._offline.active
 
-    @_off_active.setter
-    def _off_active(self, v: dict[str, np.ndarray]) -> None:
-        self._offline.active = v
-
     @property
     def _off_start(self) -> dict[str, np.ndarray]:
         return self._offline.start
-
-    @_off_start.setter
-    def _off_start(self, v: dict[str, np.ndarray]) -> None:
-        self._offline.start = v
 
     # -- public ----------------------------------------------------------------------------
     def process(self, batch: Batch, received_ms: int | None = None) -> list[Transition]:
@@ -224,14 +242,6 @@ class RuleEngine:
         self.received_ms = now
         return now
 
-    def _clock_steps(self, dev: np.ndarray, t: np.ndarray, now: int) -> None:
-        """Rebases devices whose clock jumped since their last reading (first reading of
-        each device in the batch; see :mod:`anju.rules.clock`)."""
-        sd, shift = find_steps(self.newest, self.recv_at, self.skew_base, dev, t, now)
-        if len(sd):
-            self._rebase(sd, shift)
-            self.stats.clock_steps += len(sd)
-
     def _rebase(self, devs: np.ndarray, shift: np.ndarray) -> None:
         """Moves every time a device's state holds by ``shift``: its runs, clear delays and
         windows carry on in the new timeline for as long as they had run in the old."""
@@ -266,63 +276,43 @@ class RuleEngine:
             if not len(kb):
                 return []
         self.stats.readings += len(kb)
-        # event rules see every reading, late ones too: a thrown bottle is news whenever
-        out: list[Transition] = self._events[kind].transitions(kb, self.site, self.render)
-        dev = arg(kb.device, np.int64)
-        t, values = arg(kb.ts, np.int64), kb.values
-        if not in_order(dev, t):
-            # one int64 key sorts by (device, time); a stable sort keeps ties in arrival order
-            order = np.argsort((dev << 42) | (t - int(t.min())), kind="stable")
-            dev, t, values = dev[order], t[order], values[order]
-        self._clock_steps(dev, t, now)
-        # late readings: older than the newest already applied for the device
-        late = np.empty(len(t), bool)
-        n_late = late_rows(dev, t, self.newest, late)
-        if n_late:
-            self.stats.late += n_late
-            rows = np.flatnonzero(~late)
-            dev, t, values = dev[rows], t[rows], values[rows]
-            if not len(t):
-                return out
-        out.extend(self._offline.on_readings(dev, t, now, self.newest, self.last_seen,
-                                             self.recv_at, self.render))
-        advance(dev, t, now, self.newest, self.recv_at, self.last_seen)
-        if kind in self._schedules.kinds:
+        kp = self._pass[kind]
+        dev, t, values = arg(kb.device, np.int32), arg(kb.ts, np.int64), arg(kb.values, np.float64)
+        scheduled = kind in self._schedules.kinds
+        if kp.run(dev, t, values, now, True, self._clocks, scheduled) == STEPS:
+            # devices whose clock jumped (on their first reading of the batch): rebased
+            # before anything else of the batch is judged, then the pass runs again
+            k = Counts.of(kp.buf.ints).steps
+            ints = kp.buf.ints
+            self._rebase(ints[STEP_DEV, :k].copy(), ints[STEP_BY, :k].copy())
+            self.stats.clock_steps += k
+            kp.run(dev, t, values, now, False, self._clocks, scheduled)
+        b = kp.buf
+        ints, flags = b.ints, b.flags
+        c = Counts.of(ints)
+        self.stats.late += c.late
+        # event rules saw every reading, late ones too: a thrown bottle is news whenever
+        out = (self._events[kind].transitions(ints[EV_RULE, :c.events], ints[EV_ROW, :c.events],
+                                              kb, self.site, self.render) if c.events else [])
+        if c.offline:
+            k = c.offline
+            out.extend(self._offline.transitions(ints[OFF_RULE, :k], ints[OFF_DEV, :k],
+                                                 ints[OFF_T, :k], flags[OFF_BACK, :k],
+                                                 ints[OFF_PREV, :k], self.render))
+        if scheduled and c.final:
+            k = c.final
             out.extend(self._schedules.on_readings(
-                kind, dev, t, {f.name: values[:, i] for i, f in enumerate(kb.kind.columns)},
-                self.render))
-
-        ks = self._kstate.get(kind)
-        if ks is None:
-            return out
-        layout = self._columns[kind]
-        m = np.empty((len(layout.programs.layout), len(t)))
-        m[:values.shape[1]] = values.T
-        for row, p in layout.params:
-            np.take(self._params.get(p, self._nan), dev, out=m[row])
-        self._windows(kind, layout, dev, t, m)
-        out.extend(ks.process(self._local[dev], t, m, self.render))
+                kind, ints[KEPT_DEV, :k], ints[KEPT_T, :k],
+                {f.name: b.vals[i, :k] for i, f in enumerate(kb.kind.columns)}, self.render))
+        if c.state:
+            ks = self._kstate[kind]
+            out.extend(ks.transition(s, "raised" if up else "cleared", ts, st, b.e_val[i],
+                                     self.render)
+                       for i, (s, up, ts, st) in enumerate(zip(
+                           ints[E_SUB, :c.state].tolist(), flags[E_UP, :c.state].tolist(),
+                           ints[E_TS, :c.state].tolist(), ints[E_ST, :c.state].tolist(),
+                           strict=True)))
         return out
-
-    def _windows(self, kind: str, layout: _Columns, dev: np.ndarray, t: np.ndarray,
-                 m: np.ndarray) -> None:
-        """Fills the rows of the windowed features the kind's rules read into ``m``."""
-        for fname, ws, value_row, where, lo in layout.windows:
-            ring = self._rings.get((kind, fname))
-            if ring is None:
-                ring = self._rings[(kind, fname)] = Ring.empty(self._n)
-            # a field, or the 0/1 column of a count_if condition (never missing)
-            v = m[value_row] if where < 0 else layout.programs.evaluate(where, m)
-            feats = m[lo:lo + len(ws)]
-            has = ~np.isnan(v)
-            if has.all():
-                window_features(dev, t, v, ring, ws, feats)
-                continue
-            rows = np.flatnonzero(has)
-            part = np.empty((len(ws), len(rows)))
-            window_features(dev[rows], t[rows], v[rows], ring, ws, part)
-            feats[:] = np.nan
-            feats[:, rows] = part
 
 
 @dataclass

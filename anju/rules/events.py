@@ -14,14 +14,13 @@ import numpy as np
 
 from anju.devices.batch import KindBatch
 from anju.devices.registry import Site
-from anju.kinds import KINDS
 from anju.rules.jit import compiled
 from anju.rules.model import CompiledRule
 from anju.rules.program import Conditions, Programs, measured, run_program
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
-__all__ = ["EventRules", "enrich_trajectory"]
+__all__ = ["EventRules", "enrich_trajectory", "event_hits"]
 
 
 def enrich_trajectory(site: Site, dev: int, extra: dict[str, Any] | None
@@ -49,32 +48,21 @@ def enrich_trajectory(site: Site, dev: int, extra: dict[str, Any] | None
 
 
 class EventRules:
-    """A kind's event rules: conditions as programs over the kind's fields, judged in one
-    compiled pass over a batch (:mod:`anju.rules.program`)."""
+    """A kind's event rules: conditions as programs over the kind's column layout (whose
+    first rows are its fields), judged by :func:`event_hits` in the kind's compiled pass
+    (:mod:`anju.rules.kind_pass`)."""
 
-    def __init__(self, rules: list[CompiledRule], kind: str) -> None:
+    def __init__(self, rules: list[CompiledRule], programs: Programs) -> None:
         self.rules = rules
-        self.programs = Programs([f.name for f in KINDS[kind].columns])
-        self._conds = Conditions.of(self.programs, [r.condition for r in rules])
+        self.conditions = Conditions.of(programs, [r.condition for r in rules])
 
-    def transitions(self, kb: KindBatch, site: Site, render: Renderer) -> list[Transition]:
-        """The raised transitions of the rules over the batch ``kb``."""
-        if not self.rules:
-            return []
-        m = np.ascontiguousarray(kb.values.T)
-        n = len(kb)
-        hit_rule = np.empty(n * len(self.rules), np.int64)
-        hit_row = np.empty(n * len(self.rules), np.int64)
-        code, lo, hi, consts = self.programs.arrays
-        c = self._conds
-        k = _hits(code, lo, hi, consts, m, np.empty((self.programs.depth, n)), c.prog, c.lo,
-                  c.hi, c.rows, hit_rule, hit_row)
-        if not k:
-            return []
+    def transitions(self, hit_rule: np.ndarray, hit_row: np.ndarray, kb: KindBatch,
+                    site: Site, render: Renderer) -> list[Transition]:
+        """The raised transitions of the hits (rule, row of ``kb``)."""
         extras = dict(zip(kb.extra_rows.tolist(), kb.extras, strict=True))
         names = [f.name for f in kb.kind.columns]
         out = []
-        for ri, i in zip(hit_rule[:k].tolist(), hit_row[:k].tolist(), strict=True):
+        for ri, i in zip(hit_rule.tolist(), hit_row.tolist(), strict=True):
             row = dict(zip(names, kb.values[i].tolist(), strict=True))
             out.append(_transition(self.rules[ri], int(kb.device[i]), int(kb.ts[i]), row,
                                    extras.get(i), site, render))
@@ -84,7 +72,7 @@ class EventRules:
 # explicit signature: compiled once at import (cached on disk)
 @compiled("i8(i8[::1], i8[::1], i8[::1], f8[::1], f8[:, ::1], f8[:, ::1], i8[::1], i8[::1],"
            " i8[::1], i8[::1], i8[::1], i8[::1])")
-def _hits(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, cond_p: Any,
+def event_hits(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, cond_p: Any,
           req_lo: Any, req_hi: Any, req_rows: Any, hit_rule: Any, hit_row: Any
           ) -> int:  # pragma: no cover  (compiled: tests hold it to the reference engine)
     """(rule, row) of each reading on which a rule's condition holds, its required fields

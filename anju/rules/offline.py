@@ -15,12 +15,12 @@ import numpy as np
 from anju.devices.registry import Site
 from anju.kinds import KIND_CODES, KINDS
 from anju.rules.clock import NEVER
-from anju.rules.jit import arg, compiled
+from anju.rules.jit import compiled
 from anju.rules.model import CompiledRule
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
-__all__ = ["Offline"]
+__all__ = ["Offline", "gap_scan"]
 
 
 class Offline:
@@ -31,49 +31,39 @@ class Offline:
         n = len(site.devices)
         hb = np.array([KINDS[k].heartbeat_s for k in KINDS])
         kinds = site.devices.kind.astype(np.int64)
-        self.limit: dict[str, np.ndarray] = {}  # ms of silence allowed; -1 not judged
+        # by rule (a row each) and device; the dicts hold row views, by rule id
+        self.lim = np.full((len(rules), n), -1, np.int64)  # ms of silence allowed; -1 not judged
+        self.act = np.zeros((len(rules), n), bool)
+        self.since = np.zeros((len(rules), n), np.int64)
+        self.limit: dict[str, np.ndarray] = {}
         self.active: dict[str, np.ndarray] = {}
         self.start: dict[str, np.ndarray] = {}
-        for r in rules:
+        for i, r in enumerate(rules):
             applies = np.ones(n, bool) if r.kind == "*" else kinds == KIND_CODES[r.kind]
-            lim = np.where(applies & served, np.round(hb[kinds] * r.heartbeats * 1000),
-                           -1).astype(np.int64)
-            self.limit[r.id] = lim
-            self.active[r.id] = np.zeros(n, bool)
-            self.start[r.id] = np.zeros(n, np.int64)
+            self.lim[i] = np.where(applies & served, np.round(hb[kinds] * r.heartbeats * 1000),
+                                   -1)
+            self.limit[r.id], self.active[r.id], self.start[r.id] = (
+                self.lim[i], self.act[i], self.since[i])
 
     def shift(self, devs: np.ndarray, shift: np.ndarray) -> None:
         """Moves the devices' offline start times by ``shift`` (a clock step)."""
         for start in self.start.values():
             start[devs] += shift
 
-    def on_readings(self, dev: np.ndarray, t: np.ndarray, now: int, newest: np.ndarray,
-                    last_seen: np.ndarray, recv_at: np.ndarray, render: Renderer
-                    ) -> list[Transition]:
-        """Gaps before the readings (sorted by device then time) and devices they bring
-        back; ``newest``, ``last_seen`` and ``recv_at`` are read (as before the readings;
-        the engine then advances them)."""
+    def transitions(self, rule: np.ndarray, dev: np.ndarray, t: np.ndarray, back: np.ndarray,
+                    prev: np.ndarray, render: Renderer) -> list[Transition]:
+        """The transitions of the gaps :func:`gap_scan` found (``rule``: row of the rule;
+        ``dev`` and ``t``: the reading after the gap; ``prev``: the time before it)."""
         out: list[Transition] = []
-        if not self.rules:
-            return out
-        dev = arg(dev, np.int64)
-        t = arg(t, np.int64)
-        rows = np.empty(len(t), np.int64)
-        back = np.empty(len(t), np.bool_)
-        prev = np.empty(len(t), np.int64)
-        for r in self.rules:
-            lim, start = self.limit[r.id], self.start[r.id]
-            k = _gaps(dev, t, now, newest, last_seen, recv_at, lim, self.active[r.id], rows,
-                      back, prev)
-            for i, is_back, p in zip(rows[:k].tolist(), back[:k].tolist(), prev[:k].tolist(),
-                                     strict=True):
-                d, ti = int(dev[i]), int(t[i])
-                if is_back:  # a first reading of a device already offline clears it
-                    out.append(_t(render, r, d, "cleared", ti, int(start[d]), p))
-                else:  # a gap seen after the fact: raised and cleared at once
-                    due = p + int(lim[d])
-                    out.append(_t(render, r, d, "raised", due, due, p))
-                    out.append(_t(render, r, d, "cleared", ti, due, p))
+        for ri, d, ti, is_back, p in zip(rule.tolist(), dev.tolist(), t.tolist(),
+                                         back.tolist(), prev.tolist(), strict=True):
+            r = self.rules[ri]
+            if is_back:  # a first reading of a device already offline clears it
+                out.append(_t(render, r, d, "cleared", ti, int(self.since[ri, d]), p))
+            else:  # a gap seen after the fact: raised and cleared at once
+                due = p + int(self.lim[ri, d])
+                out.append(_t(render, r, d, "raised", due, due, p))
+                out.append(_t(render, r, d, "cleared", ti, due, p))
         return out
 
     def tick(self, now: int, last_seen: np.ndarray, recv_at: np.ndarray, render: Renderer
@@ -102,7 +92,7 @@ def _t(render: Renderer, r: CompiledRule, d: int, event: str, ts: int, started: 
 # batch); explicit signature: compiled once at import, cached on disk.
 @compiled("i8(i8[::1], i8[::1], i8, i8[::1], i8[::1], i8[::1], i8[::1], b1[::1], i8[::1],"
            " b1[::1], i8[::1])")
-def _gaps(dev: Any, t: Any, now: Any, newest: Any, last_seen: Any, recv_at: Any, lim: Any,
+def gap_scan(dev: Any, t: Any, now: Any, newest: Any, last_seen: Any, recv_at: Any, lim: Any,
           active: Any, rows: Any, back: Any, prev: Any) -> int:  # pragma: no cover  (compiled)
     # The gap before each reading: before a device's first one, on its own clock when it
     # has reported before, else on the receiving clock since start (its clock unknown).

@@ -32,7 +32,7 @@ from anju.rules.program import Conditions, Programs, measured, run_program
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
-__all__ = ["NO_RUN", "KindState", "StateArrays"]
+__all__ = ["NO_RUN", "KindState", "StateArrays", "state_pass"]
 
 NO_RUN = -1
 
@@ -56,6 +56,16 @@ class StateArrays:
     alarm_start: np.ndarray  # int64
     last_t: np.ndarray  # int64: last applied reading
     out: np.ndarray  # float64 (subjects, outputs): value and details of the last reading
+    times: np.ndarray  # int64 (4, subjects): start, dur, alarm_start, last_t are its rows
+
+    @classmethod
+    def empty(cls, size: int, width: int) -> StateArrays:
+        # the int64 arrays are rows of one, a single argument to the compiled pass
+        times = np.zeros((4, size), np.int64)
+        times[1] = -1
+        return cls(pol=np.full(size, NO_RUN, np.int8), start=times[0], dur=times[1],
+                   active=np.zeros(size, bool), alarm_start=times[2], last_t=times[3],
+                   out=np.full((size, width), np.nan), times=times)
 
 
 @dataclass
@@ -69,19 +79,14 @@ class KindState:
     programs: Programs  # conditions, tiers and outputs over the kind's column layout
 
     def __post_init__(self) -> None:
-        self._table = _RuleTable.build(self.rules, self.programs, self.width)
+        self.table = _RuleTable.build(self.rules, self.programs, self.width)
 
     @classmethod
     def create(cls, rules: list[CompiledRule], members: np.ndarray, programs: Programs
                ) -> KindState:
         size = len(rules) * len(members)
         width = max(len(r.outputs) for r in rules)
-        st = StateArrays(
-            pol=np.full(size, NO_RUN, np.int8), start=np.zeros(size, np.int64),
-            dur=np.full(size, -1, np.int64), active=np.zeros(size, bool),
-            alarm_start=np.zeros(size, np.int64), last_t=np.zeros(size, np.int64),
-            out=np.full((size, width), np.nan))
-        return cls(rules, members, st, width, programs)
+        return cls(rules, members, StateArrays.empty(size, width), width, programs)
 
     def owns(self, devs: np.ndarray, local: np.ndarray) -> np.ndarray:
         """Which of the global devices ``devs`` (with their ``local`` indices) are members."""
@@ -98,31 +103,6 @@ class KindState:
         sh = np.tile(shift, len(self.rules))
         for a in (self.st.start, self.st.last_t, self.st.alarm_start):
             a[idx] += sh
-
-    # -- a batch ---------------------------------------------------------------------------
-    def process(self, local: np.ndarray, t: np.ndarray, cols: np.ndarray, render: Renderer
-                ) -> list[Transition]:
-        """All state rules of the kind over readings sorted by device then time (``local``:
-        each row's member index; ``cols``: the programs' layout rows × readings), in one
-        compiled pass."""
-        n = len(t)
-        tb = self._table
-        code, lo, hi, consts = self.programs.arrays
-        cap = 2 * n * len(self.rules)
-        e_sub = np.empty(cap, np.int64)
-        e_up = np.empty(cap, np.bool_)
-        e_ts = np.empty(cap, np.int64)
-        e_st = np.empty(cap, np.int64)
-        e_val = np.empty((cap, self.width))
-        st = self.st
-        k = _pass(code, lo, hi, consts, cols, np.empty((self.programs.depth, n)),
-                  arg(local, np.int64), arg(t, np.int64), len(self.members), tb.cond.prog,
-                  tb.cond.lo, tb.cond.hi, tb.cond.rows, tb.for_ms, tb.clear_ms, tb.tier_lo,
-                  tb.tier_hi, tb.tier_prog, tb.tier_ms, tb.outputs, st.pol, st.start, st.dur,
-                  st.active, st.alarm_start, st.last_t, st.out, e_sub, e_up, e_ts, e_st,
-                  e_val)
-        return [self.transition(int(e_sub[i]), "raised" if e_up[i] else "cleared",
-                                int(e_ts[i]), int(e_st[i]), e_val[i], render) for i in range(k)]
 
     # -- a clock tick ----------------------------------------------------------------------
     def tick(self, now: int, newest: np.ndarray, recv_at: np.ndarray, render: Renderer
@@ -245,7 +225,7 @@ def _runs(base: Any, local: Any, t: Any, cond: Any, valid: Any, dur: Any, outs: 
            " i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1],"
            " i8[::1], i8[:, ::1], i1[::1], i8[::1], i8[::1], b1[::1], i8[::1], i8[::1],"
            " f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1])")
-def _pass(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, local: Any, t: Any,
+def state_pass(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, local: Any, t: Any,
           nm: Any, cond_p: Any, req_lo: Any, req_hi: Any, req_rows: Any, for_ms: Any,
           clear_ms: Any, tier_lo: Any, tier_hi: Any, tier_prog: Any, tier_ms: Any,
           out_p: Any, pol: Any, start: Any, sdur: Any, active: Any, alarm_start: Any,

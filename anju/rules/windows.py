@@ -51,7 +51,7 @@ class Ring:
 # type is an error, never a fresh compilation of a second or more in the middle of traffic.
 @compiled("void(i8[::1], i8[::1], f8[::1], i8[::1], f8[::1], i8[::1], i8[::1], i8[::1], i8[::1],"
            " i8[::1], f8[:, ::1])")
-def _features(dev: Any, t: Any, v: Any, rt: Any, rv: Any, rn: Any, rhead: Any,
+def features(dev: Any, t: Any, v: Any, rt: Any, rv: Any, rn: Any, rhead: Any,
               lens_ms: Any, w_len: Any, w_func: Any, out: Any) -> None:  # pragma: no cover
     # (compiled: coverage cannot see inside; tests hold it to the reference engine)
     sums = np.empty((len(lens_ms), 8))
@@ -107,7 +107,7 @@ def _features(dev: Any, t: Any, v: Any, rt: Any, rv: Any, rn: Any, rhead: Any,
 _PLANS: dict[tuple[Window, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _plan(windows: list[Window]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_plan(windows: list[Window]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The compiled loop's arguments for a list of windows (distinct lengths, each
     window's length and function), made once per list."""
     key = tuple(windows)
@@ -125,6 +125,6 @@ def window_features(dev: np.ndarray, t: np.ndarray, v: np.ndarray, ring: Ring,
                     windows: list[Window], out: np.ndarray) -> None:
     """Features of each row (each device's rows in time order) into ``out`` (a row per
     window, a column per reading), updating ``ring``."""
-    lens, w_len, w_func = _plan(windows)
-    _features(arg(dev, np.int64), arg(t, np.int64), arg(v, np.float64), ring.t, ring.v, ring.n,
+    lens, w_len, w_func = window_plan(windows)
+    features(arg(dev, np.int64), arg(t, np.int64), arg(v, np.float64), ring.t, ring.v, ring.n,
               ring.head, lens, w_len, w_func, out)
