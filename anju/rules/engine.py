@@ -58,6 +58,7 @@ from anju.rules.kind_pass import (
     STEPS,
     Counts,
     KindPass,
+    newest_ts,
 )
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.offline import Offline
@@ -171,7 +172,8 @@ class RuleEngine:
         # NaN (not measured) and x/0 are values in rule arithmetic, not warnings
         with np.errstate(all="ignore"):
             if received_ms is None:
-                received_ms = max(int(kb.ts.max()) for kb in batch.kinds.values() if len(kb))
+                received_ms = max(newest_ts(arg(kb.ts, np.int64)) for kb in batch.kinds.values()
+                                  if len(kb))
             return self._process(batch, self._receive(received_ms))
 
     def _process(self, batch: Batch, now: int) -> list[Transition]:
