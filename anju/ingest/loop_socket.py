@@ -27,8 +27,10 @@ class LoopSocket:
     """
 
     def __init__(self, on_readable: Callable[[], None], may_read: Callable[[], bool],
-                 on_lost: Callable[[str], None]) -> None:
+                 on_lost: Callable[[str], None],
+                 wrap: Callable[[mqtt.Client, Any], Any] | None = None) -> None:
         self.on_readable = on_readable
+        self.wrap = wrap  # called with each new socket, on paho's thread: what to register
         self.may_read = may_read
         self.on_lost = on_lost
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -89,7 +91,10 @@ class LoopSocket:
             self.on_lost("connection lost while writing")
 
     # paho callbacks ----------------------------------------------------------------------
-    def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+    def _on_socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        if self.wrap is not None:
+            sock = self.wrap(client, sock)
+
         def opened() -> None:
             self.sock = sock
             self.reader_on = False

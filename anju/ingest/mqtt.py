@@ -59,6 +59,8 @@ from anju.config import Settings
 from anju.devices.registry import Site
 from anju.ingest.loop_socket import LoopSocket
 from anju.ingest.metrics import IngestMetrics, ingest_metrics
+from anju.ingest.mqtt_reader import PacketReader
+from anju.ingest.mqtt_reader import install as install_reader
 from anju.ingest.paho_fast import install_fast_properties, send_pubacks
 
 __all__ = ["Message", "MqttConsumer", "client_id", "topics_for"]
@@ -69,6 +71,7 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue through a week-lo
 RECEIVE_MAXIMUM = 65535  # MQTT 5 §3.1.2.11.3: the largest value allowed
 _SUBSCRIBE_CHUNK = 100  # topic filters per SUBSCRIBE packet
 _READ_BURST = 512  # packets read per readable event at most, then other tasks run
+_READ_CHUNKS = 8  # socket reads (of mqtt_reader.CHUNK) per readable event, likewise
 SESSION_TAKEN_OVER = 0x8E  # MQTT 5 §3.14.2.1: DISCONNECT reason "Session taken over"
 _STABLE_S = 60.0  # a connection this old is healthy: failures are news (WARNING) again
 _QUICK_DROP_S = 5.0  # a drop this soon after CONNACK, repeated, looks like a takeover
@@ -135,7 +138,8 @@ class MqttConsumer:
         self._client: mqtt.Client | None = None
         # paho's socket on the event loop (reading only while wanted: not draining, paused)
         self._io = LoopSocket(self._on_readable, lambda: self._reading and not self.paused,
-                              self._mark_lost)
+                              self._mark_lost, self._wrap)
+        self._reader: PacketReader | None = None  # the current connection's
         self._lost: asyncio.Future[None] | None = None
         self._task_stack: contextlib.AsyncExitStack | None = None  # the task group
         self._task: asyncio.Task[None] | None = None
@@ -236,6 +240,9 @@ class MqttConsumer:
                 self._buf_bytes <= self.max_buffered_bytes // 2:
             self.paused = False
             self._io.reader(True)
+            if self._reader is not None and self._reader.backlog and self._io.loop:
+                # read but not handled when the buffer filled: no readable event will say
+                self._io.loop.call_soon(self._on_readable)
         return out
 
     def nudge(self) -> None:
@@ -414,13 +421,26 @@ class MqttConsumer:
         if lost is not None and not lost.done():
             lost.set_result(None)
 
+    def _wrap(self, client: mqtt.Client, sock: Any) -> Any:
+        """A new connection's socket (on the connecting thread, before CONNECT): our
+        reader in front of it (anju.ingest.mqtt_reader), or paho's own if it won't take."""
+        wrapped = install_reader(client, sock)
+        self._reader = None if wrapped is None else PacketReader(client, wrapped,
+                                                                 self._on_publish)
+        return sock if wrapped is None else wrapped
+
     def _on_readable(self) -> None:
         client = self._client
         if client is None:
             return
-        for _ in range(_READ_BURST):
+        reader = self._reader
+        for _ in range(_READ_BURST if reader is None else _READ_CHUNKS):
             before = self.received
-            rc = client.loop_read()
+            if reader is not None:
+                n = reader.read()
+                rc = mqtt.MQTT_ERR_SUCCESS if n >= 0 else mqtt.MQTT_ERR_CONN_LOST
+            else:
+                rc = client.loop_read()
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 self._mark_lost(f"connection lost: {mqtt.error_string(rc)}")
                 return
@@ -432,8 +452,8 @@ class MqttConsumer:
                 self.paused = True
                 self._io.reader(False)
                 return
-            if self.received == before:
-                return  # no complete message left (or a control packet): wait for more
+            if (n == 0) if reader is not None else (self.received == before):
+                return  # nothing more to read (or a control packet): wait for more
 
     # paho callbacks ----------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any,
@@ -482,13 +502,18 @@ class MqttConsumer:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     msg: mqtt.MQTTMessage) -> None:
-        payload = cast(bytes, msg.payload)  # a slice of the packet: bytes
-        self._buf.append(Message(msg.topic, payload, msg.mid, msg.qos, self._gen))
+        # a PUBLISH our reader left to paho (QoS 2, a topic alias, …), or paho's reading
+        self._on_publish(msg.topic, cast(bytes, msg.payload), msg.mid, msg.qos)
+
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> bool:
+        """Buffers a message; True once the buffer is full (see _on_readable)."""
+        self._buf.append(Message(topic, payload, mid, qos, self._gen))
         self._buf_bytes += len(payload)
         self.received += 1
         if self._sleeping:
             self._sleeping = False
             self._ready.set()
+        return len(self._buf) >= self.max_buffered or self._buf_bytes >= self.max_buffered_bytes
 
 
 install_fast_properties()  # on import, before any client decodes a packet
