@@ -107,6 +107,7 @@ def test_bench_rules_smoke(traffic: str) -> None:
     assert s["speedup"] == round(s["readings_per_s"] / s["baseline_readings_per_s"], 2)
     assert s["agree_on_baseline"] is True
     assert isinstance(s["batch_fixed_cost_us"], float) and s["batch_fixed_cost_us"] >= 0
+    assert isinstance(s["tick_cost_us"], float) and s["tick_cost_us"] > 0
 
 
 def _site_with(tmp_path: Path, extra: str) -> Path:

@@ -46,13 +46,15 @@ from anju.rules.kind_pass import (
     E_UP,
     EV_ROW,
     EV_RULE,
-    KEPT_DEV,
-    KEPT_T,
     OFF_BACK,
     OFF_DEV,
     OFF_PREV,
     OFF_RULE,
     OFF_T,
+    SC_DEV,
+    SC_HIT,
+    SC_RULE,
+    SC_T,
     STEP_BY,
     STEP_DEV,
     STEPS,
@@ -62,9 +64,9 @@ from anju.rules.kind_pass import (
 )
 from anju.rules.model import CompiledRule, RuleSet
 from anju.rules.offline import Offline
-from anju.rules.program import Programs
+from anju.rules.program import Conditions, Programs
 from anju.rules.render import Renderer
-from anju.rules.schedule import Schedules
+from anju.rules.schedule import ROWS, Schedules
 from anju.rules.state import NO_RUN, KindState
 from anju.rules.state import KindState as _KindState
 from anju.rules.state import StateArrays as _StateArrays
@@ -141,9 +143,13 @@ class RuleEngine:
                 self._kstate[k] = ks
             ev = self._events[k] = EventRules(
                 [r for r in rules.by_kind(k) if r.type == "event"], cols.programs)
+            sched_rules, sched_table = self._schedules.tables.get(
+                k, ([], np.zeros((0, ROWS, 1), np.int64)))
             kp = self._pass[k] = KindPass(
-                cols.programs, len(KINDS[k].columns), ks, ev.conditions, self._offline.lim,
-                self._offline.act, [(row, params.get(p, nan)) for row, p in cols.params],
+                cols.programs, ks, ev.conditions,
+                (Conditions.of(cols.programs, [r.condition for r in sched_rules]),
+                 sched_table), self._offline.lim, self._offline.act,
+                [(row, params.get(p, nan)) for row, p in cols.params],
                 [(ws, row, where, first) for _, ws, row, where, first in cols.windows], n,
                 self._local)
             for (fname, *_), ring in zip(cols.windows, kp.rings, strict=True):
@@ -280,15 +286,14 @@ class RuleEngine:
         self.stats.readings += len(kb)
         kp = self._pass[kind]
         dev, t, values = arg(kb.device, np.int32), arg(kb.ts, np.int64), arg(kb.values, np.float64)
-        scheduled = kind in self._schedules.kinds
-        if kp.run(dev, t, values, now, True, self._clocks, scheduled) == STEPS:
+        if kp.run(dev, t, values, now, True, self._clocks) == STEPS:
             # devices whose clock jumped (on their first reading of the batch): rebased
             # before anything else of the batch is judged, then the pass runs again
             k = Counts.of(kp.buf.ints).steps
             ints = kp.buf.ints
             self._rebase(ints[STEP_DEV, :k].copy(), ints[STEP_BY, :k].copy())
             self.stats.clock_steps += k
-            kp.run(dev, t, values, now, False, self._clocks, scheduled)
+            kp.run(dev, t, values, now, False, self._clocks)
         b = kp.buf
         ints, flags = b.ints, b.flags
         c = Counts.of(ints)
@@ -301,11 +306,11 @@ class RuleEngine:
             out.extend(self._offline.transitions(ints[OFF_RULE, :k], ints[OFF_DEV, :k],
                                                  ints[OFF_T, :k], flags[OFF_BACK, :k],
                                                  ints[OFF_PREV, :k], self.render))
-        if scheduled and c.final:
-            k = c.final
-            out.extend(self._schedules.on_readings(
-                kind, ints[KEPT_DEV, :k], ints[KEPT_T, :k],
-                {f.name: b.vals[i, :k] for i, f in enumerate(kb.kind.columns)}, self.render))
+        if c.schedule:
+            k = c.schedule
+            out.extend(self._schedules.on_hits(
+                self._schedules.tables[kind][0], ints[SC_RULE, :k], ints[SC_DEV, :k],
+                ints[SC_T, :k], flags[SC_HIT, :k], self.render))
         if c.state:
             ks = self._kstate[kind]
             out.extend(ks.transition(s, "raised" if up else "cleared", ts, st, b.e_val[i],

@@ -27,7 +27,8 @@ from anju.rules.clock import advance, in_order, step_scan
 from anju.rules.events import event_hits
 from anju.rules.jit import compiled
 from anju.rules.offline import gap_scan
-from anju.rules.program import Conditions, Programs, run_program
+from anju.rules.program import Conditions, Programs, measured, run_program
+from anju.rules.schedule import scan
 from anju.rules.state import KindState, state_pass
 from anju.rules.windows import RING, Ring, features, window_plan
 
@@ -42,14 +43,15 @@ STEPS = -1  # kind_pass's answer when devices' clocks jumped: rebase them, call 
 # segments of the table (``seg(tab, i)``), in this order
 (CODE, LO, HI, EV_P, EV_LO, EV_HI, EV_REQ, PARAM_ROWS, W_SRC, W_WHERE, W_FIRST, W_L_LO,
  W_L_HI, W_LENS, W_F_LO, W_F_HI, W_LEN, W_FUNC, COND_P, REQ_LO, REQ_HI, REQ_ROWS, FOR_MS,
- CLEAR_MS, TIER_LO, TIER_HI, TIER_PROG, TIER_MS, OUT_P, SCALARS) = range(30)
+ CLEAR_MS, TIER_LO, TIER_HI, TIER_PROG, TIER_MS, OUT_P, SC_P, SC_LO, SC_HI, SC_REQ,
+ SCALARS) = range(34)
 # scalars (the last segment)
 DEPTH, NROWS, MEMBERS, WIDTH = range(4)
 # rows of the int64 outputs
 (STEP_DEV, STEP_BY, EV_RULE, EV_ROW, OFF_RULE, OFF_DEV, OFF_T, OFF_PREV, E_SUB, E_TS, E_ST,
- KEPT_DEV, KEPT_T, COUNTS) = range(14)
+ SC_RULE, SC_DEV, SC_T, COUNTS) = range(15)
 # rows of the bool outputs
-OFF_BACK, E_UP = range(2)
+OFF_BACK, E_UP, SC_HIT = range(3)
 
 
 class Counts(NamedTuple):
@@ -61,10 +63,11 @@ class Counts(NamedTuple):
     events: int  # event hits
     offline: int  # offline gaps
     state: int  # state transitions
+    schedule: int  # readings left to Schedules.on_hits (a round ended within the batch)
 
     @classmethod
     def of(cls, ints: np.ndarray) -> Counts:
-        return cls._make(ints[COUNTS, :6].tolist())
+        return cls._make(ints[COUNTS, :7].tolist())
 
 
 def _table(segments: list[Any]) -> np.ndarray:
@@ -86,16 +89,15 @@ class _Buffers:
 
     cap: int
     ints: np.ndarray  # int64 rows (STEP_DEV …)
-    flags: np.ndarray  # bool rows (OFF_BACK, E_UP)
-    vals: np.ndarray  # float64 (fields, cap): the kept readings' fields (want_columns)
+    flags: np.ndarray  # bool rows (OFF_BACK, E_UP, SC_HIT)
     e_val: np.ndarray  # float64 (transitions, width): each state transition's outputs
 
     @classmethod
-    def of(cls, cap: int, fields: int, events: int, offline: int, state: int, width: int
-           ) -> _Buffers:
-        wide = max(1, cap * max(events, offline, 2 * state, 1))
-        return cls(cap, np.zeros((14, wide), np.int64), np.zeros((2, wide), np.bool_),
-                   np.empty((fields, cap)), np.empty((max(1, 2 * cap * state), width)))
+    def of(cls, cap: int, rules: tuple[int, int, int, int], width: int) -> _Buffers:
+        events, offline, state, schedule = rules
+        wide = max(1, cap * max(events, offline, 2 * state, schedule, 1))
+        return cls(cap, np.zeros((15, wide), np.int64), np.zeros((3, wide), np.bool_),
+                   np.empty((max(1, 2 * cap * state), width)))
 
 
 class KindPass:
@@ -103,12 +105,12 @@ class KindPass:
     plans), windows' rings (as rows of 2-D arrays, one a windowed field), registry params
     and buffers."""
 
-    def __init__(self, programs: Programs, fields: int, state: KindState | None,
-                 events: Conditions, offline_lim: np.ndarray, offline_active: np.ndarray,
+    def __init__(self, programs: Programs, state: KindState | None, events: Conditions,
+                 schedules: tuple[Conditions, np.ndarray], offline_lim: np.ndarray,
+                 offline_active: np.ndarray,
                  params: list[tuple[int, np.ndarray]],
                  windows: list[tuple[list[Any], int, int, int]], devices: int,
                  local_of: np.ndarray) -> None:
-        self.fields = fields
         self.state = state
         code, lo, hi, self._consts = programs.arrays
         self._off = (offline_lim, offline_active)
@@ -152,31 +154,32 @@ class KindPass:
         self._tab = _table([
             code, lo, hi, events.prog, events.lo, events.hi, events.rows,
             [r for r, _ in params], src, where, first, l_lo, l_hi, lens, f_lo, f_hi, w_len,
-            w_func, *rule_tables,
-            [max(1, programs.depth), len(programs.layout), members, width]])
-        self._sizes = (len(events.prog), len(offline_lim), n_state, width)
+            w_func, *rule_tables, schedules[0].prog, schedules[0].lo, schedules[0].hi,
+            schedules[0].rows, [max(1, programs.depth), len(programs.layout), members, width]])
+        self._schedules = schedules[1]
+        self._sizes = (len(events.prog), len(offline_lim), n_state, len(schedules[0].prog))
+        self._width = width
         self._grow(64)
 
     def _grow(self, n: int) -> _Buffers:
         cap = 64
         while cap < n:
             cap *= 2
-        events, offline, state, width = self._sizes
-        b = self.buf = _Buffers.of(cap, self.fields, events, offline, state, width)
+        b = self.buf = _Buffers.of(cap, self._sizes, self._width)
         # the call's arguments after the batch's own, in kind_pass's order
         self._tail = (self._local_of, self._tab, self._consts, self._params, *self._off,
-                      *self._ring, *self._state, b.ints, b.flags, b.vals, b.e_val)
+                      self._schedules, *self._ring, *self._state, b.ints, b.flags, b.e_val)
         return b
 
     def run(self, dev: np.ndarray, t: np.ndarray, values: np.ndarray, now: int,
-            check_steps: bool, clocks: np.ndarray, want_columns: bool) -> int:
+            check_steps: bool, clocks: np.ndarray) -> int:
         """Runs the pass over a kind's readings (``dev`` int32, ``t`` int64, ``values``
         rows × fields, all C-contiguous); ``clocks``: the engine's (4, devices) newest,
         recv_at, skew_base, last_seen. :data:`STEPS` or 0; the results are in
         :attr:`buf`."""
         if len(t) > self.buf.cap:
             self._grow(len(t))
-        return kind_pass(dev, t, values, now, check_steps, want_columns, clocks, *self._tail)
+        return kind_pass(dev, t, values, now, check_steps, clocks, *self._tail)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -230,15 +233,14 @@ def newest_ts(ts: Any) -> int:  # pragma: no cover  (compiled)
     return m
 
 
-@compiled("i8(i4[::1], i8[::1], f8[:, ::1], i8, b1, b1, i8[:, ::1], i8[::1], i8[::1],"
-          " f8[::1], f8[:, ::1], i8[:, ::1], b1[:, ::1], i8[:, ::1], f8[:, ::1], i8[:, ::1],"
-          " i8[:, ::1], i1[::1], b1[::1], i8[:, ::1], f8[:, ::1], i8[:, ::1], b1[:, ::1],"
-          " f8[:, ::1], f8[:, ::1])", ieee=True)
-def kind_pass(dev_in: Any, t_in: Any, values: Any, now: Any, check_steps: Any,
-              want_columns: Any, clocks: Any, local_of: Any, tab: Any, consts: Any,
-              params: Any, off_lim: Any, off_act: Any, rt: Any, rv: Any, rn: Any, rhead: Any,
-              pol: Any, active: Any, times: Any, sout: Any, ints: Any, flags: Any,
-              vals_out: Any, e_val: Any
+@compiled("i8(i4[::1], i8[::1], f8[:, ::1], i8, b1, i8[:, ::1], i8[::1], i8[::1], f8[::1],"
+          " f8[:, ::1], i8[:, ::1], b1[:, ::1], i8[:, :, ::1], i8[:, ::1], f8[:, ::1],"
+          " i8[:, ::1], i8[:, ::1], i1[::1], b1[::1], i8[:, ::1], f8[:, ::1], i8[:, ::1],"
+          " b1[:, ::1], f8[:, ::1])", ieee=True)
+def kind_pass(dev_in: Any, t_in: Any, values: Any, now: Any, check_steps: Any, clocks: Any,
+              local_of: Any, tab: Any, consts: Any, params: Any, off_lim: Any, off_act: Any,
+              sched: Any, rt: Any, rv: Any, rn: Any, rhead: Any, pol: Any, active: Any,
+              times: Any, sout: Any, ints: Any, flags: Any, e_val: Any
               ) -> int:  # pragma: no cover  (compiled: tests hold it to the oracle)
     n = len(t_in)
     nf = values.shape[1]
@@ -247,7 +249,7 @@ def kind_pass(dev_in: Any, t_in: Any, values: Any, now: Any, check_steps: Any,
     depth, nrows = sc[DEPTH], sc[NROWS]
     newest, recv_at, skew_base, last_seen = clocks[0], clocks[1], clocks[2], clocks[3]
     counts = ints[COUNTS]
-    counts[:6] = 0
+    counts[:7] = 0
     # event rules see every reading in arrival order, late ones too
     ev_p = seg(tab, EV_P)
     if len(ev_p):
@@ -307,12 +309,23 @@ def kind_pass(dev_in: Any, t_in: Any, values: Any, now: Any, check_steps: Any,
         s = order[keep[i]]
         for j in range(nf):
             m[j, i] = values[s, j]
-    if want_columns:  # the kept readings, for the caller's schedule rules
-        for i in range(nk):
-            ints[KEPT_DEV, i] = dev[i]
-            ints[KEPT_T, i] = t[i]
-        for j in range(nf):
-            vals_out[j, :nk] = m[j]
+    sc_p = seg(tab, SC_P)
+    if len(sc_p):  # schedule rules: conditions over the fields (the matrix's first rows)
+        sc_lo, sc_hi, sc_req = seg(tab, SC_LO), seg(tab, SC_HI), seg(tab, SC_REQ)
+        hit = np.empty(nk)
+        valid = np.empty(nk, np.bool_)
+        stack = np.empty((depth, nk))
+        k = 0
+        for r in range(len(sc_p)):
+            p = sc_p[r]
+            run_program(code, lo[p], hi[p], consts, m, stack, hit)
+            measured(m, sc_req, sc_lo[r], sc_hi[r], valid)
+            for i in range(nk):
+                if not valid[i]:
+                    hit[i] = 0.0
+            k = scan(dev, t, hit, sched[r], r, ints[SC_RULE], ints[SC_DEV], ints[SC_T],
+                     flags[SC_HIT], k)
+        counts[6] = k
     param_rows = seg(tab, PARAM_ROWS)
     for j in range(len(param_rows)):
         pv = params[j]

@@ -15,8 +15,9 @@ clock (``newest + (now − received)``) — and a missed round raises once, at `
 rounds due before ``first + tol`` are not judged, since nobody could say whether they were
 done; a clock step restarts the watch from the device's rebased clock.
 
-Rounds are rare (hours apart), so the common path is numpy over the batch; only devices
-whose next deadline falls inside the batch are walked reading by reading.
+Rounds are rare (hours apart), so the common path is a compiled pass over the batch in
+the kind's pass (:func:`scan`); only devices whose next deadline falls inside the batch
+are walked reading by reading, here.
 """
 
 from __future__ import annotations
@@ -29,19 +30,21 @@ import numpy as np
 
 from anju.devices.registry import Site
 from anju.kinds import KIND_CODES
-from anju.rules.arrays import changes as _changes
-from anju.rules.arrays import ends as _ends
 from anju.rules.clock import NEVER
 from anju.rules.jit import arg, compiled
 from anju.rules.model import SCHEDULE_PARAMS, CompiledRule
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
-__all__ = ["DAY_MS", "Schedules", "due_label", "schedule_of"]
+__all__ = ["DAY_MS", "Schedules", "due_label", "scan", "schedule_of"]
 
 DAY_MS = 86_400_000
 _UNSET = NEVER  # next round of a device not watched yet
 _FAR = np.iinfo(np.int64).max
+# rows of a kind's schedule table: the schedule (see schedule_of), then the state
+EVERY, START, LENGTH, OFF, TOL, OK, NEXT_DUE, LAST_HIT = range(8)
+ROWS = 8
+_ROW = {"every": EVERY, "start": START, "length": LENGTH, "off": OFF, "tol": TOL, "ok": OK}
 
 
 def schedule_of(rule: CompiledRule, site: Site) -> dict[str, np.ndarray]:
@@ -99,49 +102,43 @@ class Schedules:
         self.next_due: dict[str, np.ndarray] = {}  # the next round to judge; _UNSET
         self.last_hit: dict[str, np.ndarray] = {}  # ts of the newest matching reading
         self.kinds = {r.kind for r in rules}  # kinds with a schedule rule
-        for r in rules:
-            s = schedule_of(r, site)
-            s["ok"] &= served
-            self.sched[r.id] = s
-            self.next_due[r.id] = np.full(n, _UNSET, np.int64)
-            self.last_hit[r.id] = np.full(n, NEVER, np.int64)
+        # per kind, its rules' arrays as one (rules, ROWS, devices) table for the kind's
+        # compiled pass (anju.rules.kind_pass); the dicts above hold views of its rows
+        self.tables: dict[str, tuple[list[CompiledRule], np.ndarray]] = {}
+        for kind in sorted(self.kinds):
+            mine = [r for r in rules if r.kind == kind]
+            table = np.zeros((len(mine), ROWS, n), np.int64)
+            for j, r in enumerate(mine):
+                s = schedule_of(r, site)
+                s["ok"] &= served
+                for name, row in _ROW.items():
+                    table[j, row] = s[name]
+                table[j, NEXT_DUE] = _UNSET
+                table[j, LAST_HIT] = NEVER
+                self.sched[r.id] = {name: table[j, row] if name != "ok" else s["ok"]
+                                    for name, row in _ROW.items()}
+                self.next_due[r.id] = table[j, NEXT_DUE]
+                self.last_hit[r.id] = table[j, LAST_HIT]
+            self.tables[kind] = (mine, table)
 
     def _next(self, rid: str, devs: np.ndarray, after: np.ndarray) -> np.ndarray:
         s = self.sched[rid]
         return next_round(after, s["every"][devs], s["start"][devs], s["length"][devs],
                           s["off"][devs])
 
-    def on_readings(self, kind: str, dev: np.ndarray, t: np.ndarray, cols: dict[str, Any],
-                    render: Renderer) -> list[Transition]:
-        """The rounds judged by readings (not late; sorted by device then time)."""
+    def on_hits(self, rules: list[CompiledRule], rule: np.ndarray, dev: np.ndarray,
+                t: np.ndarray, hit: np.ndarray, render: Renderer) -> list[Transition]:
+        """Readings a kind's compiled pass left to us (:func:`scan`): each of a device
+        whose round's tolerance ended within the batch, in order: the rounds it ends are
+        judged, then it counts as a check-in if its condition held."""
         out: list[Transition] = []
-        for r in self.rules:
-            if r.kind != kind:
-                continue
-            s = self.sched[r.id]
-            rows = np.flatnonzero(s["ok"][dev])
-            if not len(rows):
-                continue
-            assert r.condition is not None
-            hit_all = r.condition.measured(cols, len(t)) \
-                & np.asarray(r.condition.test_vector(cols), bool)
-            d, tt, hit = dev[rows], t[rows], hit_all[rows]
-            nd, lh, tol = self.next_due[r.id], self.last_hit[r.id], s["tol"]
-            first = _changes(d)
-            new = first & (nd[d] == _UNSET)
-            if new.any():
-                dn = d[new]
-                nd[dn] = self._next(r.id, dn, tt[new] + tol[dn] - 1)
-            last = _ends(d)
-            dl = d[last]
-            slow = np.isin(d, dl[tt[last] > nd[dl] + tol[dl]])
-            fast = ~slow & hit
-            np.maximum.at(lh, d[fast], tt[fast])
-            for i in np.flatnonzero(slow).tolist():
-                dv, ti = int(d[i]), int(tt[i])
-                out.extend(self._judge(r, dv, ti, render))
-                if hit[i]:
-                    lh[dv] = max(int(lh[dv]), ti)
+        for ri, dv, ti, h in zip(rule.tolist(), dev.tolist(), t.tolist(), hit.tolist(),
+                                 strict=True):
+            r = rules[ri]
+            out.extend(self._judge(r, dv, ti, render))
+            if h:
+                lh = self.last_hit[r.id]
+                lh[dv] = max(int(lh[dv]), ti)
         return out
 
     def tick(self, now: int, newest: np.ndarray, recv_at: np.ndarray, render: Renderer
@@ -198,4 +195,56 @@ def _ended(next_due: Any, tol: Any, newest: Any, recv_at: Any, now: Any, due: An
         if newest[d] + (now - recv_at[d]) > next_due[d] + tol[d]:
             due[k] = d
             k += 1
+    return k
+
+
+@compiled("i8(i8, i8, i8, i8, i8)")
+def _next_round(after: Any, every: Any, start: Any, length: Any, off: Any
+                ) -> int:  # pragma: no cover  (compiled)
+    # next_round for one device (integer // floors, as numpy's does)
+    day = (after + off) // DAY_MS
+    best = _FAR
+    for dd in range(-1, 2):  # yesterday's window may run past midnight into today
+        s = (day + dd) * DAY_MS + start - off
+        k = max(0, (after - s) // every + 1)
+        t = s + k * every
+        if k * every < length and t < best:
+            best = t
+    return best
+
+
+@compiled("i8(i8[::1], i8[::1], f8[::1], i8[:, ::1], i8, i8[::1], i8[::1], i8[::1],"
+          " b1[::1], i8)")
+def scan(dev: Any, t: Any, hit: Any, table: Any, ri: Any, out_rule: Any, out_dev: Any,
+         out_t: Any, out_hit: Any, k: Any) -> int:  # pragma: no cover  (compiled)
+    """One schedule rule over a kind's kept readings (sorted by device then time; ``hit``
+    1.0 where its condition holds, its fields measured): a device's watch starts at its
+    first reading, check-ins advance ``LAST_HIT``, and the readings of a device whose
+    round's tolerance ended within the batch go to ``out_*`` (from ``k``) for
+    :meth:`Schedules.on_hits`, which judges them in order; the new ``k``."""
+    n = len(dev)
+    every, start, length, off, tol = table[EVERY], table[START], table[LENGTH], table[OFF], \
+        table[TOL]
+    ok, nd, lh = table[OK], table[NEXT_DUE], table[LAST_HIT]
+    i = 0
+    while i < n:
+        d = dev[i]
+        j = i
+        while j < n and dev[j] == d:
+            j += 1
+        if ok[d]:
+            if nd[d] == _UNSET:
+                nd[d] = _next_round(t[i] + tol[d] - 1, every[d], start[d], length[d], off[d])
+            if t[j - 1] > nd[d] + tol[d]:  # a round ends within the batch: judged in order
+                for r in range(i, j):
+                    out_rule[k] = ri
+                    out_dev[k] = d
+                    out_t[k] = t[r]
+                    out_hit[k] = hit[r] == 1.0
+                    k += 1
+            else:
+                for r in range(i, j):
+                    if hit[r] == 1.0 and t[r] > lh[d]:
+                        lh[d] = t[r]
+        i = j
     return k
