@@ -16,7 +16,7 @@ from anju.devices.batch import KindBatch
 from anju.devices.registry import Site
 from anju.rules.jit import compiled
 from anju.rules.model import CompiledRule
-from anju.rules.program import Conditions, Programs, measured, run_program
+from anju.rules.program import Conditions, Programs, holds
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
@@ -82,11 +82,10 @@ def event_hits(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, 
     valid = np.empty(n, np.bool_)
     k = 0
     for ri in range(len(cond_p)):
-        p = cond_p[ri]
-        run_program(code, lo[p], hi[p], consts, cols, stack, cond)
-        measured(cols, req_rows, req_lo[ri], req_hi[ri], valid)
+        holds(code, lo, hi, consts, cols, stack, cond_p, req_lo, req_hi, req_rows, ri, cond,
+              valid)
         for i in range(n):
-            if cond[i] == 1.0 and valid[i]:
+            if cond[i] == 1.0:
                 hit_rule[k] = ri
                 hit_row[k] = i
                 k += 1

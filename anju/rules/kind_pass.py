@@ -27,7 +27,7 @@ from anju.rules.clock import advance, in_order, step_scan
 from anju.rules.events import event_hits
 from anju.rules.jit import compiled
 from anju.rules.offline import gap_scan
-from anju.rules.program import Conditions, Programs, measured, run_program
+from anju.rules.program import Conditions, Programs, holds, run_program
 from anju.rules.schedule import scan
 from anju.rules.state import KindState, state_pass
 from anju.rules.windows import RING, Ring, features, window_plan
@@ -317,12 +317,7 @@ def kind_pass(dev_in: Any, t_in: Any, values: Any, now: Any, check_steps: Any, c
         stack = np.empty((depth, nk))
         k = 0
         for r in range(len(sc_p)):
-            p = sc_p[r]
-            run_program(code, lo[p], hi[p], consts, m, stack, hit)
-            measured(m, sc_req, sc_lo[r], sc_hi[r], valid)
-            for i in range(nk):
-                if not valid[i]:
-                    hit[i] = 0.0
+            holds(code, lo, hi, consts, m, stack, sc_p, sc_lo, sc_hi, sc_req, r, hit, valid)
             k = scan(dev, t, hit, sched[r], r, ints[SC_RULE], ints[SC_DEV], ints[SC_T],
                      flags[SC_HIT], k)
         counts[6] = k

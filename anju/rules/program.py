@@ -26,7 +26,7 @@ import numpy as np
 from anju.rules.expr import Expr, window_of
 from anju.rules.jit import compiled
 
-__all__ = ["Conditions", "Programs", "measured", "run_program"]
+__all__ = ["Conditions", "Programs", "holds", "measured", "run_program"]
 
 # instruction codes (an instruction is two int64s: code, argument)
 LOAD, CONST = 0, 1  # push a column (its row) / a constant (its index)
@@ -318,3 +318,18 @@ def run_program(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any,
                 _compare_rows(x, op, y, n)
     for i in range(n):
         out[i] = stack[0, i]
+
+
+@compiled("void(i8[::1], i8[::1], i8[::1], f8[::1], f8[:, ::1], f8[:, ::1], i8[::1], i8[::1],"
+          " i8[::1], i8[::1], i8, f8[::1], b1[::1])", ieee=True)
+def holds(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, cond_p: Any,
+          req_lo: Any, req_hi: Any, req_rows: Any, r: Any, out: Any, valid: Any
+          ) -> None:  # pragma: no cover  (compiled)
+    """1.0 where condition ``r`` of a :class:`Conditions` table holds and every field it
+    requires is measured, else 0.0 (``valid``: scratch) — an event's hit, a check-in."""
+    p = cond_p[r]
+    run_program(code, lo[p], hi[p], consts, cols, stack, out)
+    measured(cols, req_rows, req_lo[r], req_hi[r], valid)
+    for i in range(len(out)):
+        if not valid[i]:
+            out[i] = 0.0
