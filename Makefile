@@ -68,8 +68,16 @@ test: $(STAMP) services browser compiled
 # The rule engine's compiled loops (numba), compiled once into their cache before the test
 # workers start: on a fresh clone that is ~50 s on one core, instead of every worker
 # compiling them at once (anju.rules.jit; a first `anju run` would pay it otherwise).
-compiled: $(STAMP)
+# numba checks only the defining file of a cached function, not the compiled functions it
+# calls from other files (kind_pass calls those of program.py, state.py, …): after any
+# change in anju/rules the whole cache is dropped and rebuilt.
+COMPILED := anju/rules/__pycache__/.compiled
+compiled: $(COMPILED)
+
+$(COMPILED): $(STAMP) $(wildcard anju/rules/*.py)
+	rm -f anju/rules/__pycache__/*.nbi anju/rules/__pycache__/*.nbc
 	$(BIN)/python -c "import anju.rules.engine"
+	touch $@
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"

@@ -9,6 +9,12 @@ then refuses to decorate at all. So, unless ``NUMBA_CACHE_DIR`` says where, the 
 to the first writable of the package directory, ``$XDG_CACHE_HOME/anju/numba`` (or
 ``~/.cache/anju/numba``) and ``$TMPDIR/anju-numba-<uid>``; with none writable the loops are
 compiled without a cache (~1 s more at start).
+
+numba judges a cached function stale by its own file only, not by the compiled functions
+it calls from other files (``kind_pass`` calls those of ``program.py``, ``state.py``, …):
+after editing this package, drop the cache (``make compiled`` does, then rebuilds it) or
+a test may run the old code. An install or upgrade writes every file anew, so it does not
+meet this.
 """
 
 from __future__ import annotations
