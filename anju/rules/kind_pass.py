@@ -94,6 +94,9 @@ class _Buffers:
 
     @classmethod
     def of(cls, cap: int, rules: tuple[int, int, int, int], width: int) -> _Buffers:
+        # Sized for the worst case (every reading a hit of every rule, two state
+        # transitions a reading a rule): large for big batches, but np.zeros and a large
+        # np.empty are mapped lazily, so only the pages a call writes are ever resident.
         events, offline, state, schedule = rules
         wide = max(1, cap * max(events, offline, 2 * state, schedule, 1))
         return cls(cap, np.zeros((15, wide), np.int64), np.zeros((3, wide), np.bool_),
