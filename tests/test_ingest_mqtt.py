@@ -224,3 +224,31 @@ def test_fast_publish_properties_decode_as_pahos_own() -> None:
         want.unpack(props)
         assert got.properties is not None
         assert got.properties.json() == want.json()
+
+
+@pytest.mark.integration
+async def test_what_a_lost_connection_read_but_did_not_hand_over_stays_with_it(
+        services: LocalServices, cid: str, topic_prefix: str) -> None:
+    """The reader stops in the middle of a read when the buffer is full; if the
+    connection is lost then, those bytes are not handed over later under the next
+    connection's generation (their packet ids belong to the old one: acking them on the
+    new one would acknowledge whatever the broker gave those ids there)."""
+    s = Settings(mqtt_url=services.mosquitto.url, mqtt_client_id=cid)
+    # reconnection no sooner than 0.5 s: what is taken before that is the old connection's
+    async with MqttConsumer(s, [f"anju/{topic_prefix}/#"], max_buffered=3,
+                            backoff=Backoff(0.5, 1.0, jitter=0.0)) as c:
+        await until(lambda: c.subscribed)
+        await asyncio.to_thread(_publish, services, f"anju/{topic_prefix}/b/smoke/d",
+                                [b"%d" % i for i in range(10)])
+        await until(lambda: c.paused)
+        old = c._gen
+        c._mark_lost("test: the connection drops")
+        await until(lambda: c._gen > old)
+        got = c.take(100)  # resumes reading: nothing the old connection read may come in
+        await asyncio.sleep(0.1)
+        got += c.take(100)
+        assert [m.gen for m in got] == [old] * 3  # what was buffered before, and only that
+        again = await _drain(c, 10, 15)  # the broker sends the session's queue again
+        assert again and all(m.gen == c._gen for m in again)
+        assert {m.payload for m in got + again} == {b"%d" % i for i in range(10)}
+        c.ack(again)

@@ -219,3 +219,73 @@ def test_over_tls_every_record_is_read_as_the_event_loop_reads(tmp_path: Any) ->
     finally:
         tls.close()
         t.join(5)
+
+
+def test_a_callback_that_raises_loses_its_packet_not_the_stream(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """paho re-raises callback exceptions: the packets after the one whose handler
+    failed are framed from where it ended, never from a stale tail."""
+    a, b = pair
+    fake = FakePaho(a)
+    wrapped = install(fake, a)  # type: ignore[arg-type]
+    assert wrapped is not None
+    seen: list[bytes] = []
+
+    def on_publish(topic: str, payload: bytes, mid: int, qos: int) -> bool:
+        if payload == b"boom":
+            raise RuntimeError("handler failed")
+        seen.append(payload)
+        return False
+
+    reader = PacketReader(fake, wrapped, on_publish)  # type: ignore[arg-type]
+    b.sendall(publish(b"t", b"one", 1) + publish(b"t", b"boom", 2) + publish(b"t", b"two", 3)
+              + publish(b"t", b"three", 4)[:5])
+    with pytest.raises(RuntimeError):
+        reader.read()
+    assert reader.read() == 0  # the socket is empty: the rest was kept, not dropped
+    reader.backlog = True  # as the consumer would go on: the kept bytes first
+    assert reader.read() > 0
+    b.sendall(publish(b"t", b"three", 4)[5:])
+    assert reader.read() > 0
+    assert seen == [b"one", b"two", b"three"]
+
+
+def test_a_large_packet_over_many_reads_is_joined_once(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    fake, reader = _reader(a)
+    big = publish(b"anju/e1/gw/batch", bytes(range(256)) * 8192, 7)  # 2 MiB, 4-byte length
+    threading_send = __import__("threading").Thread(target=b.sendall, args=(big + PINGRESP,))
+    threading_send.start()
+    handled = 0
+    for _ in range(10_000):
+        handled += max(0, reader.read())
+        if fake.log and fake.log[-1][0] == "paho":
+            break
+    threading_send.join(10)
+    assert fake.log == [("publish", ("anju/e1/gw/batch", bytes(range(256)) * 8192, 7, 1)),
+                        ("paho", PINGRESP)]
+    assert handled == len(big) + len(PINGRESP)
+
+
+def test_a_full_receiver_also_stops_after_a_packet_paho_handled(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    fake = FakePaho(a)
+    wrapped = install(fake, a)  # type: ignore[arg-type]
+    assert wrapped is not None
+    reader = PacketReader(fake, wrapped, lambda *_: False,  # type: ignore[arg-type]
+                          full=lambda: len(fake.log) >= 1)
+    b.sendall(PINGRESP + publish(b"t", b"x", 1))
+    assert reader.read() == len(PINGRESP) and reader.backlog
+    assert fake.log == [("paho", PINGRESP)]
+
+
+def test_a_fifth_length_byte_is_left_to_paho_to_refuse(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    fake, reader = _reader(a)
+    bad = b"\x32\xff\xff\xff\xff\x01" + b"x" * 16
+    b.sendall(bad)
+    reader.read()
+    assert fake.log == [("paho", bad[:6])]  # paho's protocol error drops the connection

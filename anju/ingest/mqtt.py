@@ -240,7 +240,8 @@ class MqttConsumer:
                 self._buf_bytes <= self.max_buffered_bytes // 2:
             self.paused = False
             self._io.reader(True)
-            if self._reader is not None and self._reader.backlog and self._io.loop:
+            if self._reader is not None and self._reader.backlog and self._io.reader_on \
+                    and self._io.loop:
                 # read but not handled when the buffer filled: no readable event will say
                 self._io.loop.call_soon(self._on_readable)
         return out
@@ -376,6 +377,7 @@ class MqttConsumer:
                         self._mark_lost("keepalive: no answer from the broker")
             finally:
                 self._gen += 1  # acks of this connection are void from here on
+                self._reader = None  # and what it read but did not hand over is dropped
                 self._io.drop(client)
                 self._set_state(self._ended())
             if not self._stopping:
@@ -426,13 +428,13 @@ class MqttConsumer:
         reader in front of it (anju.ingest.mqtt_reader), or paho's own if it won't take."""
         wrapped = install_reader(client, sock)
         self._reader = None if wrapped is None else PacketReader(client, wrapped,
-                                                                 self._on_publish)
+                                                                 self._on_publish, self._full)
         return sock if wrapped is None else wrapped
 
     def _on_readable(self) -> None:
         client = self._client
-        if client is None:
-            return
+        if client is None or not self._io.reader_on:
+            return  # a call made soon by take() after the connection ended or reading stopped
         reader = self._reader
         for _ in range(_READ_BURST if reader is None else _READ_CHUNKS):
             before = self.received
@@ -444,8 +446,7 @@ class MqttConsumer:
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 self._mark_lost(f"connection lost: {mqtt.error_string(rc)}")
                 return
-            if len(self._buf) >= self.max_buffered or \
-                    self._buf_bytes >= self.max_buffered_bytes:
+            if self._full():
                 # Behind: stop reading until the batcher has taken half (see take()).
                 if not self.paused:
                     self.metrics.intake_paused.inc()
@@ -513,6 +514,9 @@ class MqttConsumer:
         if self._sleeping:
             self._sleeping = False
             self._ready.set()
+        return self._full()
+
+    def _full(self) -> bool:
         return len(self._buf) >= self.max_buffered or self._buf_bytes >= self.max_buffered_bytes
 
 

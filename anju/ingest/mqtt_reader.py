@@ -71,11 +71,17 @@ class PacketReader:
     """Splits what one connection's socket gives into packets, oldest first."""
 
     def __init__(self, client: mqtt.Client, sock: BufferedSocket,
-                 on_publish: Callable[[str, bytes, int, int], bool]) -> None:
+                 on_publish: Callable[[str, bytes, int, int], bool],
+                 full: Callable[[], bool] = lambda: False) -> None:
         self.client = client
         self.sock = sock
         self.on_publish = on_publish  # True when the receiver is full: stop for now
+        self.full = full  # the same question after a packet paho handled
         self._tail = b""  # bytes read and not handled yet
+        self._parts: list[bytes] = []  # reads since, while one large packet is incomplete
+        self._have = 0  # bytes in _tail and _parts
+        self._need = 0  # bytes the first incomplete packet takes in all, when known
+        self._done = 0  # bytes of the data being handled that are handled
         self.backlog = False  # the tail may hold complete packets (the receiver was full)
 
     def read(self) -> int:
@@ -99,22 +105,38 @@ class PacketReader:
             sock.eof = True
             return self._to_paho(b"")
         self.client._last_bytes_received = time.monotonic()
-        return self._handle(self._tail + data if self._tail else data)
+        if not self._tail:
+            return self._handle(data)
+        # the rest of a packet begun earlier: for a large one, joined once it is all here
+        # (joining on every read would copy it over and over)
+        self._parts.append(data)
+        self._have += len(data)
+        if self._have < self._need:
+            return 0
+        data = b"".join([self._tail, *self._parts])
+        self._parts.clear()
+        return self._handle(data)
 
     def _handle(self, data: bytes) -> int:
-        done = self._packets(data)
-        if done < 0:
-            return -1
-        self._tail = data[done:]
-        return done
+        self._done = 0
+        try:
+            ok = self._packets(data)
+        finally:
+            # what was handled stays handled even if a callback raised (paho re-raises
+            # them): the next read must go on from the next packet, never re-frame
+            self._tail = data[self._done:]
+            self._have = len(self._tail)
+        return self._done if ok else -1
 
-    def _packets(self, data: bytes) -> int:
-        """Handles the complete packets at the start of ``data``; the bytes they took,
-        or -1 once the connection is lost."""
+    def _packets(self, data: bytes) -> bool:
+        """Handles the complete packets at the start of ``data`` (``_done``: the bytes
+        they took); False once the connection is lost."""
         on_publish = self.on_publish
         pos = 0
         end = len(data)
+        self._need = 0
         while end - pos >= 2:
+            start = pos
             b0 = data[pos]
             # remaining length: 1 to 4 bytes of 7 bits, least significant first
             b = data[pos + 1]
@@ -124,16 +146,23 @@ class PacketReader:
                 length, mult, i = b & 127, 128, pos + 2
                 while True:
                     if i >= end:
-                        return pos
+                        return True
                     b = data[i]
                     length += (b & 127) * mult
                     mult <<= 7
                     i += 1
-                    if b < 128 or i - pos > 5:
+                    if b < 128:
                         break
+                    if i - pos >= 5:  # a fifth length byte would follow: malformed
+                        if i >= end:
+                            return True
+                        self._done = end  # paho refuses it and drops the connection
+                        return self._to_paho(data[start:i + 1]) >= 0
             stop = i + length
             if stop > end:
-                return pos
+                self._need = stop - pos
+                return True
+            self._done = pos = stop  # handled from here on, whatever the callbacks do
             if b0 >> 4 == 3 and not b0 & 4 and length >= 3:  # PUBLISH, QoS 0 or 1
                 qos = (b0 >> 1) & 1
                 topic_end = i + 2 + ((data[i] << 8) | data[i + 1])
@@ -149,13 +178,14 @@ class PacketReader:
                     else:
                         if on_publish(topic, data[p + 1 + props:stop], mid, qos):
                             self.backlog = stop < end
-                            return stop
-                        pos = stop
+                            return True
                         continue
-            if self._to_paho(data[pos:stop]) < 0:
-                return -1
-            pos = stop
-        return pos
+            if self._to_paho(data[start:stop]) < 0:
+                return False
+            if self.full():
+                self.backlog = stop < end
+                return True
+        return True
 
     def _to_paho(self, packet: bytes) -> int:
         """paho reads ``packet`` (or the socket's end or error) as if from the socket."""
