@@ -27,6 +27,7 @@ from anju.kinds.access.simulator import AccessFleet
 from anju.kinds.firelane.simulator import FirelaneFleet
 from anju.rules import ReferenceEngine, RuleEngine, load_rules
 from anju.rules.expr import parse_expr
+from anju.rules.program import Programs
 from anju.simulators.city import plan_city, write_site
 from anju.simulators.fleets import FleetContext
 from tests.rules_support import SITE_YAML, T0, batch_of, key, run_stream
@@ -224,8 +225,12 @@ def test_count_if_fields_do_not_make_a_reading_invalid() -> None:
     assert w.func == "count_if" and w.where is not None and w.seconds == 60
     assert w.value_scalar({"event": 2.0, "open_s": 6.0}) == 1.0
     assert w.value_scalar({"event": 2.0, "open_s": NAN}) == 0.0  # not measured: no count
-    cols = {"event": np.array([2.0, 2.0, 1.0]), "open_s": np.array([6.0, NAN, 9.0])}
-    assert w.values_vector(cols).tolist() == [1.0, 0.0, 0.0]
+    # the engine's column of the window: the condition compiled as a program
+    progs = Programs(["event", "open_s"])
+    assert w.where is not None
+    p = progs.add(w.where, test=True)
+    cols = np.array([[2.0, 2.0, 1.0], [6.0, NAN, 9.0]])
+    assert progs.evaluate(p, cols).tolist() == [1.0, 0.0, 0.0]
 
 
 # -- the vectorised engine against the reference on random streams --------------------------

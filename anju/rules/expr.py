@@ -10,11 +10,11 @@ condition held on (bursts: five refused cards at one door within a minute). Name
 the kind's fields, its registry params and the rule's own parameters. Nothing is ever
 ``eval``-ed.
 
-One parsed tree has three evaluators: :meth:`Expr.scalar` interprets it on one reading
-with plain Python floats — the reference engine's oracle; :mod:`anju.rules.program`
-compiles it into a program of the compiled interpreter that the engine's state and event
-passes run; :meth:`Expr.vector` compiles it into numpy operations over columns (rounds
-and small jobs). NaN means "not measured" in all three.
+One parsed tree has two evaluators: :meth:`Expr.scalar` interprets it on one reading with
+plain Python floats — the reference engine's oracle; :mod:`anju.rules.program` compiles it
+into a program of the compiled interpreter that the engine's pass of a kind runs (state,
+event, schedule and ``count_if`` conditions, tiers, outputs). NaN means "not measured" in
+both.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from anju.devices.spec import KindSpec
 from anju.errors import RuleError
 
@@ -39,10 +37,6 @@ WINDOW_FUNCS = ("slope", "wmax", "wmin", "count", "span")
 CONDITION_WINDOW_FUNCS = ("count_if",)
 MAX_WINDOW_S = 3600.0
 
-_CMP_NP: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater,
-    ast.GtE: np.greater_equal, ast.Eq: np.equal, ast.NotEq: np.not_equal,
-}
 _CMP_PY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
     ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne,
@@ -64,14 +58,9 @@ class Window:
     seconds: float
     where: Expr | None = dataclasses.field(default=None, compare=False, hash=False)
 
-    def values_vector(self, cols: Mapping[str, Any]) -> Any:
-        """The column the window reads: the field, or 1.0/0.0 where the condition holds."""
-        if self.where is None:
-            return cols[self.field]
-        return self.where.test_vector(cols).astype(np.float64)
-
     def value_scalar(self, env: Mapping[str, Any]) -> float:
-        """The value of one reading the window reads (the scalar twin of the above)."""
+        """The value of one reading the window reads: the field, or 1.0/0.0 where the
+        condition holds."""
         if self.where is None:
             return float(env[self.field])
         return 1.0 if self.where.test_scalar(env) else 0.0
@@ -98,14 +87,6 @@ def _truth(x: Any) -> bool:
     return bool(x == 1.0)
 
 
-def _truth_np(x: Any) -> Any:
-    if isinstance(x, np.ndarray) and x.dtype == np.bool_:
-        return x
-    if isinstance(x, bool | np.bool_):
-        return x
-    return np.equal(x, 1.0)
-
-
 class Expr:
     """A validated expression over one kind's readings."""
 
@@ -118,7 +99,6 @@ class Expr:
         self.required = required  # fields that must be measured for it to mean anything
         self.windows = windows
         self.params = params  # registry params it reads
-        self._compiled: Callable[[Mapping[str, Any]], Any] | None = None
         self._compiled_py: Callable[[Mapping[str, Any]], Any] | None = None
         #: every column name it reads: fields, registry params and window keys
         self.names = fields | params | frozenset(w.key for w in windows)
@@ -127,32 +107,9 @@ class Expr:
         return f"Expr({self.source!r})"
 
     # -- as a condition ----------------------------------------------------------------
-    def test_vector(self, cols: Mapping[str, Any]) -> Any:
-        """The expression as a condition, over columns: a bool array (NaN is false)."""
-        return np.asarray(_truth_np(self.vector(cols)), bool)
-
-    def measured(self, cols: Mapping[str, Any], n: int) -> np.ndarray:
-        """Rows (of ``n``) on which every field it requires is measured (not NaN)."""
-        ok = np.ones(n, bool)
-        for f in self.required:
-            ok &= ~np.isnan(cols[f])
-        return ok
-
     def test_scalar(self, env: Mapping[str, Any]) -> bool:
         """The expression as a condition on one reading (NaN is false)."""
         return _truth(self.scalar(env))
-
-    # -- vectorised --------------------------------------------------------------------
-    def vector(self, cols: Mapping[str, Any]) -> Any:
-        """Evaluates over columns (numpy arrays; windows under their ``key``).
-
-        Call it inside ``np.errstate(all="ignore")`` (the engine does, once per batch):
-        NaN and division by zero are values here, not warnings.
-        """
-        fn = self._compiled
-        if fn is None:
-            fn = self._compiled = _compile_np(self.tree)
-        return fn(cols)
 
     # -- scalar (the oracle) -------------------------------------------------------------
     def scalar(self, env: Mapping[str, Any]) -> Any:
@@ -216,63 +173,6 @@ def _compile_py(node: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
             return lambda e: abs(inner(e))
         key = window_of(node).key
         return lambda e: e[key]
-    raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
-
-
-def _compile_np(node: ast.expr) -> Callable[[Mapping[str, Any]], Any]:
-    """Compiles a validated tree once into nested closures over numpy operations."""
-    if isinstance(node, ast.Constant):
-        value = node.value
-        return lambda c: value
-    if isinstance(node, ast.Name):
-        name = node.id
-        return lambda c: c[name]
-    if isinstance(node, ast.BoolOp):
-        parts = [_compile_np(v) for v in node.values]
-        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
-
-        def boolop(c: Mapping[str, Any]) -> Any:
-            out = _truth_np(parts[0](c))
-            for part in parts[1:]:
-                out = combine(out, _truth_np(part(c)))
-            return out
-        return boolop
-    if isinstance(node, ast.UnaryOp):
-        inner = _compile_np(node.operand)
-        if isinstance(node.op, ast.Not):
-            return lambda c: np.logical_not(_truth_np(inner(c)))
-        return lambda c: -inner(c)
-    if isinstance(node, ast.BinOp):
-        left, right = _compile_np(node.left), _compile_np(node.right)
-        arith = {"+": np.add, "-": np.subtract, "*": np.multiply,
-                 "/": np.true_divide}[_ARITH[type(node.op)]]
-        return lambda c: arith(left(c), right(c))
-    if isinstance(node, ast.Compare):
-        if isinstance(node.ops[0], ast.Is | ast.IsNot):
-            inner = _compile_np(node.left)
-            if isinstance(node.ops[0], ast.Is):
-                return lambda c: np.isnan(inner(c))
-            return lambda c: np.logical_not(np.isnan(inner(c)))
-        operands = [_compile_np(x) for x in (node.left, *node.comparators)]
-        cmps = [_CMP_NP[type(op)] for op in node.ops]
-
-        def compare(c: Mapping[str, Any]) -> Any:
-            left = operands[0](c)
-            out = None
-            for cmp, operand in zip(cmps, operands[1:], strict=True):
-                right = operand(c)
-                r = cmp(left, right)
-                out = r if out is None else np.logical_and(out, r)
-                left = right
-            return out
-        return compare
-    if isinstance(node, ast.Call):
-        assert isinstance(node.func, ast.Name)
-        if node.func.id == "abs":
-            inner = _compile_np(node.args[0])
-            return lambda c: np.abs(inner(c))
-        key = window_of(node).key
-        return lambda c: c[key]
     raise AssertionError(ast.dump(node))  # unreachable: validated at parse time
 
 
@@ -349,7 +249,7 @@ def parse_expr(source: str, kind: KindSpec, params: Mapping[str, float], *,
                 return ast.Compare(walk(node.left, in_missing=True), node.ops,
                                    node.comparators)
             for op in node.ops:
-                if type(op) not in _CMP_NP:
+                if type(op) not in _CMP_PY:
                     raise fail("unsupported comparison", type(op).__name__)
             # enum comparisons: field == "value" becomes a comparison of codes
             operands = [node.left, *node.comparators]
