@@ -83,12 +83,10 @@ def _carry_runs(old: RuleEngine, new: RuleEngine, ni: np.ndarray, oi: np.ndarray
 
 
 def _carry_rings(old: RuleEngine, new: RuleEngine, ni: np.ndarray, oi: np.ndarray) -> None:
-    from anju.rules.windows import Ring
-
     for key, ring in old._rings.items():
         dst = new._rings.get(key)
-        if dst is None:
-            dst = new._rings[key] = Ring.empty(len(new.site.devices))
+        if dst is None:  # no rule of the new set windows it (an engine has all its rings)
+            continue
         slot = np.arange(RING)
         d_slots = (ni[:, None] * RING + slot).ravel()
         s_slots = (oi[:, None] * RING + slot).ravel()

@@ -68,15 +68,10 @@ from anju.rules.program import Conditions, Programs
 from anju.rules.render import Renderer
 from anju.rules.schedule import ROWS, Schedules
 from anju.rules.state import NO_RUN, KindState
-from anju.rules.state import KindState as _KindState
-from anju.rules.state import StateArrays as _StateArrays
 from anju.rules.transition import Transition
 from anju.rules.windows import RING, Ring
 
 __all__ = ["NO_RUN", "EngineStats", "RuleEngine", "enrich_trajectory", "served_mask"]
-
-# the state holders under their historical names (read by the registry reload)
-__all__ += ["_Group", "_KindState", "_StateArrays"]
 
 
 def served_mask(site: Site, estates: Iterable[str] | None) -> np.ndarray:

@@ -74,16 +74,18 @@ def schedule_of(rule: CompiledRule, site: Site) -> dict[str, np.ndarray]:
             "tol": np.where(ok, tol, 0), "ok": ok}
 
 
-def next_round(after: np.ndarray, every: np.ndarray, start: np.ndarray, length: np.ndarray,
-               off: np.ndarray) -> np.ndarray:
-    """The first round due strictly after ``after`` (ms), per element."""
-    day = (after + off) // DAY_MS
-    best = np.full(after.shape, _FAR, np.int64)
-    for dd in (-1, 0, 1):  # yesterday's window may run past midnight into today
+@compiled("i8(i8, i8, i8, i8, i8)")
+def next_round(after: Any, every: Any, start: Any, length: Any, off: Any
+               ) -> int:  # pragma: no cover  (compiled)
+    """The first round due strictly after ``after`` (ms) of one device's schedule."""
+    day = (after + off) // DAY_MS  # integer // floors, as Python's does
+    best = _FAR
+    for dd in range(-1, 2):  # yesterday's window may run past midnight into today
         s = (day + dd) * DAY_MS + start - off
-        k = np.maximum(0, (after - s) // every + 1)
+        k = max(0, (after - s) // every + 1)
         t = s + k * every
-        best = np.where((k * every < length) & (t < best), t, best)
+        if k * every < length and t < best:
+            best = t
     return best
 
 
@@ -121,10 +123,10 @@ class Schedules:
                 self.last_hit[r.id] = table[j, LAST_HIT]
             self.tables[kind] = (mine, table)
 
-    def _next(self, rid: str, devs: np.ndarray, after: np.ndarray) -> np.ndarray:
+    def _next(self, rid: str, dev: int, after: int) -> int:
         s = self.sched[rid]
-        return next_round(after, s["every"][devs], s["start"][devs], s["length"][devs],
-                          s["off"][devs])
+        return next_round(after, int(s["every"][dev]), int(s["start"][dev]),
+                          int(s["length"][dev]), int(s["off"][dev]))
 
     def on_hits(self, rules: list[CompiledRule], rule: np.ndarray, dev: np.ndarray,
                 t: np.ndarray, hit: np.ndarray, render: Renderer) -> list[Transition]:
@@ -168,7 +170,7 @@ class Schedules:
                            "tolerance_min": tol / 60_000,
                            "last_checkin_ms": None if last == NEVER else last}
                 out.append(render.device(r, dv, "raised", due + tol, due, math.nan, details))
-            nd[dv] = int(self._next(r.id, np.array([dv]), np.array([due]))[0])
+            nd[dv] = self._next(r.id, dv, due)
         return out
 
     def shift(self, devs: np.ndarray, shift: np.ndarray, newest: np.ndarray) -> None:
@@ -181,7 +183,8 @@ class Schedules:
                 continue
             had = watched[lh[watched] != NEVER]
             lh[had] += shift[np.isin(devs, had)]
-            nd[watched] = self._next(r.id, watched, newest[watched] + tol[watched] - 1)
+            for d in watched.tolist():
+                nd[d] = self._next(r.id, d, int(newest[d] + tol[d]) - 1)
 
 
 @compiled("i8(i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1])")
@@ -196,21 +199,6 @@ def _ended(next_due: Any, tol: Any, newest: Any, recv_at: Any, now: Any, due: An
             due[k] = d
             k += 1
     return k
-
-
-@compiled("i8(i8, i8, i8, i8, i8)")
-def _next_round(after: Any, every: Any, start: Any, length: Any, off: Any
-                ) -> int:  # pragma: no cover  (compiled)
-    # next_round for one device (integer // floors, as numpy's does)
-    day = (after + off) // DAY_MS
-    best = _FAR
-    for dd in range(-1, 2):  # yesterday's window may run past midnight into today
-        s = (day + dd) * DAY_MS + start - off
-        k = max(0, (after - s) // every + 1)
-        t = s + k * every
-        if k * every < length and t < best:
-            best = t
-    return best
 
 
 @compiled("i8(i8[::1], i8[::1], f8[::1], i8[:, ::1], i8, i8[::1], i8[::1], i8[::1],"
@@ -234,7 +222,7 @@ def scan(dev: Any, t: Any, hit: Any, table: Any, ri: Any, out_rule: Any, out_dev
             j += 1
         if ok[d]:
             if nd[d] == _UNSET:
-                nd[d] = _next_round(t[i] + tol[d] - 1, every[d], start[d], length[d], off[d])
+                nd[d] = next_round(t[i] + tol[d] - 1, every[d], start[d], length[d], off[d])
             if t[j - 1] > nd[d] + tol[d]:  # a round ends within the batch: judged in order
                 for r in range(i, j):
                     out_rule[k] = ri
