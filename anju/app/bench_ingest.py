@@ -4,7 +4,8 @@ subscriber on the same broker, in the same run, and alarm latency under load.
 1. Its own Mosquitto and InfluxDB (:mod:`anju.services`), a generated site (smoke,
    elevator and water devices; ``device.offline`` switched off in its ``site.yaml``: the
    bench's data time runs far behind its wall clock, and offline storms are not what it
-   measures), a loopback webhook receiver.
+   measures), a loopback webhook receiver in a process of its own (as a property
+   company's would be: in the pipeline's process it shared the event loop it measures).
 2. Both the bare subscriber (paho, QoS 1, its own process) and the pipeline get a
    persistent session; publisher processes (paho, QoS 1) then queue ``messages`` messages
    on the broker for both. The ceiling is how fast the bare subscriber drains its queue;
@@ -92,26 +93,28 @@ def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gat
                messages: int, rate: float, base_ts: int, counters: dict[str, int],
                alarm_every: int) -> dict[str, Any]:
     """Publishes ``messages`` messages round-robin over its streams (a device's topic, or a
-    building's batch topic with ``gateway`` readings), paced at ``rate`` msg/s when > 0."""
-    import threading
+    building's batch topic with ``gateway`` readings), paced at ``rate`` msg/s when > 0.
 
+    The client's network loop runs in this thread, not in paho's background one: a
+    ``publish`` then writes to the socket before it returns, so an alarm's timestamp is
+    when it left, as a sensor's would be. (With ``loop_start`` the write waited for the
+    loop thread to get the GIL from this busy one: up to a switch interval, 5 ms, and far
+    more under load, which the latency then blamed on the pipeline.)"""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     acked = [0]
-    cv = threading.Condition()
 
     def on_publish(*_a: Any) -> None:
-        with cv:
-            acked[0] += 1
-            cv.notify_all()
+        acked[0] += 1
 
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     c.on_publish = on_publish
     c.connect(host, port, keepalive=60)
-    c.loop_start()
+    while not c.is_connected():
+        c.loop(0.1)
     streams: list[tuple[str, list[tuple[str, str]]]] = []
     for g in groups:
         if gateway:
@@ -145,9 +148,8 @@ def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gat
                 if alarm:
                     alarms.append((dev, base_ts + k, -1.0))
             payload = orjson.dumps(items if gateway else items[0])
-            with cv:
-                while j - acked[0] >= _MAX_OUTSTANDING:
-                    cv.wait(0.1)
+            while j - acked[0] >= _MAX_OUTSTANDING:
+                c.loop(0.1)
             info = c.publish(topic, payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
@@ -155,17 +157,15 @@ def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gat
                 dev, ts, _ = alarms[-1]
                 alarms[-1] = (dev, ts, time.monotonic())
             readings += len(items)
-            if rate > 0 and j % 20 == 19:
-                delay = start + (j + 1) / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            if j % 20 == 19:
+                c.loop(0)  # the broker's PUBACKs, and what the socket could not take
+                while rate > 0 and (delay := start + (j + 1) / rate - time.monotonic()) > 0:
+                    c.loop(delay)
         elapsed = time.monotonic() - start
-        with cv:
-            deadline = time.monotonic() + 120
-            while acked[0] < messages and time.monotonic() < deadline:
-                cv.wait(0.2)
+        deadline = time.monotonic() + 120
+        while acked[0] < messages and time.monotonic() < deadline:
+            c.loop(0.2)
     finally:
-        c.loop_stop()
         c.disconnect()
     return {"messages": messages, "readings": readings, "alarms": alarms,
             "seconds": elapsed, "counters": counters, "acked": acked[0]}
@@ -266,6 +266,55 @@ def _ceiling_c(host: str, port: int, cid: str, mode: str, expected: int,
     return expected / (time.perf_counter() - t0) if proc.returncode == 0 else None
 
 
+# -- the receiver, in its own process ----------------------------------------------------
+def _receiver_main(secret: bytes, conn: Any) -> None:
+    """Serves the webhook receiver until told to stop; answers each ``"get"`` with the
+    heat alarms accepted so far: {(device, ts): monotonic arrival (s)}."""
+    from anju.alarms.receiver import WebhookReceiver
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        async with WebhookReceiver({"property": secret}) as rx:
+            conn.send(rx.url("property"))
+            while (await loop.run_in_executor(None, conn.recv)) == "get":
+                conn.send(_arrivals(rx.accepted.get("property", [])))
+
+    asyncio.run(serve())
+
+
+def _arrivals(accepted: list[Any]) -> dict[tuple[str, int], float]:
+    out: dict[tuple[str, int], float] = {}
+    for att in accepted:
+        ev = orjson.loads(att.body)
+        if ev.get("rule") == "heat.fixed" and ev.get("event") == "raised":
+            out.setdefault((ev.get("device"), ev.get("ts")), att.at)
+    return out
+
+
+class _Receiver:
+    """The parent's handle on :func:`_receiver_main` (CLOCK_MONOTONIC is one clock for
+    every process of the machine, so its arrival times compare with the publishers')."""
+
+    def __init__(self, secret: bytes) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_receiver_main, args=(secret, child), daemon=True)
+
+    async def __aenter__(self) -> _Receiver:
+        self._proc.start()
+        self.url: str = await asyncio.to_thread(self._conn.recv)
+        return self
+
+    async def arrivals(self) -> dict[tuple[str, int], float]:
+        self._conn.send("get")
+        got: dict[tuple[str, int], float] = await asyncio.to_thread(self._conn.recv)
+        return got
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._conn.send("stop")
+        await asyncio.to_thread(self._proc.join, 10)
+
+
 # -- the run -----------------------------------------------------------------------------
 def run_bench(*, messages: int = 50_000, seconds: float = 5.0, gateway: bool = False,
               gateway_batch: int = 0,
@@ -286,7 +335,6 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: int, publis
                say: Callable[[str], None]) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
-    from anju.alarms.receiver import WebhookReceiver
     from anju.app.pipeline import Pipeline
     from anju.config import Settings
     from anju.devices.registry import load_site
@@ -305,8 +353,8 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: int, publis
         with LocalServices(tmp / "services") as svc:
             host, port = svc.mosquitto.host, svc.mosquitto.port
             svc.influx.create_database("bench")
-            async with WebhookReceiver({"property": secret.encode()}) as rx:
-                plan = _write_site(tmp / "site", estates, buildings, rx.url("property"))
+            async with _Receiver(secret.encode()) as rx:
+                plan = _write_site(tmp / "site", estates, buildings, rx.url)
                 site = load_site(tmp / "site")
                 opts: dict[str, Any] = {
                     "mqtt_url": svc.mosquitto.url, "influx_url": svc.influx.url,
@@ -395,10 +443,10 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: int, publis
                     total += n_live
                     injected = {(d, ts): t for r in res2 for d, ts, t in r["alarms"]}
                     await _until_done(p, total, 60)
-                    await _poll(lambda: len(_latencies(rx, injected)) >= len(injected), 30)
+                    arrived = await _arrived(rx, injected, 30)
                     live_stats = p.stats()
                 stored = sum(svc.influx.count(k, "bench") for k, _ in _KIND_MIX)
-                lat = sorted(_latencies(rx, injected).values())
+                lat = sorted(arrived.values())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return {
@@ -451,16 +499,20 @@ async def _poll(cond: Callable[[], bool], within_s: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def _latencies(rx: Any, injected: dict[tuple[str, int], float]) -> dict[tuple[str, int], float]:
-    out: dict[tuple[str, int], float] = {}
-    for att in rx.accepted.get("property", []):
-        ev = orjson.loads(att.body)
-        if ev.get("rule") != "heat.fixed" or ev.get("event") != "raised":
-            continue
-        key = (ev.get("device"), ev.get("ts"))
-        if key in injected and key not in out:
-            out[key] = (att.at - injected[key]) * 1000
-    return out
+async def _arrived(rx: _Receiver, injected: dict[tuple[str, int], float],
+                   within_s: float) -> dict[tuple[str, int], float]:
+    """Latency (ms) of each injected alarm the receiver has, once it has them all."""
+    deadline = time.monotonic() + within_s
+    while True:
+        got = _latencies(await rx.arrivals(), injected)
+        if len(got) >= len(injected) or time.monotonic() >= deadline:
+            return got
+        await asyncio.sleep(0.05)
+
+
+def _latencies(arrived: dict[tuple[str, int], float],
+               injected: dict[tuple[str, int], float]) -> dict[tuple[str, int], float]:
+    return {k: (arrived[k] - t) * 1000 for k, t in injected.items() if k in arrived}
 
 
 def _pct(values: list[float], q: float) -> float | None:
