@@ -168,3 +168,34 @@ def test_replay_of_true_clocks_matches_live_engine_on_skewed_clocks(
         [a for a in eval_alarms if a[0] != "device.offline"]
     assert not [a for a in live_alarms if a[0] == "device.offline"]
     assert engine.stats.late == 0
+
+
+def test_a_clock_that_moves_ahead_on_a_partial_reading_brings_a_run_due_sooner(
+        tmp_path: Path) -> None:
+    """A tick skips a kind until the earliest time one of its runs can come due (the
+    bound the pass keeps). A reading that does not measure the rule's field still moves
+    its device's clock: a pump room whose clock jumps 20 s ahead (under a clock step)
+    on a level-only reading has its 30 s low-pressure run due 20 s sooner on the
+    receiving clock, and the tick must raise it then, as the reference engine does."""
+    site = small_site(tmp_path)
+    rules = load_rules(site)
+    full = {"level_pct": 50.0, "pressure_mpa": 0.1, "flow_m3h": 5.0, "pump_running": 1.0}
+    steps: list[tuple[str, int, int, dict[str, Any] | None]] = [
+        ("r", T0, T0, full),  # low pressure: the run starts at T0 (due T0 + 30 s)
+        ("tick", T0 + 1_000, 0, None),
+        ("r", T0 + 2_000, T0 + 22_000, {"level_pct": 50.0}),  # clock now 20 s ahead
+        ("tick", T0 + 9_000, 0, None),
+        ("tick", T0 + 11_000, 0, None),  # the device's clock: T0 + 31 s
+    ]
+
+    def raised(engine: Any) -> list[int]:
+        """The receiving time of each tick that raised water.pressure_low."""
+        out = []
+        for op, now, ts, fields in steps:
+            got = (engine.process(batch_of(site, [("w1", ts, fields)]), now) if op == "r"
+                   else engine.tick(now))
+            out += [now for x in got if x.rule == "water.pressure_low" and op == "tick"]
+        return out
+
+    assert raised(ReferenceEngine(site, rules)) == [T0 + 11_000]
+    assert raised(RuleEngine(site, rules)) == [T0 + 11_000]

@@ -80,6 +80,7 @@ def _carry_runs(old: RuleEngine, new: RuleEngine, ni: np.ndarray, oi: np.ndarray
                 getattr(nks.st, a)[dst] = getattr(oks.st, a)[src]
             w = min(nks.width, oks.width)
             nks.st.out[dst, :w] = oks.st.out[src, :w]
+            nks.touched()
 
 
 def _carry_rings(old: RuleEngine, new: RuleEngine, ni: np.ndarray, oi: np.ndarray) -> None:

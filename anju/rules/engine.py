@@ -67,7 +67,7 @@ from anju.rules.offline import Offline
 from anju.rules.program import Conditions, Programs
 from anju.rules.render import Renderer
 from anju.rules.schedule import ROWS, Schedules
-from anju.rules.state import NO_RUN, KindState
+from anju.rules.state import NO_DUE, NO_RUN, KindState
 from anju.rules.transition import Transition
 from anju.rules.windows import RING, Ring
 
@@ -183,6 +183,7 @@ class RuleEngine:
         for kind, kb in batch.kinds.items():
             if len(kb):
                 out.extend(self._process_kind(kind, kb, now))
+        self._offline.heard(now)
         return self._finish(out)
 
     def tick(self, now_ms: int) -> list[Transition]:
@@ -219,6 +220,7 @@ class RuleEngine:
                 i = ri * len(ks.members) + loc
                 ks.st.active[i] = True
                 ks.st.alarm_start[i] = started
+                ks.touched()
                 members.append((rule, dev))
             elif rule in self._off_active and dev is not None:
                 self._off_active[rule][dev] = True
@@ -306,6 +308,8 @@ class RuleEngine:
             out.extend(self._schedules.on_hits(
                 self._schedules.tables[kind][0], ints[SC_RULE, :k], ints[SC_DEV, :k],
                 ints[SC_T, :k], flags[SC_HIT, :k], self.render))
+        if c.due < NO_DUE:
+            self._kstate[kind].note_due(c.due)
         if c.state:
             ks = self._kstate[kind]
             out.extend(ks.transition(s, "raised" if up else "cleared", ts, st, b.e_val[i],

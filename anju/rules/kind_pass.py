@@ -29,7 +29,7 @@ from anju.rules.jit import compiled
 from anju.rules.offline import gap_scan
 from anju.rules.program import Conditions, Programs, holds, run_program
 from anju.rules.schedule import scan
-from anju.rules.state import KindState, state_pass
+from anju.rules.state import NO_DUE, KindState, state_pass
 from anju.rules.windows import RING, Ring, features, window_plan
 
 __all__ = ["STEPS", "Counts", "KindPass", "kind_pass", "newest_ts"]
@@ -64,10 +64,11 @@ class Counts(NamedTuple):
     offline: int  # offline gaps
     state: int  # state transitions
     schedule: int  # readings left to Schedules.on_hits (a round ended within the batch)
+    due: int  # earliest receiving time a state subject of the batch's can come due in a tick
 
     @classmethod
     def of(cls, ints: np.ndarray) -> Counts:
-        return cls._make(ints[COUNTS, :7].tolist())
+        return cls._make(ints[COUNTS, :8].tolist())
 
 
 def _table(segments: list[Any]) -> np.ndarray:
@@ -253,6 +254,7 @@ def kind_pass(dev_in: Any, t_in: Any, values: Any, now: Any, check_steps: Any, c
     newest, recv_at, skew_base, last_seen = clocks[0], clocks[1], clocks[2], clocks[3]
     counts = ints[COUNTS]
     counts[:7] = 0
+    counts[7] = NO_DUE
     # event rules see every reading in arrival order, late ones too
     ev_p = seg(tab, EV_P)
     if len(ev_p):
@@ -334,13 +336,17 @@ def kind_pass(dev_in: Any, t_in: Any, values: Any, now: Any, check_steps: Any, c
     cond_p = seg(tab, COND_P)
     if len(cond_p):
         local = np.empty(nk, np.int64)
+        lead = np.empty(nk, np.int64)  # device clock - receiving clock, after advance
         for i in range(nk):
             local[i] = local_of[dev[i]]
+            lead[i] = newest[dev[i]] - recv_at[dev[i]]
+        due_min = np.full(1, NO_DUE, np.int64)
         counts[5] = state_pass(
             code, lo, hi, consts, m, np.empty((depth, nk)), local, t, sc[MEMBERS], cond_p,
             seg(tab, REQ_LO), seg(tab, REQ_HI), seg(tab, REQ_ROWS), seg(tab, FOR_MS),
             seg(tab, CLEAR_MS), seg(tab, TIER_LO), seg(tab, TIER_HI), seg(tab, TIER_PROG),
             seg(tab, TIER_MS), seg(tab, OUT_P).reshape((len(cond_p), sc[WIDTH])), pol,
             times[0], times[1], active, times[2], times[3], sout, ints[E_SUB],
-            flags[E_UP], ints[E_TS], ints[E_ST], e_val)
+            flags[E_UP], ints[E_TS], ints[E_ST], e_val, lead, due_min)
+        counts[7] = due_min[0]
     return 0

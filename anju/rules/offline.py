@@ -22,6 +22,8 @@ from anju.rules.transition import Transition
 
 __all__ = ["Offline", "gap_scan"]
 
+NO_SILENCE = int(np.iinfo(np.int64).max)
+
 
 class Offline:
     """The offline rules of a rule set and their per-device state (arrays by device)."""
@@ -44,6 +46,18 @@ class Offline:
                                    -1)
             self.limit[r.id], self.active[r.id], self.start[r.id] = (
                 self.lim[i], self.act[i], self.since[i])
+        judged = self.lim[self.lim >= 0]
+        self._min_lim = int(judged.min()) if len(judged) else None
+        # The receiving time before which no device can fall silent past its limit: made
+        # exact by a scanning tick; a reading can only move its device's limit later,
+        # except a device back from offline, watched again from the batch's ``now``
+        # (``heard``). The smallest int64 until the first tick: it scans.
+        self.next_due = NEVER
+
+    def heard(self, now: int) -> None:
+        """A batch was applied at receiving time ``now``."""
+        if self._min_lim is not None and now + self._min_lim < self.next_due:
+            self.next_due = now + self._min_lim
 
     def shift(self, devs: np.ndarray, shift: np.ndarray) -> None:
         """Moves the devices' offline start times by ``shift`` (a clock step)."""
@@ -69,12 +83,17 @@ class Offline:
     def tick(self, now: int, last_seen: np.ndarray, recv_at: np.ndarray, render: Renderer
              ) -> list[Transition]:
         """Devices silent past their limit at receiving time ``now``: raised."""
+        if now < self.next_due:  # no device can be silent past its limit yet
+            return []
         out: list[Transition] = []
         due = np.empty(len(recv_at), np.int64)
+        nxt = np.empty(1, np.int64)
+        self.next_due = NO_SILENCE
         for r in self.rules:
             lim = self.limit[r.id]
             act = self.active[r.id]
-            k = _silent(lim, act, recv_at, now, due)
+            k = _silent(lim, act, recv_at, now, due, nxt)
+            self.next_due = min(self.next_due, int(nxt[0]))
             for d in due[:k].tolist():
                 ts = int(last_seen[d] + lim[d])
                 act[d] = True
@@ -115,13 +134,19 @@ def gap_scan(dev: Any, t: Any, now: Any, newest: Any, last_seen: Any, recv_at: A
     return k
 
 
-@compiled("i8(i8[::1], b1[::1], i8[::1], i8, i8[::1])")
-def _silent(lim: Any, active: Any, recv_at: Any, now: Any, due: Any
+@compiled("i8(i8[::1], b1[::1], i8[::1], i8, i8[::1], i8[::1])")
+def _silent(lim: Any, active: Any, recv_at: Any, now: Any, due: Any, nxt: Any
             ) -> int:  # pragma: no cover  (compiled)
-    # silent on its own clock ⇔ silent on the receiving clock since its last reading
+    # silent on its own clock ⇔ silent on the receiving clock since its last reading;
+    # ``nxt``: the earliest receiving time at which one of the others will be
     k = 0
+    nxt[0] = NO_SILENCE
     for d in range(len(lim)):
-        if lim[d] >= 0 and not active[d] and now - recv_at[d] > lim[d]:
+        if lim[d] < 0 or active[d]:
+            continue
+        if now - recv_at[d] > lim[d]:
             due[k] = d
             k += 1
+        elif recv_at[d] + lim[d] + 1 < nxt[0]:
+            nxt[0] = recv_at[d] + lim[d] + 1
     return k

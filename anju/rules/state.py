@@ -32,9 +32,10 @@ from anju.rules.program import Conditions, Programs, measured, run_program
 from anju.rules.render import Renderer
 from anju.rules.transition import Transition
 
-__all__ = ["NO_RUN", "KindState", "StateArrays", "state_pass"]
+__all__ = ["NO_DUE", "NO_RUN", "KindState", "StateArrays", "state_pass"]
 
 NO_RUN = -1
+NO_DUE = int(np.iinfo(np.int64).max)  # no subject can come due: ticks skip the kind
 
 
 def _ms(seconds: float) -> int:
@@ -80,6 +81,22 @@ class KindState:
 
     def __post_init__(self) -> None:
         self.table = _RuleTable.build(self.rules, self.programs, self.width)
+        self._members = arg(self.members, np.int64)
+        self._due = np.empty(len(self.st.pol), np.int64)
+        # The receiving time before which no subject can come due in a tick: a lower bound,
+        # lowered by every pass (``note_due``) and made exact by every scanning tick. The
+        # smallest int64 until then, and after any change made outside the pass and the
+        # tick (restore, a clock step's shift): the next tick scans.
+        self.next_due = NEVER
+
+    def note_due(self, at: int) -> None:
+        """A pass left a subject that comes due at receiving time ``at`` (or later)."""
+        if at < self.next_due:
+            self.next_due = at
+
+    def touched(self) -> None:
+        """The arrays were changed outside the pass and the tick: the next tick scans."""
+        self.next_due = NEVER
 
     @classmethod
     def create(cls, rules: list[CompiledRule], members: np.ndarray, programs: Programs
@@ -103,16 +120,21 @@ class KindState:
         sh = np.tile(shift, len(self.rules))
         for a in (self.st.start, self.st.last_t, self.st.alarm_start):
             a[idx] += sh
+        self.touched()
 
     # -- a clock tick ----------------------------------------------------------------------
     def tick(self, now: int, newest: np.ndarray, recv_at: np.ndarray, render: Renderer
              ) -> list[Transition]:
         """Runs come due at receiving time ``now``, each on its device's own clock
         (``newest + (now - recv_at)``; ``now`` for a device that has not reported)."""
+        if now < self.next_due:  # nothing can be due yet: no scan over every subject
+            return []
         st = self.st
-        due = np.empty(len(st.pol), np.int64)
-        k = _due(st.pol, st.active, st.start, st.dur, arg(self.members, np.int64), newest,
-                 recv_at, now, due)
+        due = self._due
+        nxt = np.empty(1, np.int64)
+        k = _due(st.pol, st.active, st.start, st.dur, self._members, newest, recv_at, now,
+                 due, nxt)
+        self.next_due = int(nxt[0])  # the subjects made due below are settled: none pending
         out: list[Transition] = []
         for i in due[:k].tolist():
             at = int(st.start[i] + st.dur[i])
@@ -179,19 +201,22 @@ class _RuleTable:
 # explicit signatures: compiled once at import (cached on disk), never again mid-traffic
 @compiled("i8(i8, i8[::1], i8[::1], f8[::1], b1[::1], i8[::1], f8[:, ::1], i1[::1], i8[::1],"
            " i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1],"
-           " f8[:, ::1], i8)")
+           " f8[:, ::1], i8, i8[::1], i8[::1])")
 def _runs(base: Any, local: Any, t: Any, cond: Any, valid: Any, dur: Any, outs: Any,
           pol: Any, start: Any, sdur: Any, active: Any, alarm_start: Any, last_t: Any,
-          sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any, k: Any
+          sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any, k: Any,
+          lead: Any, due_min: Any
           ) -> int:  # pragma: no cover  (compiled: tests hold it to the reference engine)
     # The reference engine's _state and _advance, row by row: a due check before the
     # reading (on the run so far) and after it (on the run it continues or starts).
+    # ``due_min`` takes the earliest receiving time at which a subject of these rows can
+    # come due in a tick (its device's clock leads the receiving one by ``lead``): the
+    # tick's skip bound (KindState.next_due). Invalid rows count too: their device's
+    # clock moved.
     for i in range(len(t)):
-        if not valid[i]:
-            continue
         s = base + local[i]
         now = t[i]
-        for phase in range(2):
+        for phase in range(2 if valid[i] else 0):
             if phase == 1:
                 p = 1 if cond[i] == 1.0 else 0
                 if pol[s] != p:
@@ -218,18 +243,21 @@ def _runs(base: Any, local: Any, t: Any, cond: Any, valid: Any, dur: Any, outs: 
             e_ts[k] = due
             e_val[k, :] = sout[s, :]
             k += 1
+        if pol[s] >= 0 and sdur[s] >= 0 and active[s] != (pol[s] == 1):
+            due_min[0] = min(due_min[0], start[s] + sdur[s] - lead[i])
     return k
 
 
 @compiled("i8(i8[::1], i8[::1], i8[::1], f8[::1], f8[:, ::1], f8[:, ::1], i8[::1], i8[::1], i8,"
            " i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1],"
            " i8[::1], i8[:, ::1], i1[::1], i8[::1], i8[::1], b1[::1], i8[::1], i8[::1],"
-           " f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1])")
+           " f8[:, ::1], i8[::1], b1[::1], i8[::1], i8[::1], f8[:, ::1], i8[::1], i8[::1])")
 def state_pass(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, local: Any, t: Any,
           nm: Any, cond_p: Any, req_lo: Any, req_hi: Any, req_rows: Any, for_ms: Any,
           clear_ms: Any, tier_lo: Any, tier_hi: Any, tier_prog: Any, tier_ms: Any,
           out_p: Any, pol: Any, start: Any, sdur: Any, active: Any, alarm_start: Any,
-          last_t: Any, sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any
+          last_t: Any, sout: Any, e_sub: Any, e_up: Any, e_ts: Any, e_st: Any, e_val: Any,
+          lead: Any, due_min: Any
           ) -> int:  # pragma: no cover  (compiled: tests hold it to the reference engine)
     n = len(t)
     width = out_p.shape[1]
@@ -276,27 +304,32 @@ def state_pass(code: Any, lo: Any, hi: Any, consts: Any, cols: Any, stack: Any, 
                 for i in range(n):
                     outs[i, j] = tmp[i]
         k = _runs(base, local, t, cond, valid, dur, outs, pol, start, sdur, active,
-                  alarm_start, last_t, sout, e_sub, e_up, e_ts, e_st, e_val, k)
+                  alarm_start, last_t, sout, e_sub, e_up, e_ts, e_st, e_val, k, lead, due_min)
     return k
 
 
-@compiled("i8(i1[::1], b1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1])")
+@compiled("i8(i1[::1], b1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8[::1],"
+          " i8[::1])")
 def _due(pol: Any, active: Any, start: Any, dur: Any, members: Any, newest: Any,
-         recv_at: Any, now: Any, due: Any) -> int:  # pragma: no cover  (compiled)
+         recv_at: Any, now: Any, due: Any, nxt: Any) -> int:  # pragma: no cover  (compiled)
     # Only a subject whose alarm flag differs from its run's polarity can change: a true
     # run not yet raised, or a false run under an open alarm; it does once its device's
     # clock (newest + (now - recv_at); now for a device that has not reported) reaches
-    # the run's start + duration.
+    # the run's start + duration, i.e. once the receiving clock reaches start + duration
+    # - (newest - recv_at). ``nxt`` gets the earliest such time of those not due yet.
     nm = len(members)
     k = 0
+    nxt[0] = NO_DUE
     for s in range(len(pol)):
         p = pol[s]
         if p < 0 or dur[s] < 0 or active[s] == (p == 1):
             continue
         d = members[s % nm]
         nw = newest[d]
-        dev_now = nw + (now - recv_at[d]) if nw != NEVER else now
-        if dev_now >= start[s] + dur[s]:
+        at = start[s] + dur[s] - (nw - recv_at[d]) if nw != NEVER else start[s] + dur[s]
+        if now >= at:
             due[k] = s
             k += 1
+        elif at < nxt[0]:
+            nxt[0] = at
     return k
