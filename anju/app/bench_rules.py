@@ -163,6 +163,9 @@ def city_batches(estates: int, readings: int, batch_size: int, seed: int = 7
     devs = site.devices
     kinds = list(KINDS)
     rate_hz = sum(1000 / PERIOD_MS.get(kinds[k], 60_000) for k in devs.kind.tolist())
+    # a first guess from the nominal periods; then each span is corrected by what the
+    # last one held, so that batches hold about ``batch_size`` readings as the city's
+    # traffic rises and falls with the day (never less than the live tick's second)
     span = max(1000, round(batch_size / rate_hz * 1000))
     ctx = FleetContext(site, seed, T0, T0 + 10**9)
     fleets = [cls(ctx, np.flatnonzero(devs.kind == kinds.index(kind)), incidents)
@@ -187,6 +190,8 @@ def city_batches(estates: int, readings: int, batch_size: int, seed: int = 7
         batch = Batch(parts, messages=sum(len(p) for p in parts.values()))
         made += batch.readings
         out.append((batch, t0))
+        if batch.readings:
+            span = max(1000, round(span * batch_size / batch.readings))
     return site, out
 
 
