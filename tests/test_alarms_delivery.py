@@ -515,3 +515,38 @@ async def test_a_read_ahead_older_than_the_workers_own_round_sends_nothing_twice
         assert receiver.duplicates == 0
         assert [r["attempts"] for r in store.outbox()] == [1, 1, 1, 1]
     assert len(receiver.attempts) == 4
+
+
+async def test_sending_from_read_ahead_until_the_round_that_sent_it_ends(
+        tmp_path: Path, receiver: WebhookReceiver, release: asyncio.Event) -> None:
+    """What the pipeline's alarms-first hold waits on (anju.app.alarms_first): ``sending()``
+    is true from the commit's read-ahead until the worker's round has sent the events, and
+    ``on_round`` tells when a round ends so the hold can look again."""
+    async def held(_a: Attempt) -> None:
+        await release.wait()
+
+    receiver.behaviour["prop"] = held  # type: ignore[assignment]
+    rounds: list[bool] = []
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store)
+        d = dispatcher(site, store, timeout_s=5.0, poll_s=0.05)
+        d._on_round = lambda: rounds.append(d.sending())
+        async with d:
+            await until(lambda: bool(rounds))  # the worker waits for work
+            assert not d.sending()
+
+            def commit_and_prefetch() -> None:
+                events = mgr.on_transitions(raises(1, roles=("property",)))
+                d.prefetch({t for ev in events for t in ev.teams})
+
+            await asyncio.to_thread(commit_and_prefetch)
+            assert d.sending()  # read ahead: the worker has not taken it yet, or sends it
+            await until(lambda: bool(receiver.attempts))
+            n = len(rounds)
+            await asyncio.sleep(0.1)
+            assert d.sending() and len(rounds) == n  # no round ends while the send hangs
+            release.set()
+            await until(lambda: states(store) == ["delivered"])
+            await until(lambda: len(rounds) > n)
+            assert rounds[n] is False and not d.sending()

@@ -163,3 +163,45 @@ async def test_influxdb_outage_spools_then_replays(services: LocalServices, infl
         stats = p.stats()
     assert stats["replayed"] >= 300
     assert services.influx.count("water", influx_db) == 400
+
+
+async def test_storage_waits_for_an_alarm_on_its_way_but_never_stops_for_it(
+        services: LocalServices, influx_db: str, topic_prefix: str, tmp_path: Path, cid: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alarms first (anju.app.alarms_first): while an alarm's webhook is in flight, storage's
+    writes wait for it, each at most the hold's limit; a receiver that hangs slows storage
+    but does not stop it, and once the webhook is answered the way is clear again."""
+    monkeypatch.setenv("ANJU_TEST_SECRET", SECRET.decode())
+    answer = asyncio.Event()
+
+    async def hang(_a: object) -> None:
+        await answer.wait()
+
+    async with WebhookReceiver({"property": SECRET}) as rx:
+        rx.behaviour["property"] = hang  # type: ignore[assignment]
+        site = _site(tmp_path / "site", topic_prefix, hook=rx.url("property"))
+        settings = _settings(services, influx_db, tmp_path / "state", cid).model_copy(
+            update={"webhook_timeout_s": 60.0})  # it hangs for the whole test
+        now = int(time.time() * 1000)
+        try:
+            async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+                await _connected(p)
+                assert p.alarms_first.clear
+                await asyncio.to_thread(_publish, services, [
+                    (f"anju/{topic_prefix}/b1/smoke/s-1",
+                     {"ts": now, "smoke_db_m": 0.01, "temp_c": 60.0})])
+                await until(lambda: bool(rx.attempts))  # the webhook is in flight, hanging
+                assert p.dispatcher.sending() and not p.alarms_first.clear
+                stored = p.stats()["stored"]
+                await asyncio.to_thread(_publish, services, [
+                    (f"anju/{topic_prefix}/b1/smoke/s-2",
+                     {"ts": now + i, "smoke_db_m": 0.01, "temp_c": 21.0}) for i in range(20)])
+                await until(lambda: p.stats()["stored"] >= stored + 20)
+                assert not rx.accepted.get("property")  # stored while the webhook still hung
+                assert p.alarms_first.holds >= 1  # and storage did wait for it
+                answer.set()
+                await until(lambda: bool(rx.accepted.get("property")))
+                await until(lambda: p.alarms_first.clear)
+        finally:
+            answer.set()
+    assert services.influx.count("smoke", influx_db, "\"device\" = 's-2'") == 20

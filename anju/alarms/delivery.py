@@ -123,7 +123,8 @@ class WebhookDispatcher:
     ``poll_s`` bounds how long a worker sleeps without a :meth:`wake` (and so how soon a
     requeue from another process is seen); ``drain_s`` how long leaving waits for deliveries
     in flight before it cancels them (they are then re-sent after a restart under the same
-    ids).
+    ids); ``on_round`` is called after every worker round, so a caller waiting for
+    :meth:`sending` to turn false can look again.
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class WebhookDispatcher:
         retention_s: float | None = 7 * 86400,
         wall_ms: Callable[[], int] = _wall_ms,
         rng: random.Random | None = None,
+        on_round: Callable[[], None] | None = None,
     ) -> None:
         settings = settings or load_settings()
         self.site = site
@@ -165,6 +167,8 @@ class WebhookDispatcher:
         self._prefetched: dict[str, tuple[float, list[Delivery]]] = {}
         self._handled = _Recent(8192)  # deliveries attempted by this process, lately
         self._idle_keys: set[str] = set()  # destinations whose worker waits for a wake
+        self._sending = 0  # webhook rounds sending what they found due
+        self._on_round = on_round  # called after every round (the pipeline's alarms-first)
         self._tasks: list[asyncio.Task[None]] = []
         self._task_stack: contextlib.AsyncExitStack | None = None  # the task group
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -325,6 +329,8 @@ class WebhookDispatcher:
                 except AlarmStoreError as exc:  # e.g. locked or disk full: try again later
                     log.error("delivery %s: alarm store failed: %s", dest.key, exc)
                     wait = self.poll_s
+                if self._on_round is not None:
+                    self._on_round()
                 if wait > 0 and not self._stopping:
                     self._idle_keys.add(dest.key)
                     try:
@@ -348,19 +354,28 @@ class WebhookDispatcher:
         due = self._take_prefetched(dest.key)
         if due is None:
             due = await asyncio.to_thread(self.store.due_deliveries, dest.key, now, self.batch)
-        for d in due:
-            if self._stopping:
-                break
-            try:
-                await self._deliver(dest, session, d)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug or the store failing: keep the worker alive
-                log.exception("delivery %s: %s failed unexpectedly", dest.key, d.delivery_id)
-                return self.poll_s
-        if due:
-            return 0.0  # more may be due already
-        return await self._idle(dest)
+        if not due:
+            return await self._idle(dest)
+        self._sending += 1
+        try:
+            for d in due:
+                if self._stopping:
+                    break
+                try:
+                    await self._deliver(dest, session, d)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug or the store failing: keep the worker alive
+                    log.exception("delivery %s: %s failed unexpectedly", dest.key,
+                                  d.delivery_id)
+                    return self.poll_s
+        finally:
+            self._sending -= 1
+        return 0.0  # more may be due already
+
+    def sending(self) -> bool:
+        """True while a webhook has events read ahead for it or a round sending them."""
+        return self._sending > 0 or bool(self._prefetched)
 
     def prefetch(self, teams: Iterable[str]) -> None:
         """Reads what is due for these teams' webhooks on the thread that has just

@@ -10,13 +10,14 @@
 
 Storage and rules are separate branches after decoding: each has its own bounded queue and
 task, and storage never blocks (it spools when InfluxDB is behind), so a slow InfluxDB
-cannot delay an alarm. Batches are small and quick (what the socket delivered within
-``_RULES_LINGER_MS``, spaced by the engine's cost per batch: see ``_pace_rules``; larger
-when the rules branch is behind, as the batch loop then waits and the consumer's buffer
-grows): the rules see a reading within milliseconds, while the
-storage branch gathers batches into large writes on its own clock (``batch_max`` readings or
-``batch_linger_ms``). The alarm branch commits every transition waiting for it in one
-SQLite transaction (one fsync), then wakes the webhook deliveries.
+cannot delay an alarm. Batches are small and quick (what one socket read decoded, spaced by
+the engine's cost per batch: see ``_pace_rules``; larger when the rules branch is behind, as
+the batch loop then waits and the consumer's buffer grows): the rules see a reading within
+a millisecond or two, while the storage branch gathers batches into large writes on its own
+clock (``batch_max`` readings or ``batch_linger_ms``). The alarm branch commits every
+transition waiting for it in one SQLite transaction (one fsync), then wakes the webhook
+deliveries. While an alarm is on that way, storage's encoding and writes wait for it (at
+most ``_ALARMS_FIRST_MAX_S``: :mod:`anju.app.alarms_first`).
 
 Every queue is bounded; when one is full the stage before it waits,
 back to the consumer, which then stops reading the socket and the broker queues for us.
@@ -55,6 +56,7 @@ from anju.alarms import (
     make_api,
 )
 from anju.alarms.maintenance import MaintenanceBook
+from anju.app.alarms_first import AlarmsFirst
 from anju.app.evaluation import Evaluation
 from anju.config import Settings
 from anju.devices.batch import Batch, KindBatch
@@ -78,8 +80,9 @@ __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
 
-_RULES_LINGER_MS = 1  # a decoded batch closes this long after its first message, at least…
+_RULES_LINGER_MS = 0  # a decoded batch closes once the socket has nothing more buffered…
 _RULES_CPU_SHARE = 0.15  # …and no sooner than the engine's cost per batch / this after the last
+_ALARMS_FIRST_MAX_S = 0.02  # storage waits at most this long for an alarm on its way
 _QUEUE_RULES = 2  # decoded batches waiting for the rules: few, so a busy engine gets larger
 _QUEUE_STORE = 64  # decoded batches waiting to be encoded and gathered for storage
 _ENCODE_SLICE = 1000  # rows encoded between two yields to the event loop
@@ -150,7 +153,9 @@ class Pipeline:
             raise ConfigError(f"state dir {self.settings.state_dir}: {exc}") from exc
         if self._rules is None:
             self._rules = load_rules(self.site)
-        self.storage = Storage(self.settings, metrics=self.metrics)
+        self.alarms_first = AlarmsFirst(_ALARMS_FIRST_MAX_S)
+        self.storage = Storage(self.settings, metrics=self.metrics,
+                               yield_to=self.alarms_first.wait)
         self.storage.validate()
         self.consumer = MqttConsumer(self.settings, self.topics, metrics=self.metrics)
         try:
@@ -159,7 +164,9 @@ class Pipeline:
             raise ConfigError(str(exc)) from exc
         self.store = SqliteAlarmStore(self.settings.state_dir)
         self.dispatcher = WebhookDispatcher(self.site, self.store, self.settings,
-                                            registry=self.registry)
+                                            registry=self.registry,
+                                            on_round=self.alarms_first.check)
+        self.alarms_first.sending = self.dispatcher.sending
         try:
             self.dispatcher.validate()
         except ConfigError:
@@ -440,6 +447,8 @@ class Pipeline:
 
     async def enqueue_transitions(self, now: int, transitions: list[Transition]) -> None:
         """Transitions made outside the rules branch (a reload's clears) to the alarms."""
+        if transitions:
+            self.alarms_first.judged()
         await self._alarm_q.put((now, transitions, None))
 
     async def _encode_loop(self) -> None:
@@ -499,6 +508,7 @@ class Pipeline:
             # In slices of rows, yielding between them: a 5000-point batch is ~5 ms of
             # encoding that alarms need not wait behind.
             for a in range(0, len(kb), _ENCODE_SLICE):
+                await self.alarms_first.wait()
                 enc = self.encoder.encode_kind(kb, a, a + _ENCODE_SLICE)
                 lines += enc.lines
                 empty += enc.empty
@@ -525,6 +535,7 @@ class Pipeline:
                 if self.engine.stats.clock_steps > steps:
                     self.metrics.clock_steps.inc(self.engine.stats.clock_steps - steps)
                 if transitions:
+                    self.alarms_first.judged()
                     await self._alarm_q.put((None, transitions, ticket))
                 else:
                     self.acks.done(ticket)
@@ -554,7 +565,10 @@ class Pipeline:
             if loop.time() > next_at:  # fell behind (suspended?): skip, don't burst
                 next_at = loop.time() + period
             now = self._now()
-            await self._alarm_q.put((now, self.evaluation.clock(now), None))
+            transitions = self.evaluation.clock(now)
+            if transitions:
+                self.alarms_first.judged()
+            await self._alarm_q.put((now, transitions, None))
 
     async def _alarm_loop(self) -> None:
         q = self._alarm_q
@@ -562,6 +576,7 @@ class Pipeline:
             items = [await q.get()]
             while not q.empty():  # everything waiting: group commit
                 items.append(q.get_nowait())
+            on_way = sum(1 for _, trs, _ in items if trs)
             try:
                 # Consecutive transitions of the rules go in one SQLite transaction (one
                 # fsync), in the engine's order; a tick is a commit of its own.
@@ -577,11 +592,16 @@ class Pipeline:
                         self.acks.done(ticket)  # committed: its messages may be acked
                 if events:
                     self.dispatcher.wake()  # deliveries start right after the commit
+                # storage waits for the webhooks now, if they have anything to send
+                self.alarms_first.committed(on_way)
+                on_way = 0
+                if events:
                     for ev in events:
                         self.alarm_events[ev.event] += 1
                     text = alarm_lines(events).decode()
                     await self.storage.submit([ln for ln in text.split("\n") if ln])
             finally:
+                self.alarms_first.committed(on_way)
                 for _ in items:
                     q.task_done()
 

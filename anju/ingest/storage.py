@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -79,8 +79,12 @@ class Storage:
                  writers: int = 2, queue_chunks: int = 16, spool_queue_chunks: int = 64,
                  write_points: int = 50_000, replay_points: int = 50_000,
                  spool_dir: Path | None = None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0,
+                 yield_to: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``yield_to`` is awaited before each write to InfluxDB: the pipeline holds writes
+        there while an alarm is on its way (:class:`anju.app.alarms_first.AlarmsFirst`)."""
         self.settings = settings
+        self._yield_to = yield_to
         self.metrics = metrics or ingest_metrics(None)
         self.writers = writers
         self.write_points = write_points
@@ -251,6 +255,8 @@ class Storage:
                     continue
                 lines = chunks[0].lines if len(chunks) == 1 else \
                     [ln for c in chunks for ln in c.lines]
+                if self._yield_to is not None:
+                    await self._yield_to()
                 try:
                     res = await self.writer.write(lines)
                 except (SinkUnavailable, SinkRejected) as exc:
