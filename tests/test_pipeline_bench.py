@@ -13,9 +13,14 @@ pytestmark = pytest.mark.integration
 
 def test_bench_ingest_quick_json() -> None:
     proc = subprocess.run([sys.executable, "-m", "anju.cli", "bench", "ingest", "--quick",
-                           "--json"], capture_output=True, timeout=180, check=False)
+                           "--json", "--live-rate", "2000"],
+                          capture_output=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     res = orjson.loads(proc.stdout.decode().strip().splitlines()[-1])
+    extra = orjson.loads(next(ln for ln in proc.stderr.decode().splitlines()
+                              if ln.startswith("extra: "))[len("extra: "):])
+    assert extra["live_msgs_per_s"] == 2000.0  # --live-rate, not 80 % of sustained
+    assert extra["alarms_received"] == extra["alarms_injected"] > 0
     assert set(res) == {"published", "stored", "lost", "msgs_per_s", "readings_per_s",
                         "ceiling_msgs_per_s", "ratio", "alarm_latency_ms"}
     assert set(res["alarm_latency_ms"]) == {"p50", "p99"}

@@ -58,6 +58,7 @@ from anju.alarms import (
 from anju.alarms.maintenance import MaintenanceBook
 from anju.app.alarms_first import AlarmsFirst
 from anju.app.evaluation import Evaluation
+from anju.app.pacing import BatchCost
 from anju.config import Settings
 from anju.devices.batch import Batch, KindBatch
 from anju.devices.deadletter import DEFAULT_NAME, DeadLetters
@@ -188,7 +189,7 @@ class Pipeline:
                                linger_ms=min(_RULES_LINGER_MS, self.settings.batch_linger_ms),
                                metrics=self.metrics, clock=self._now)
         self.acks = AckSequencer(self.consumer)
-        self._rules_cost = 0.0  # the engine's seconds a batch, smoothed (see _pace_rules)
+        self._rules_cost = BatchCost()  # the engine's cost a batch (see _pace_rules)
 
     def _restore_engine(self) -> None:
         """Open alarms of the store resume as active in the engine: after a restart they
@@ -529,7 +530,7 @@ class Pipeline:
                 late, steps = self.engine.stats.late, self.engine.stats.clock_steps
                 t0 = time.perf_counter()
                 transitions = self.evaluation.judge(batch, self._now())
-                self._pace_rules(t0, time.perf_counter())
+                self._pace_rules(t0, time.perf_counter(), batch.readings)
                 if self.engine.stats.late > late:
                     self.metrics.late.inc(self.engine.stats.late - late)
                 if self.engine.stats.clock_steps > steps:
@@ -542,16 +543,18 @@ class Pipeline:
             finally:
                 self._rules_q.task_done()
 
-    def _pace_rules(self, t0: float, t1: float) -> None:
-        """Spaces batches by the engine's cost: the next batch closes no sooner than
-        ``cost / _RULES_CPU_SHARE`` after this one started (nor later than the storage
-        linger). The engine has a fixed cost a batch (a few compiled calls a kind; ~0.1–0.5
-        ms, more on a loaded box), so a batch per socket read at 5 000 msg/s could take a
-        large share of a core; spaced so, it takes at most ~15 % of one, the gap shrinks
-        as the engine gets cheaper, and a reading arriving after a quiet spell is
-        evaluated at once."""
-        self._rules_cost = 0.8 * self._rules_cost + 0.2 * (t1 - t0)
-        gap = min(self._rules_cost / _RULES_CPU_SHARE, self.settings.batch_linger_ms / 1000)
+    def _pace_rules(self, t0: float, t1: float, readings: int) -> None:
+        """Spaces batches by the engine's fixed cost a batch: the next batch closes no
+        sooner than ``fixed / _RULES_CPU_SHARE`` after this one started (nor later than the
+        storage linger). The fixed cost (a few compiled calls a kind; ~0.05–0.5 ms, more on
+        a loaded box) would take a large share of a core with a batch per socket read at
+        5 000 msg/s; spaced so, it takes at most ~15 % of one, the gap shrinks as the
+        engine gets cheaper, and a reading arriving after a quiet spell is evaluated at
+        once. The cost per reading is not spaced: cutting large batches otherwise saves
+        nothing (:mod:`anju.app.pacing`)."""
+        self._rules_cost.add(readings, t1 - t0)
+        gap = min(self._rules_cost.fixed / _RULES_CPU_SHARE,
+                  self.settings.batch_linger_ms / 1000)
         loop = asyncio.get_running_loop()
         self.batcher.not_before = loop.time() - (t1 - t0) + gap
 
