@@ -82,7 +82,7 @@ __all__ = ["Pipeline"]
 log = logging.getLogger(__name__)
 
 _RULES_LINGER_MS = 0  # a decoded batch closes once the socket has nothing more buffered…
-_RULES_CPU_SHARE = 0.15  # …and no sooner than the engine's cost per batch / this after the last
+_RULES_CPU_SHARE = 0.15  # …and no sooner than the engine's fixed cost a batch / this after the last
 _ALARMS_FIRST_MAX_S = 0.02  # storage waits at most this long for an alarm on its way
 _QUEUE_RULES = 2  # decoded batches waiting for the rules: few, so a busy engine gets larger
 _QUEUE_STORE = 64  # decoded batches waiting to be encoded and gathered for storage
