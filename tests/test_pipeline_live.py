@@ -199,6 +199,8 @@ async def test_storage_waits_for_an_alarm_on_its_way_but_never_stops_for_it(
                 await until(lambda: p.stats()["stored"] >= stored + 20)
                 assert not rx.accepted.get("property")  # stored while the webhook still hung
                 assert p.alarms_first.holds >= 1  # and storage did wait for it
+                held = p.registry.get_sample_value("anju_storage_held_for_alarms_seconds_total")
+                assert held is not None and held >= 0.015  # each wait up to its 20 ms limit
                 answer.set()
                 await until(lambda: bool(rx.accepted.get("property")))
                 await until(lambda: p.alarms_first.clear)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 __all__ = ["AlarmsFirst"]
@@ -31,8 +32,12 @@ class AlarmsFirst:
     webhook worker has events to send (the dispatcher's :meth:`sending
     <anju.alarms.delivery.WebhookDispatcher.sending>`)."""
 
-    def __init__(self, hold_max_s: float = 0.02) -> None:
+    def __init__(self, hold_max_s: float = 0.02,
+                 on_held: Callable[[float], None] | None = None) -> None:
+        """``on_held`` is told the seconds of every wait that found an alarm on its way
+        (the pipeline counts them in ``anju_storage_held_for_alarms_seconds``)."""
         self.hold_max_s = hold_max_s
+        self.on_held = on_held
         self.sending: Callable[[], bool] = lambda: False
         self._on_way = 0  # queued lists of transitions not yet committed
         self._clear = asyncio.Event()
@@ -65,5 +70,8 @@ class AlarmsFirst:
         if self._clear.is_set():
             return
         self.holds += 1
+        t0 = time.perf_counter()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._clear.wait(), self.hold_max_s)
+        if self.on_held is not None:
+            self.on_held(time.perf_counter() - t0)

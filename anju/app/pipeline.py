@@ -154,7 +154,8 @@ class Pipeline:
             raise ConfigError(f"state dir {self.settings.state_dir}: {exc}") from exc
         if self._rules is None:
             self._rules = load_rules(self.site)
-        self.alarms_first = AlarmsFirst(_ALARMS_FIRST_MAX_S)
+        self.alarms_first = AlarmsFirst(_ALARMS_FIRST_MAX_S,
+                                        on_held=self.metrics.held_for_alarms.inc)
         self.storage = Storage(self.settings, metrics=self.metrics,
                                yield_to=self.alarms_first.wait)
         self.storage.validate()

@@ -37,6 +37,7 @@ class IngestMetrics:
     spool_errors: Counter  # spool appends that failed (OSError: disk full, I/O error)
     reloads: Counter  # labels outcome (ok | failed): registry reloads (SIGHUP)
     unacked: Counter  # messages left unacknowledged (their storage failed): redelivered later
+    held_for_alarms: Counter  # seconds storage's encoding and writes waited for alarms
 
 
 def _make(r: CollectorRegistry | None) -> IngestMetrics:
@@ -80,6 +81,9 @@ def _make(r: CollectorRegistry | None) -> IngestMetrics:
         unacked=Counter("anju_mqtt_messages_unacked", "Messages left unacknowledged because "
                         "their readings could not be stored or spooled (the broker redelivers "
                         "them on the next connection)", registry=r),
+        held_for_alarms=Counter("anju_storage_held_for_alarms_seconds", "Seconds storage's "
+                                "encoding and InfluxDB writes waited for alarms on their way "
+                                "to the webhooks (each wait at most 20 ms)", registry=r),
     )
 
 
