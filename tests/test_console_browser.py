@@ -95,7 +95,8 @@ async def sign_in(page: Any, url: str, token: str) -> None:
     await page.goto(url)
     await page.fill("#token", token)
     await page.click("#signin-form button[type=submit]")
-    await page.wait_for_selector("#live.on", timeout=WAIT_MS)  # the stream's snapshot is in
+    # the stream is open; its snapshot may still be on its way (wait for rows where needed)
+    await page.wait_for_selector("#live.on", timeout=WAIT_MS)
 
 
 async def test_console_live_ack_assign_comment_and_english(served: Any, browser: Any) -> None:
@@ -173,6 +174,7 @@ async def test_console_live_ack_assign_comment_and_english(served: Any, browser:
     # another estate's team sees nothing of it
     other = await browser.new_page()
     await sign_in(other, url, TOKENS["prop-e2"])
+    await other.wait_for_selector("#alarms tbody tr", timeout=WAIT_MS)  # e2's one alarm
     ids2 = await other.eval_on_selector_all("#alarms tbody tr", "rs => rs.map(r => r.dataset.id)")
     assert crit.alarm_id not in ids2 and old.alarm_id not in ids2 and len(ids2) == 1
 
