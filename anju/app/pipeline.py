@@ -605,7 +605,8 @@ class Pipeline:
                     text = alarm_lines(events).decode()
                     await self.storage.submit([ln for ln in text.split("\n") if ln])
             finally:
-                self.alarms_first.committed(on_way)
+                if on_way:  # the commit failed: nothing of it is on its way any more
+                    self.alarms_first.committed(on_way)
                 for _ in items:
                     q.task_done()
 
