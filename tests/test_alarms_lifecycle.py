@@ -22,6 +22,7 @@ from anju.alarms import (
     AlarmNotFound,
     AlarmStateError,
     AlarmStore,
+    AlarmStoreError,
     MemoryAlarmStore,
     SqliteAlarmStore,
     alarm_id_for,
@@ -288,7 +289,8 @@ from anju.alarms import AlarmManager, SqliteAlarmStore
 from anju.devices.registry import load_site
 from anju.rules.transition import Transition
 site = load_site(sys.argv[1])
-mgr = AlarmManager(site, SqliteAlarmStore(sys.argv[2]))
+store = SqliteAlarmStore(sys.argv[2])
+mgr = AlarmManager(site, store)
 for i in range(20):
     mgr.on_transitions([Transition(
         rule="smoke.alarm", event="raised", kind="smoke", severity="major",
@@ -296,6 +298,10 @@ for i in range(20):
         building="b1", floor=1, zone=None, ts=1000 + i, started_at=1000 + i, value=0.2,
         message="m")])
     print(i, flush=True)
+# delivery marks commit without an fsync: they too must survive the process
+for d in store.due_deliveries("prop-e1", 10**13, 5):
+    store.mark_delivered(d.delivery_id, 2000, 200)
+print("marked", flush=True)
 time.sleep(60)
 """
 
@@ -309,7 +315,7 @@ def test_sqlite_survives_sigkill(site: Site, tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if line.strip() == "19":
+            if line.strip() == "marked":
                 break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -321,4 +327,31 @@ def test_sqlite_survives_sigkill(site: Site, tmp_path: Path) -> None:
             proc.stdout.close()
     with SqliteAlarmStore(state) as s:
         assert len(s.list_alarms()) == 20
-        assert s.pending_counts() == {"prop-e1": 20, "fire": 20}
+        assert s.pending_counts() == {"prop-e1": 15, "fire": 20}
+        assert len(s.outbox(state="delivered")) == 5
+
+
+def test_sqlite_delivery_marks_skip_the_fsync_then_put_it_back(site: Site,
+                                                              tmp_path: Path) -> None:
+    """A delivery mark commits with synchronous=NORMAL; the connection is back at FULL
+    after it, also when the mark fails, so alarm commits keep their fsync."""
+    with SqliteAlarmStore(tmp_path / "state") as s:
+        AlarmManager(site, s).on_transitions([tr(roles=("property", "fire"))])
+        sync = lambda: s._db.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+        assert sync() == 2  # FULL
+        seen = []
+        s._db.set_trace_callback(seen.append)
+        due = s.due_deliveries("prop-e1", 10**13)
+        s.mark_delivered(due[0].delivery_id, 2000, 200)
+        s.mark_delivered_many([d.delivery_id for d in s.due_deliveries("fire", 10**13)],
+                              2000, 200)
+        s._db.set_trace_callback(None)
+        assert seen.count("PRAGMA synchronous=NORMAL") == 2
+        assert sync() == 2
+        assert s.pending_counts() == {}
+        s._db.execute("CREATE TRIGGER refuse BEFORE UPDATE ON outbox "
+                      "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        AlarmManager(site, s).on_transitions([tr(subject="s-2")])
+        with pytest.raises(AlarmStoreError, match="refused"):
+            s.mark_delivered(s.due_deliveries("prop-e1", 10**13)[0].delivery_id, 2000, 200)
+        assert sync() == 2

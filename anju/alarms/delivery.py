@@ -353,9 +353,11 @@ class WebhookDispatcher:
         now = self._wall_ms()
         due = self._take_prefetched(dest.key)
         if due is None:
-            due = await asyncio.to_thread(self.store.due_deliveries, dest.key, now, self.batch)
-        if not due:
-            return await self._idle(dest)
+            # one hop to a thread for both questions: after every alarm's webhook this round
+            # finds nothing due, and a hop waits for the GIL behind the event loop
+            due, peek = await asyncio.to_thread(self._due_or_peek, dest.key, now)
+            if not due:
+                return self._idle_for(dest, peek)
         self._sending += 1
         try:
             for d in due:
@@ -413,7 +415,10 @@ class WebhookDispatcher:
 
     async def _idle(self, dest: Destination) -> float:
         """Nothing due: how long until something is (at most ``poll_s``)."""
-        nxt, pending = await asyncio.to_thread(self._peek, dest.key)
+        return self._idle_for(dest, await asyncio.to_thread(self._peek, dest.key))
+
+    def _idle_for(self, dest: Destination, peek: tuple[int | None, int]) -> float:
+        nxt, pending = peek
         self._metrics.pending.labels(dest.key).set(pending)
         if nxt is None:
             return self.poll_s
@@ -421,6 +426,12 @@ class WebhookDispatcher:
 
     def _peek(self, key: str) -> tuple[int | None, int]:
         return self.store.next_attempt_ms(key), self.store.pending_counts().get(key, 0)
+
+    def _due_or_peek(self, key: str, now_ms: int
+                     ) -> tuple[list[Delivery], tuple[int | None, int]]:
+        """What is due for ``key``, or when nothing is, :meth:`_peek`'s answer."""
+        due = self.store.due_deliveries(key, now_ms, self.batch)
+        return due, (None, 0) if due else self._peek(key)
 
     async def _deliver(self, dest: Destination, session: aiohttp.ClientSession,
                        d: Delivery) -> None:

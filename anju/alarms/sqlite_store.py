@@ -3,7 +3,11 @@
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a committed event survives
 a SIGKILL of the process and a power cut (with NORMAL, WAL loses the newest transactions
 on power loss). Alarm traffic is a few events a second at most, so the fsync per commit
-costs nothing that matters.
+costs nothing that matters. One kind of write is lighter: marking a delivery done commits
+with ``synchronous=NORMAL`` (no fsync; it survives a SIGKILL, and the next durable commit's
+fsync covers it). A power cut may forget the mark, and the event is then sent again under
+the same ``X-Anju-Delivery`` id, which delivery is at least once anyway. Its fsync, one
+after every webhook, held the store (and the disk) from the next alarm's commit.
 
 One connection, guarded by a lock: the methods are short and called from worker threads
 (``asyncio.to_thread``) and from the pipeline's rule thread. The partial unique index
@@ -172,19 +176,28 @@ class SqliteAlarmStore:
         db.execute("COMMIT")
 
     @contextmanager
-    def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction under the lock; sqlite3 errors become :class:`AlarmStoreError`."""
+    def _tx(self, write: bool = False, *, fsync: bool = True
+            ) -> Iterator[sqlite3.Connection]:
+        """One transaction under the lock; sqlite3 errors become :class:`AlarmStoreError`.
+        ``fsync=False``: a write committed without waiting for the disk (see the module's
+        docstring for which writes may)."""
         with self._lock:
             db = self._db
             try:
                 if write:
-                    db.execute("BEGIN IMMEDIATE")
+                    if not fsync:
+                        db.execute("PRAGMA synchronous=NORMAL")
                     try:
-                        yield db
-                    except BaseException:
-                        db.execute("ROLLBACK")
-                        raise
-                    db.execute("COMMIT")
+                        db.execute("BEGIN IMMEDIATE")
+                        try:
+                            yield db
+                        except BaseException:
+                            db.execute("ROLLBACK")
+                            raise
+                        db.execute("COMMIT")
+                    finally:
+                        if not fsync:
+                            db.execute("PRAGMA synchronous=FULL")
                 else:
                     yield db
             except sqlite3.Error as exc:
@@ -353,14 +366,15 @@ class SqliteAlarmStore:
         return row[0] if row else None
 
     def mark_delivered(self, delivery_id: str, now_ms: int, status: int) -> None:
-        with self._tx(write=True) as db:
+        with self._tx(write=True, fsync=False) as db:
             db.execute("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, "
                        "last_status = ?, done_ms = ? WHERE delivery_id = ?",
                        (status, now_ms, delivery_id))
 
     def mark_delivered_many(self, delivery_ids: Collection[str], now_ms: int,
                             status: int) -> None:
-        with self._tx(write=True) as db:  # one transaction: a digest is delivered or not
+        # one transaction: a digest is delivered or not
+        with self._tx(write=True, fsync=False) as db:
             db.executemany("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, "
                            "last_status = ?, done_ms = ? WHERE delivery_id = ?",
                            [(status, now_ms, did) for did in delivery_ids])

@@ -163,6 +163,8 @@ class AlarmStore(Protocol):
         ...
 
     def mark_delivered(self, delivery_id: str, now_ms: int, status: int) -> None:
+        """Marks a row delivered. Need not wait for the disk: a mark lost to a power cut
+        means one more send under the same delivery id (delivery is at least once)."""
         ...
 
     def mark_retry(
