@@ -460,8 +460,8 @@ async def test_a_store_error_does_not_stop_a_worker(tmp_path: Path,
 
 async def test_rows_read_ahead_on_the_committing_thread_never_go_out_twice(
         tmp_path: Path, receiver: WebhookReceiver) -> None:
-    """The pipeline commits on a thread and reads the webhooks' due rows there too
-    (``prefetch``), while a worker round may be sending the same rows: each row goes out
+    """The pipeline commits on a thread and hands the webhooks their rows there too
+    (``committed``), while a worker round may be sending the same rows: each row goes out
     once, a retried row waits for its backoff, and all are delivered."""
     seen: dict[str, int] = {}
 
@@ -478,12 +478,10 @@ async def test_rows_read_ahead_on_the_committing_thread_never_go_out_twice(
         mgr = AlarmManager(site, store)
         slow = Backoff(base_s=0.3, cap_s=0.3, min_s=0.3)
         async with dispatcher(site, store, backoff=slow, timeout_s=2.0) as d:
-            def commit_and_prefetch(start: int) -> None:
-                events = mgr.on_transitions(raises(3, start, roles=("property",)))
-                d.prefetch({t for ev in events for t in ev.teams})
-
+            mgr.on_commit = d.committed
             for k in range(12):
-                await asyncio.to_thread(commit_and_prefetch, 3 * k)
+                await asyncio.to_thread(mgr.on_transitions,
+                                        raises(3, 3 * k, roles=("property",)))
                 await asyncio.sleep(0.005)
             await until(lambda: states(store) == ["delivered"] * 36, within=15)
         rows = store.outbox()
@@ -508,8 +506,8 @@ async def test_a_read_ahead_older_than_the_workers_own_round_sends_nothing_twice
             await until(lambda: states(store) == ["delivered"] * 3)
             d._prefetched["prop"] = (time.monotonic(), stale)  # read before that round
             d.wake("prop")
+            mgr.on_commit = d.committed
             await asyncio.to_thread(mgr.on_transitions, raises(1, 10, roles=("property",)))
-            d.prefetch(["prop"])
             await until(lambda: states(store) == ["delivered"] * 4)
             await asyncio.sleep(0.2)  # a few more rounds: nothing else may go out
         assert receiver.duplicates == 0
@@ -536,12 +534,9 @@ async def test_sending_from_read_ahead_until_the_round_that_sent_it_ends(
             await until(lambda: bool(rounds))  # the worker waits for work
             assert not d.sending()
 
-            def commit_and_prefetch() -> None:
-                events = mgr.on_transitions(raises(1, roles=("property",)))
-                d.prefetch({t for ev in events for t in ev.teams})
-
-            await asyncio.to_thread(commit_and_prefetch)
-            assert d.sending()  # read ahead: the worker has not taken it yet, or sends it
+            mgr.on_commit = d.committed
+            await asyncio.to_thread(mgr.on_transitions, raises(1, roles=("property",)))
+            assert d.sending()  # handed over: the worker has not taken it yet, or sends it
             await until(lambda: bool(receiver.attempts))
             n = len(rounds)
             await asyncio.sleep(0.1)
@@ -550,3 +545,69 @@ async def test_sending_from_read_ahead_until_the_round_that_sent_it_ends(
             await until(lambda: states(store) == ["delivered"])
             await until(lambda: len(rounds) > n)
             assert rounds[n] is False and not d.sending()
+
+
+async def test_a_raise_goes_to_the_webhook_as_committed_without_a_query(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """The rows of a raise are handed to the idle worker by the commit itself: the outbox
+    is not queried between the commit and the send."""
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store)
+        queried: list[str] = []
+        due = store.due_deliveries
+
+        def counted(key: str, now_ms: int, limit: int = 100) -> list[Delivery]:
+            queried.append(key)
+            return due(key, now_ms, limit)
+
+        store.due_deliveries = counted  # type: ignore[method-assign]
+        at_send: list[int] = []  # queries made when each request arrived
+
+        async def note(_a: Attempt) -> None:
+            at_send.append(len(queried))
+
+        receiver.behaviour["prop"] = note  # type: ignore[assignment]
+        rounds: list[int] = []
+        async with dispatcher(site, store, poll_s=5.0) as d:
+            d._on_round = lambda: rounds.append(len(queried))
+            mgr.on_commit = d.committed
+            await until(lambda: bool(rounds))  # the worker waits for work
+            n = len(queried)
+            await asyncio.to_thread(mgr.on_transitions, raises(2, roles=("property",)))
+            await until(lambda: states(store) == ["delivered"] * 2)
+            assert at_send == [n, n]  # both sent before any query
+        bodies = [a.event() for a in receiver.attempts]
+        assert [b["event"] for b in bodies] == ["raised", "raised"]
+        assert {a.delivery_id for a in receiver.attempts} == \
+            {r["delivery_id"] for r in store.outbox()}
+
+
+async def test_a_clear_is_not_handed_over_ahead_of_its_raise_still_pending(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """A commit's later event of an alarm whose raise waits for a retry goes out after
+    the raise: only raises are handed over as committed, the rest in the store's order."""
+    tries: dict[str, int] = {}
+
+    async def refuse_the_first_raise(a: Attempt) -> web.Response | None:
+        tries[a.delivery_id] = tries.get(a.delivery_id, 0) + 1
+        if a.event()["event"] == "raised" and tries[a.delivery_id] == 1:
+            return web.Response(status=500)
+        return None
+
+    receiver.behaviour["prop"] = refuse_the_first_raise
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store)
+        slow = Backoff(base_s=0.5, cap_s=0.5, min_s=0.5)
+        async with dispatcher(site, store, backoff=slow) as d:
+            mgr.on_commit = d.committed
+            await asyncio.to_thread(mgr.on_transitions, raises(1, roles=("property",)))
+            await until(lambda: len(receiver.attempts) == 1)  # refused: retried in 0.5 s
+            await until(lambda: "prop" in d._idle_keys)
+            clear = [replace(t, event="cleared", ts=t.ts + 1)
+                     for t in raises(1, roles=("property",))]
+            await asyncio.to_thread(mgr.on_transitions, clear)
+            await until(lambda: states(store) == ["delivered"] * 2, within=10)
+        events = [a.event()["event"] for a in receiver.attempts]
+        assert events == ["raised", "raised", "cleared"]

@@ -30,9 +30,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -42,13 +43,13 @@ from prometheus_client import CollectorRegistry
 
 from anju.alarms.errors import AlarmStoreError, DeliveryRefused
 from anju.alarms.metrics import alarm_metrics
-from anju.alarms.model import Delivery
+from anju.alarms.model import Delivery, event_body
 from anju.alarms.ratelimit import WindowLimiter
 from anju.alarms.retry import Backoff
 from anju.alarms.robot_digest import plan
 from anju.alarms.robot_message import Message
 from anju.alarms.robots import RobotSender
-from anju.alarms.store import AlarmStore
+from anju.alarms.store import AlarmStore, Commit
 from anju.alarms.webhook import Sender, WebhookSender
 from anju.config import Settings, load_settings
 from anju.devices.registry import Site, Team
@@ -165,6 +166,7 @@ class WebhookDispatcher:
         # webhook destinations by key, whose due rows the committing thread may read ahead
         self._webhooks = {d.key for d in self.destinations if not _paced(d)}
         self._prefetched: dict[str, tuple[float, list[Delivery]]] = {}
+        self._prefetch_lock = threading.Lock()
         self._handled = _Recent(8192)  # deliveries attempted by this process, lately
         self._idle_keys: set[str] = set()  # destinations whose worker waits for a wake
         self._sending = 0  # webhook rounds sending what they found due
@@ -379,35 +381,54 @@ class WebhookDispatcher:
         """True while a webhook has events read ahead for it or a round sending them."""
         return self._sending > 0 or bool(self._prefetched)
 
-    def prefetch(self, teams: Iterable[str]) -> None:
-        """Reads what is due for these teams' webhooks on the thread that has just
-        committed their events, and wakes their workers, which then send at once instead
-        of first going back to a thread for the same query: under load that hop waited
-        ~2 ms (p99 ~9 ms) for the GIL behind the event loop, a third of an alarm's way.
+    def committed(self, commit: Commit) -> None:
+        """Hands the webhook rows of a commit just made to their workers, on the thread that
+        made it, and wakes them: they then send at once instead of first going back to a
+        thread to query the outbox (under load that hop waited ~2 ms, p99 ~9 ms, for the
+        GIL behind the event loop, a third of an alarm's way).
 
-        A worker round that starts meanwhile may handle some of these rows: the worker drops
-        every prefetched row it has attempted since (``_handled``), so nothing is sent
-        twice; a row held back by its alarm's order is not in the list and goes out on
-        the worker's next query. Safe to call from any thread."""
+        The rows of a raise (its alarm's first event) are due at once and come first in
+        their alarm's order, so they are handed over as committed, without a query (which
+        took 0.2 ms, p99 1.1 ms, in the peer run at 5 000 msg/s); when a commit has later
+        events for a destination, their order against rows still pending is the store's
+        to say, and its due rows are read here instead.
+
+        Only for a worker waiting with nothing to do: a busy one queries right after its
+        round anyway, and a backlog need not be read again on every commit. A worker round
+        that starts meanwhile may handle some of these rows: the worker drops every handed
+        row it has attempted since (``_handled``), so nothing is sent twice. Safe to call
+        from any thread."""
+        seqs = {f"{ev.alarm_id}:{seq}": (seq, ev) for seq, ev in commit.events}
+        mine: dict[str, list[Delivery]] = {}
+        for d in commit.deliveries:
+            mine.setdefault(d.team, []).append(d)
         now = self._wall_ms()
-        for key in set(teams):
-            # only for a worker waiting with nothing to do: a busy one queries right after
-            # its round anyway, and a backlog need not be read again on every commit
+        for key, rows in mine.items():
             if key not in self._webhooks or key not in self._idle_keys:
                 continue
-            try:
-                due = self.store.due_deliveries(key, now, self.batch)
-            except AlarmStoreError as exc:  # the worker's own query will say it again
-                log.debug("delivery %s: prefetch failed: %s", key, exc)
-                continue
+            firsts = [seqs.get(d.event_id) for d in rows]
+            if all(f is not None and f[0] == 1 for f in firsts):
+                due = [replace(d, body=event_body(f[1]), committed_ms=now)
+                       for d, f in zip(rows, firsts, strict=True) if f is not None]
+            else:
+                try:
+                    due = self.store.due_deliveries(key, now, self.batch)
+                except AlarmStoreError as exc:  # the worker's own query will say it again
+                    log.debug("delivery %s: reading ahead failed: %s", key, exc)
+                    continue
             if due:
-                self._prefetched[key] = (time.monotonic(), due)
+                with self._prefetch_lock:  # commits come from the pipeline and the API
+                    t0, held = self._prefetched.get(key, (time.monotonic(), []))
+                    known = {d.delivery_id for d in held}
+                    self._prefetched[key] = (t0, held + [d for d in due
+                                                         if d.delivery_id not in known])
                 self.wake(key)
 
     def _take_prefetched(self, key: str) -> list[Delivery] | None:
-        """The rows read ahead for ``key`` that this process has not attempted since, or
-        None (nothing, or read too long ago to trust the order it saw)."""
-        got = self._prefetched.pop(key, None)
+        """The rows handed over for ``key`` that this process has not attempted since, or
+        None (nothing, or handed too long ago to trust the order they had)."""
+        with self._prefetch_lock:
+            got = self._prefetched.pop(key, None)
         if got is None or time.monotonic() - got[0] > _PREFETCH_TTL_S:
             return None
         fresh = [d for d in got[1] if d.delivery_id not in self._handled]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -84,6 +84,9 @@ class AlarmManager:
         self._metrics = alarm_metrics(registry)
         self._lock = threading.Lock()
         self._now: int | None = None
+        # told every commit that wrote outbox rows, on the thread that made it, right after
+        # it (the pipeline hands the rows to the webhooks' workers: WebhookDispatcher.committed)
+        self.on_commit: Callable[[Commit], None] | None = None
         self._use(site)
 
     def _use(self, site: Site) -> None:
@@ -457,6 +460,8 @@ class AlarmManager:
 
     def _commit(self, commit: Commit) -> list[AlarmEvent]:
         self.store.commit(commit)
+        if self.on_commit is not None and commit.deliveries:
+            self.on_commit(commit)
         events = [ev for _, ev in commit.events]
         for ev in events:
             self._metrics.events.labels(ev.rule, ev.event).inc()

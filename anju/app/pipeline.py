@@ -178,6 +178,7 @@ class Pipeline:
         self.book = MaintenanceBook(self.store.path)
         self.manager = AlarmManager(self.site, self.store, registry=self.registry,
                                     book=self.book)
+        self.manager.on_commit = self.dispatcher.committed  # rows straight to the webhooks
         # the rules → alarms steps, as the replay takes them (anju.app.evaluation)
         self.evaluation = Evaluation(RuleEngine(self.site, self._rules, estates=self.estates),
                                      self.manager)
@@ -615,8 +616,6 @@ class Pipeline:
         events: list[AlarmEvent] = []
         for now, transitions in groups:
             events += self._apply(now, transitions)
-        if events:  # still on the committing thread: the webhooks' next rows, read ahead
-            self.dispatcher.prefetch({t for ev in events for t in ev.teams})
         return events
 
     def _unstored(self, tickets: list[int]) -> None:
