@@ -336,7 +336,8 @@ class WebhookDispatcher:
                 if wait > 0 and not self._stopping:
                     self._idle_keys.add(dest.key)
                     try:
-                        await asyncio.wait_for(wake.wait(), wait)
+                        async with asyncio.timeout(wait):  # not wait_for: see MqttConsumer.wait
+                            await wake.wait()
                     except TimeoutError:
                         pass
                     finally:

@@ -72,7 +72,8 @@ class AlarmsFirst:
             return
         self.holds += 1
         t0 = time.perf_counter()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._clear.wait(), self.hold_max_s)
+        with contextlib.suppress(TimeoutError):  # not wait_for: see MqttConsumer.wait
+            async with asyncio.timeout(self.hold_max_s):
+                await self._clear.wait()
         if self.on_held is not None:
             self.on_held(time.perf_counter() - t0)

