@@ -355,3 +355,21 @@ def test_sqlite_delivery_marks_skip_the_fsync_then_put_it_back(site: Site,
         with pytest.raises(AlarmStoreError, match="refused"):
             s.mark_delivered(s.due_deliveries("prop-e1", 10**13)[0].delivery_id, 2000, 200)
         assert sync() == 2
+
+
+def test_a_failing_commit_listener_does_not_undo_the_commit(mgr: AlarmManager,
+                                                            store: AlarmStore) -> None:
+    """``on_commit`` is told after the store committed: its failure is logged, and the
+    events are returned as committed (the webhook workers' own query finds their rows)."""
+    told: list[int] = []
+
+    def broken(commit: object) -> None:
+        told.append(1)
+        raise RuntimeError("listener bug")
+
+    mgr.on_commit = broken
+    events = mgr.on_transitions([tr()])
+    assert told == [1]
+    assert kinds(events) == ["raised"]
+    assert len(store.list_alarms()) == 1
+    assert sum(store.pending_counts().values()) == 1

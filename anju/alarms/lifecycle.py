@@ -461,7 +461,10 @@ class AlarmManager:
     def _commit(self, commit: Commit) -> list[AlarmEvent]:
         self.store.commit(commit)
         if self.on_commit is not None and commit.deliveries:
-            self.on_commit(commit)
+            try:
+                self.on_commit(commit)
+            except Exception:  # committed all the same: the workers' own query finds the rows
+                log.exception("alarms: telling the webhooks of a commit failed")
         events = [ev for _, ev in commit.events]
         for ev in events:
             self._metrics.events.labels(ev.rule, ev.event).inc()
