@@ -611,3 +611,32 @@ async def test_a_clear_is_not_handed_over_ahead_of_its_raise_still_pending(
             await until(lambda: states(store) == ["delivered"] * 2, within=10)
         events = [a.event()["event"] for a in receiver.attempts]
         assert events == ["raised", "raised", "cleared"]
+
+
+async def test_a_commit_wakes_only_the_workers_of_its_teams(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """``wake_for`` wakes the destinations its events go to; an idle worker of another
+    team does not go to the outbox for nothing."""
+    site = write_site(tmp_path / "site", {"prop": receiver.url("prop"),
+                                          "fire": receiver.url("fire")})
+    with SqliteAlarmStore(tmp_path / "state") as store:
+        mgr = AlarmManager(site, store)
+        asked: list[str] = []
+        async with dispatcher(site, store, poll_s=5.0) as d:
+            ask = d._due_or_peek
+
+            def counted(key: str, now_ms: int) -> tuple[list[Delivery], tuple[int | None, int]]:
+                asked.append(key)
+                return ask(key, now_ms)
+
+            d._due_or_peek = counted  # type: ignore[method-assign]
+            await until(lambda: d._idle_keys == {"prop", "fire"})
+            asked.clear()
+            events = await asyncio.to_thread(mgr.on_transitions,
+                                             raises(2, roles=("property",)))
+            d.wake_for(events)
+            await until(lambda: states(store) == ["delivered"] * 2)
+            await until(lambda: "prop" in d._idle_keys)
+            await asyncio.sleep(0.05)
+        assert "prop" in asked and "fire" not in asked
+        assert {a.name for a in receiver.attempts} == {"prop"}

@@ -32,7 +32,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -43,7 +43,7 @@ from prometheus_client import CollectorRegistry
 
 from anju.alarms.errors import AlarmStoreError, DeliveryRefused
 from anju.alarms.metrics import alarm_metrics
-from anju.alarms.model import Delivery, event_body
+from anju.alarms.model import AlarmEvent, Delivery, event_body
 from anju.alarms.ratelimit import WindowLimiter
 from anju.alarms.retry import Backoff
 from anju.alarms.robot_digest import plan
@@ -247,6 +247,14 @@ class WebhookDispatcher:
                 ev.set()
             else:
                 loop.call_soon_threadsafe(ev.set)
+
+    def wake_for(self, events: Iterable[AlarmEvent]) -> None:
+        """Wakes the workers of the teams these committed events go to (an event's outbox
+        rows are for its ``teams``), not every destination's: an idle worker woken for
+        nothing goes to a thread to query the outbox, in front of the alarm being sent.
+        Safe to call from any thread."""
+        for team in sorted({t for ev in events for t in ev.teams}):
+            self.wake(team)
 
     def health(self) -> dict[str, Any]:
         """What has not been delivered, per destination, as of the last outbox check (at

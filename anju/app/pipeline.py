@@ -597,7 +597,7 @@ class Pipeline:
                     if ticket is not None:
                         self.acks.done(ticket)  # committed: its messages may be acked
                 if events:
-                    self.dispatcher.wake()  # deliveries start right after the commit
+                    self.dispatcher.wake_for(events)  # deliveries start after the commit
                 # storage waits for the webhooks now, if they have anything to send
                 self.alarms_first.committed(on_way)
                 on_way = 0
@@ -635,7 +635,7 @@ class Pipeline:
         """Events an acknowledgement committed through the API: the same path as the rules'
         events in ``_alarm_loop`` (wake the webhooks, store the ``alarms`` points)."""
         if events:
-            self.dispatcher.wake()
+            self.dispatcher.wake_for(events)
             for ev in events:
                 self.alarm_events[ev.event] += 1
             text = alarm_lines(events).decode()
