@@ -148,6 +148,10 @@ class Settings(BaseSettings):
                                    description="dead-letter file size before rotation")
     webhook_timeout_s: float = Field(default=10.0, gt=0,
                                      description="one webhook request's timeout")
+    webhook_concurrency: int = Field(
+        default=4, ge=1, le=64,
+        description="events of different alarms sent to one target at once (each alarm's "
+                    "events stay in order)")
     webhook_horizon_s: float = Field(
         default=24 * 3600, gt=0,
         description="retry a delivery this long, then park it for `anju alarms requeue`")

@@ -96,9 +96,12 @@ def _reading(kind: str, k: int, alarm: bool) -> dict[str, Any]:
 # -- processes (spawned) -----------------------------------------------------------------
 def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gateway: int,
                messages: int, rate: float, base_ts: int, counters: dict[str, int],
-               alarm_every: int) -> dict[str, Any]:
+               alarm_every: int, alarm_at: int = 0) -> dict[str, Any]:
     """Publishes ``messages`` messages round-robin over its streams (a device's topic, or a
-    building's batch topic with ``gateway`` readings), paced at ``rate`` msg/s when > 0.
+    building's batch topic with ``gateway`` readings), paced at ``rate`` msg/s when > 0;
+    an alarm is due at message ``alarm_at`` of every ``alarm_every`` (publishers are given
+    different ones: in step, their alarms came in pairs, one waiting on the other's
+    webhook).
 
     Written in bursts of about a millisecond of this publisher's traffic (paced every 20
     messages, a gateway's 100-reading messages came in bursts of 2 000 readings that the
@@ -125,7 +128,7 @@ def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gat
         start = time.monotonic()
         for j in range(messages):
             topic, devs = streams[j % len(streams)]
-            if alarm_every > 0 and j % alarm_every == alarm_every // 2:
+            if alarm_every > 0 and j % alarm_every == alarm_at:
                 want_alarm = True
             items = []
             alarm_here = False
@@ -451,7 +454,8 @@ async def _run(tmp: Path, *, messages: int, seconds: float, gateway: int, publis
                     base2 = _next_ts(base_ts, counters)
                     live_pub = asyncio.gather(*(
                         in_pool(_publisher, host, port, f"anju-bench-live-{i}", shares[i],
-                                gateway, n, rate / publishers, base2, counters[i], every)
+                                gateway, n, rate / publishers, base2, counters[i], every,
+                                every * (2 * i + 1) // (2 * publishers))
                         for i, n in enumerate(_split(n_live, publishers))))
                     max_buffered = max_unacked = 0
                     while not live_pub.done():
