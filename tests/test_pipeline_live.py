@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import aiohttp
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
@@ -128,6 +129,45 @@ async def test_alarm_reaches_webhook_and_alarms_measurement(
         assert body["rule"] == "heat.fixed" and body["device"] == "s-1"
         assert body["zone"] == "stair A, east=1"
     assert services.influx.count("alarms", influx_db, "\"rule\" = 'heat.fixed'") >= 1
+
+
+async def test_the_devices_last_readings_outlive_a_restart(
+        services: LocalServices, influx_db: str, topic_prefix: str, tmp_path: Path, cid: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a restart the device view still knows when each device last reported: a
+    routine restart must not turn the whole site into "never heard"."""
+    monkeypatch.setenv("ANJU_TEST_SECRET", "x")
+    monkeypatch.setenv("ANJU_TEST_TOKEN", "tok-last-readings-0123")
+    site = _site(tmp_path / "site", topic_prefix)
+    settings = _settings(services, influx_db, tmp_path / "state", cid)
+    ts = int(time.time() * 1000) - 5000
+
+    async def health(p: Pipeline) -> dict[str, dict[str, object]]:
+        url = f"http://{settings.api_addr}/devices/health?devices=all"
+        async with aiohttp.ClientSession() as http, http.get(
+                url, headers={"Authorization": "Bearer tok-last-readings-0123"}) as r:
+            assert r.status == 200
+            doc = await r.json()
+        return {d["device"]: d for d in doc["devices"]}
+
+    async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+        await _connected(p)
+        await asyncio.to_thread(_publish, services, [
+            (f"anju/{topic_prefix}/b1/smoke/s-1", {"ts": ts, "smoke_db_m": 0.01, "temp_c": 21})])
+        await until(lambda: p.stats()["stored"] >= 1)
+        before = await health(p)
+    assert before["s-1"]["last_reading_ts"] == ts
+    received = before["s-1"]["last_received_at"]
+    assert isinstance(received, int)
+    assert (tmp_path / "state" / "last_readings.npz").exists()  # saved at stop
+
+    async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+        await _connected(p)
+        after = await health(p)
+        assert p.engine.newest[site.devices.index["s-1"]] < 0  # the engine starts afresh
+    assert after["s-1"]["last_reading_ts"] == ts
+    assert after["s-1"]["last_received_at"] == received
+    assert after["s-2"]["last_reading_ts"] is None  # never reported: still never heard
 
 
 async def test_influxdb_outage_spools_then_replays(services: LocalServices, influx_db: str,

@@ -58,6 +58,7 @@ from anju.alarms import (
 from anju.alarms.maintenance import MaintenanceBook
 from anju.app.alarms_first import AlarmsFirst
 from anju.app.evaluation import Evaluation
+from anju.app.last_readings import LastReadings
 from anju.app.pacing import BatchCost
 from anju.config import Settings
 from anju.devices.batch import Batch, KindBatch
@@ -87,6 +88,7 @@ _ALARMS_FIRST_MAX_S = 0.02  # storage waits at most this long for an alarm on it
 _QUEUE_RULES = 2  # decoded batches waiting for the rules: few, so a busy engine gets larger
 _QUEUE_STORE = 64  # decoded batches waiting to be encoded and gathered for storage
 _ENCODE_SLICE = 1000  # rows encoded between two yields to the event loop
+_SAVE_READINGS_S = 60.0  # the devices' last readings are saved this often (and at stop)
 
 
 def _settle_heap() -> None:
@@ -179,6 +181,8 @@ class Pipeline:
         self.manager = AlarmManager(self.site, self.store, registry=self.registry,
                                     book=self.book)
         self.manager.on_commit = self.dispatcher.committed  # rows straight to the webhooks
+        # the devices' last readings as the last run knew them, for the console's view
+        self.last_readings = LastReadings(self.settings.state_dir, self.site)
         # the rules → alarms steps, as the replay takes them (anju.app.evaluation)
         self.evaluation = Evaluation(RuleEngine(self.site, self._rules, estates=self.estates),
                                      self.manager)
@@ -218,6 +222,11 @@ class Pipeline:
             self.dead_letters = DeadLetters(self.settings.state_dir / DEFAULT_NAME,
                                             self.settings.deadletter_max_mb << 20)
             stack.push_async_callback(self.dead_letters.aclose)
+            carried = await asyncio.to_thread(self.last_readings.load, self.site)
+            if carried:
+                log.info("last readings of %d devices taken from %s", carried,
+                         self.last_readings.path)
+            stack.push_async_callback(self._save_readings)  # at stop, after the drain
             await stack.enter_async_context(self.storage)
             await stack.enter_async_context(self.dispatcher)
             if self._api_enabled:
@@ -243,7 +252,8 @@ class Pipeline:
         async with asyncio.TaskGroup() as tg:
             for name, coro in (("batches", self._batch_loop()), ("encode", self._encode_loop()),
                                ("rules", self._rules_loop()), ("clock", self._clock_loop()),
-                               ("alarms", self._alarm_loop())):
+                               ("alarms", self._alarm_loop()),
+                               ("readings", self._readings_loop())):
                 self._tasks[name] = tg.create_task(coro, name=f"pipeline:{name}")
             try:
                 yield
@@ -255,7 +265,8 @@ class Pipeline:
         app = make_api(self.manager, self.store, self.site, health=self.health,
                        registry=self.registry, clock_ms=self._now,
                        on_events=self._committed_events,
-                       last_readings=lambda: (self.engine.newest, self.engine.recv_at))
+                       last_readings=lambda: self.last_readings.merged(
+                           self.engine.newest, self.engine.recv_at))
         add_console(app)  # the operators' console at / (anju/web)
         add_reports(app)  # GET /reports: the accountability report (anju/report)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -575,6 +586,25 @@ class Pipeline:
             if transitions:
                 self.alarms_first.judged()
             await self._alarm_q.put((now, transitions, None))
+
+    async def _readings_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_SAVE_READINGS_S)
+            await self._save_readings()
+
+    async def _save_readings(self) -> None:
+        """Saves the devices' last readings (anju.app.last_readings); a failure (a full
+        disk) is logged, and the next save tries again."""
+        engine = self.engine
+        # copied on the loop the engine runs on, written on a thread
+        newest, recv = engine.newest.copy(), engine.recv_at.copy()
+        try:
+            await asyncio.to_thread(self.last_readings.save, engine.site, newest, recv)
+        except OSError as exc:
+            log.warning("cannot save the devices' last readings to %s: %s",
+                        self.last_readings.path, exc)
+        except Exception:  # a bug in a view must not stop the alarms: say it, go on
+            log.exception("saving the devices' last readings failed")
 
     async def _alarm_loop(self) -> None:
         q = self._alarm_q

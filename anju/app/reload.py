@@ -91,6 +91,7 @@ async def reload_registry(p: Pipeline, root: Path | None = None) -> ReloadResult
         await asyncio.to_thread(p.manager.reload, old)
         p.manager.watch_gateways(decoder.gateway_seen)
         p.engine, p.decoder, p.batcher.decoder = engine, decoder, decoder
+        p.last_readings.use(new)  # the saved times, in the new device order
         p.encoder = LineEncoder(old)
         p._rules = rules
 
