@@ -3,6 +3,7 @@ in order, and every PUBACK is counted; a window smaller than the run still gets 
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -70,3 +71,44 @@ def test_remaining_length_encoding() -> None:
     assert _varint(128) == b"\x80\x01"
     assert _varint(16_383) == b"\xff\x7f"
     assert _varint(2_097_152) == b"\x80\x80\x80\x01"
+
+
+class _SilentBroker:
+    """A TCP peer on loopback that answers CONNECT and then neither reads nor acknowledges:
+    a stalled broker."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        self.conns.append(conn)
+        conn.recv(1024)  # the CONNECT
+        conn.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted; then silence
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.server.close()
+
+
+@pytest.mark.parametrize("window", [5, 60_000])
+def test_a_stalled_broker_fails_the_publisher_within_its_timeout(window: int) -> None:
+    """No PUBACK (a full window), or no reading at all (a full socket): an error after
+    about ``timeout_s``, never a hang."""
+    broker = _SilentBroker()
+    try:
+        pub = WirePublisher("127.0.0.1", broker.port, "stalled", window=window, timeout_s=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(OSError), pub:  # TimeoutError is an OSError
+            payload = b"x" * 60_000
+            for _ in range(2_000):  # 120 MB: more than any socket buffer takes
+                pub.add("t/stalled", payload)
+                pub.flush()
+        assert time.monotonic() - t0 < 10
+    finally:
+        broker.close()

@@ -38,7 +38,8 @@ def test_saved_times_come_back_in_the_next_registrys_order(tmp_path: Path) -> No
     first = _site(tmp_path / "a", ["s-1", "s-2", "s-3"])
     lr = LastReadings(tmp_path, first)
     assert lr.load(first) == 0  # a first start: no file
-    assert lr.save(first, *_times(first, {"s-1": (100, 150), "s-3": (300, 360)})) == 2
+    assert lr.save(first.devices, *_times(first, {"s-1": (100, 150), "s-3": (300, 360)}),
+                   lr.view) == 2
     assert not (tmp_path / (FILE_NAME + ".tmp")).exists()
 
     # the next run's registry: reordered, s-3 removed, s-4 added
@@ -48,12 +49,15 @@ def test_saved_times_come_back_in_the_next_registrys_order(tmp_path: Path) -> No
     newest, recv = again.merged(*_times(second, {}))
     assert newest.tolist() == [NEVER, 100, NEVER] and recv.tolist() == [NEVER, 150, NEVER]
 
-    # what the engine has heard since wins over what was saved
+    # what the engine has heard since wins over what was saved, when it is newer
     newest, recv = again.merged(*_times(second, {"s-1": (500, 510), "s-4": (400, 420)}))
     assert newest.tolist() == [400, 500, NEVER] and recv.tolist() == [420, 510, NEVER]
+    # a backlog redelivered after a crash, older than what was saved, does not go back
+    newest, recv = again.merged(*_times(second, {"s-1": (90, 520)}))
+    assert newest.tolist() == [NEVER, 100, NEVER] and recv.tolist() == [NEVER, 150, NEVER]
 
     # a save keeps a device heard only in an earlier run: still known after two restarts
-    assert again.save(second, *_times(second, {"s-4": (400, 420)})) == 2
+    assert again.save(second.devices, *_times(second, {"s-4": (400, 420)}), again.view) == 2
     third = LastReadings(tmp_path, second)
     assert third.load(second) == 2
     assert third.merged(*_times(second, {}))[0].tolist() == [400, 100, NEVER]
@@ -64,7 +68,9 @@ def test_saved_times_come_back_in_the_next_registrys_order(tmp_path: Path) -> No
     assert third.merged(*_times(fourth, {}))[1].tolist() == [NEVER, 150]
 
 
-@pytest.mark.parametrize("content", [b"not a zip at all", b"PK\x03\x04broken"])
+@pytest.mark.parametrize("content", [b"", b"not a zip at all", b"PK\x03\x04broken",
+                                     b"\x93NUMPY\x01\x00v\x00{'descr': '<i8', 'fortran_order': "
+                                     b"False, 'shape': (0,), }" + b" " * 60 + b"\n"])
 def test_an_unreadable_file_is_logged_and_the_view_starts_empty(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes) -> None:
     site = _site(tmp_path / "a", ["s-1"])
@@ -75,7 +81,7 @@ def test_an_unreadable_file_is_logged_and_the_view_starts_empty(
     assert "cannot be read" in caplog.text
     assert lr.merged(*_times(site, {}))[0].tolist() == [NEVER]
     # the next save replaces it
-    assert lr.save(site, *_times(site, {"s-1": (7, 8)})) == 1
+    assert lr.save(site.devices, *_times(site, {"s-1": (7, 8)}), lr.view) == 1
     assert LastReadings(tmp_path, site).load(site) == 1
 
 
@@ -87,3 +93,26 @@ def test_a_file_with_arrays_of_different_lengths_is_refused(
     with caplog.at_level(logging.WARNING, logger="anju.app.last_readings"):
         assert LastReadings(tmp_path, site).load(site) == 0
     assert "different lengths" in caplog.text
+
+
+def test_a_save_taken_across_a_registry_reload_keeps_each_time_with_its_device(
+        tmp_path: Path) -> None:
+    """The engine's arrays (and the saved view) were copied in the old device order; the
+    reload then laid the view out in the new one: the save writes each time under the
+    device it belongs to, by the old table."""
+    old = _site(tmp_path / "a", ["s-1", "s-2", "s-3"])
+    new = _site(tmp_path / "b", ["s-3", "s-9", "s-1"])
+    lr = LastReadings(tmp_path, old)
+    lr.load(old)
+    engine = _times(old, {"s-1": (11, 12), "s-3": (31, 32)})
+    view = lr.view  # taken with the copies, on the loop
+    assert lr.use(new) == 0  # the reload's swap, while the save waits for its thread
+    assert lr.save(old.devices, *engine, view) == 2
+    again = LastReadings(tmp_path, new)
+    assert again.load(new) == 2
+    assert again.merged(*_times(new, {}))[0].tolist() == [31, NEVER, 11]
+    # arrays of one registry and a view of another (here of another length) are not
+    # mixed: nothing is written
+    shorter = _site(tmp_path / "c", ["s-1", "s-2"])
+    lr.use(shorter)
+    assert lr.save(old.devices, *engine, lr.view) == 0

@@ -63,16 +63,22 @@ class WirePublisher:
     def _connect(self, client_id: str, clean: bool) -> None:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         cid = client_id.encode()
-        # protocol "MQTT" level 4, flags: clean session; keep-alive 0 (no PINGREQ needed)
+        # protocol "MQTT" level 4, flags: clean session; keep-alive the longest there is
+        # (18 h: a bench never needs a PINGREQ; 0 is refused by Mosquitto 2.0.12 and later)
         flags = b"\x02" if clean else b"\x00"
-        body = b"\x00\x04MQTT\x04" + flags + b"\x00\x00" + struct.pack(">H", len(cid)) + cid
+        body = (b"\x00\x04MQTT\x04" + flags + b"\xff\xff" + struct.pack(">H", len(cid)) +
+                cid)
         self._sock.sendall(b"\x10" + _varint(len(body)) + body)
         connack = self._recv_exact(4)
         if connack[0] >> 4 != 2 or connack[3] != 0:
             raise ConnectionError(f"broker refused the connection: CONNACK {connack.hex()}")
         # Blocking from here on: with a timeout set, Python polls before every recv, and
-        # the PUBACK reads between bursts must not wait (they use MSG_DONTWAIT).
+        # the PUBACK reads between bursts must not wait (they use MSG_DONTWAIT). A broker
+        # that stops reading still fails a write after timeout_s (SO_SNDTIMEO), not never.
         self._sock.settimeout(None)
+        sec = int(self.timeout_s)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                              struct.pack("ll", sec, int((self.timeout_s - sec) * 1e6)))
 
     def add(self, topic: str, payload: bytes) -> None:
         """Queues one QoS 1 PUBLISH (written by the next :meth:`flush`)."""
@@ -91,13 +97,21 @@ class WirePublisher:
         while pending:
             room = self.window - (self.sent - self.acked)
             if room <= 0:
-                if not self._read(self.timeout_s):
-                    raise TimeoutError(f"no PUBACK from the broker in {self.timeout_s:g} s")
+                self._wait_for_acks()
                 continue
             self._sock.sendall(b"".join(pending[:room]))
             self.sent += min(room, len(pending))
             del pending[:room]
         self._read(0.0)
+
+    def _wait_for_acks(self) -> None:
+        """Until a PUBACK comes (the window is full), at most ``timeout_s``."""
+        acked, deadline = self.acked, time.monotonic() + self.timeout_s
+        while self.acked == acked:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no PUBACK from the broker in {self.timeout_s:g} s")
+            self._read(left)
 
     def drain(self, within_s: float) -> bool:
         """Flushes, then waits up to ``within_s`` for every PUBACK; True if all came."""
@@ -109,7 +123,7 @@ class WirePublisher:
 
     def close(self) -> None:
         try:
-            self._sock.sendall(b"\xe0\x00")  # DISCONNECT
+            self._sock.sendall(b"\xe0\x00")  # DISCONNECT (SO_SNDTIMEO bounds it)
         except OSError:
             pass
         self._sock.close()

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from anju.devices.registry import Site
+from anju.devices.site import DeviceTable
 from anju.rules.clock import NEVER
 
 __all__ = ["FILE_NAME", "LastReadings"]
@@ -40,13 +41,17 @@ class LastReadings:
     def __init__(self, state_dir: Path, site: Site) -> None:
         self.path = Path(state_dir) / FILE_NAME
         self._saved: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ids, ts, recv
-        self.newest = np.full(len(site.devices), NEVER, np.int64)
-        self.recv_at = np.full(len(site.devices), NEVER, np.int64)
+        n = len(site.devices)
+        # the saved (ts, arrival) in the current device order: one attribute, replaced
+        # whole, so a save on a thread sees the two arrays of one layout
+        self.view = (np.full(n, NEVER, np.int64), np.full(n, NEVER, np.int64))
+        self._writing = threading.Lock()  # a periodic save still running at the final one
 
     def load(self, site: Site) -> int:
         """Reads the saved times; returns how many devices of ``site`` they cover. A missing
-        file is a first start; an unreadable one is logged and left for the next save to
-        replace (the view then starts empty, as before this file existed)."""
+        file is a first start; an unreadable one (cut short by a power loss, written by
+        something else) is logged and left for the next save to replace: the view then
+        starts empty, and the pipeline starts all the same."""
         try:
             # the file opened here: np.load leaves its own open when the zip is broken
             with open(self.path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
@@ -56,9 +61,9 @@ class LastReadings:
             self._saved = (ids.astype(str), ts.astype(np.int64), recv.astype(np.int64))
         except FileNotFoundError:
             self._saved = None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            log.warning("%s cannot be read (%s): the devices' last readings start empty",
-                        self.path, exc)
+        except Exception as exc:  # whatever is wrong with a file that only feeds a view
+            log.warning("%s cannot be read (%s: %s): the devices' last readings start "
+                        "empty", self.path, type(exc).__name__, exc)
             self._saved = None
         return self.use(site)
 
@@ -66,33 +71,50 @@ class LastReadings:
         """Lays the saved times out in ``site``'s device order (at start, and after a
         registry reload); returns how many of its devices they cover."""
         n = len(site.devices)
-        self.newest = np.full(n, NEVER, np.int64)
-        self.recv_at = np.full(n, NEVER, np.int64)
-        if self._saved is None:
-            return 0
-        ids, ts, recv = self._saved
-        index = site.devices.index
-        pos = np.array([index.get(i, -1) for i in ids.tolist()], np.int64)
-        known = pos >= 0
-        self.newest[pos[known]] = ts[known]
-        self.recv_at[pos[known]] = recv[known]
-        return int(known.sum())
+        ts_view, recv_view = np.full(n, NEVER, np.int64), np.full(n, NEVER, np.int64)
+        count = 0
+        if self._saved is not None:
+            ids, ts, recv = self._saved
+            index = site.devices.index
+            pos = np.array([index.get(i, -1) for i in ids.tolist()], np.int64)
+            known = pos >= 0
+            ts_view[pos[known]] = ts[known]
+            recv_view[pos[known]] = recv[known]
+            count = int(known.sum())
+        self.view = (ts_view, recv_view)
+        return count
 
-    def merged(self, newest: np.ndarray, recv_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The engine's times, and the saved ones for devices it has not heard from."""
-        heard = newest != NEVER
-        return np.where(heard, newest, self.newest), np.where(heard, recv_at, self.recv_at)
+    def merged(self, newest: np.ndarray, recv_at: np.ndarray,
+               view: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The newer of the engine's times and the saved ones (``view``, by default the
+        current one), device by device: after a crash the engine first sees the backlog
+        the broker kept, older than what was saved, and the view must not go back."""
+        ts_saved, recv_saved = self.view if view is None else view
+        mine = newest >= ts_saved
+        return np.where(mine, newest, ts_saved), np.where(mine, recv_at, recv_saved)
 
-    def save(self, site: Site, newest: np.ndarray, recv_at: np.ndarray) -> int:
+    def save(self, devices: DeviceTable, newest: np.ndarray, recv_at: np.ndarray,
+             view: tuple[np.ndarray, np.ndarray]) -> int:
         """Writes the merged times of the devices heard (now or before); returns how many.
-        Written to a temporary file and renamed over the old one, so a crash mid-way leaves
-        the last whole file. Call it off the event loop, with arrays that are not changing."""
-        ts, recv = self.merged(newest, recv_at)
+
+        Everything in the device order of ``devices``, the table the engine's arrays are
+        laid out in (``engine.devices``; during a registry reload the Site already holds
+        the next one), taken together on the event loop: copies of the engine's arrays,
+        and ``view`` as it was then. Written to a temporary file, synced and renamed over
+        the old one, so a crash or a power loss leaves the last whole file. Runs on a
+        thread."""
+        if not len(devices) == len(newest) == len(view[0]):
+            return 0  # taken across a reload: the next save has it right
+        ts, recv = self.merged(newest, recv_at, view)
         heard = np.flatnonzero(ts != NEVER)
-        ids = np.array([site.devices.ids[i] for i in heard.tolist()], dtype=str)
+        ids = np.array([devices.ids[i] for i in heard.tolist()], dtype=str)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, ids=ids, newest=ts[heard], recv_at=recv[heard])
-        os.replace(tmp, self.path)
-        self._saved = (ids, ts[heard].copy(), recv[heard].copy())
+        with self._writing:
+            with open(tmp, "wb") as f:
+                np.savez(f, ids=ids, newest=ts[heard], recv_at=recv[heard])
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            self._saved = (ids, ts[heard].copy(), recv[heard].copy())
         return len(heard)

@@ -596,10 +596,12 @@ class Pipeline:
         """Saves the devices' last readings (anju.app.last_readings); a failure (a full
         disk) is logged, and the next save tries again."""
         engine = self.engine
-        # copied on the loop the engine runs on, written on a thread
+        # taken together on the loop the engine and a registry reload run on, written on
+        # a thread
         newest, recv = engine.newest.copy(), engine.recv_at.copy()
         try:
-            await asyncio.to_thread(self.last_readings.save, engine.site, newest, recv)
+            await asyncio.to_thread(self.last_readings.save, engine.devices, newest, recv,
+                                    self.last_readings.view)
         except OSError as exc:
             log.warning("cannot save the devices' last readings to %s: %s",
                         self.last_readings.path, exc)

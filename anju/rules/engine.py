@@ -100,6 +100,9 @@ class RuleEngine:
     def __init__(self, site: Site, rules: RuleSet, *, estates: Iterable[str] | None = None
                  ) -> None:
         self.site = site
+        # the device table its arrays are laid out in: a registry reload puts a new table
+        # in the shared Site before it swaps engines
+        self.devices = site.devices
         self.rules = rules
         self.render = Renderer(site)
         self.stats = EngineStats()
