@@ -161,6 +161,11 @@ class Settings(BaseSettings):
                                          description="longest retry delay (5xx, timeouts)")
     webhook_backoff_refused_cap_s: float = Field(
         default=900.0, gt=0, description="longest retry delay after a refusal (401, 403, …)")
+    report_monthly: bool = Field(
+        default=True, description="write last month's report into InfluxDB once a month is "
+                                  "over (report_monthly; one partition only)")
+    report_timezone: str = Field(default="Asia/Shanghai",
+                                 description="the zone whose midnights begin a month")
     console_url: str = Field(default="http://127.0.0.1:8080",
                              description="operators' console, linked from chat messages")
 
@@ -193,6 +198,17 @@ class Settings(BaseSettings):
             raise ValueError(f"{redact_url(v)!r}: no credentials in the URL; give them as "
                              "ANJU_INFLUX_TOKEN")
         return v.rstrip("/")
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name: Asia/Shanghai)") from None
+        return v
 
     @field_validator("partition")
     @classmethod

@@ -59,6 +59,7 @@ from anju.alarms.maintenance import MaintenanceBook
 from anju.app.alarms_first import AlarmsFirst
 from anju.app.evaluation import Evaluation
 from anju.app.last_readings import LastReadings
+from anju.app.monthly_report import MonthlyReport
 from anju.app.pacing import BatchCost
 from anju.config import Settings
 from anju.devices.batch import Batch, KindBatch
@@ -183,6 +184,9 @@ class Pipeline:
         self.manager.on_commit = self.dispatcher.committed  # rows straight to the webhooks
         # the devices' last readings as the last run knew them, for the console's view
         self.last_readings = LastReadings(self.settings.state_dir, self.site)
+        # last month's report into InfluxDB once a month is over (one worker sees it all)
+        self.monthly = (MonthlyReport(self.site, self.settings, clock=self._now)
+                        if self.settings.report_monthly and self.estates is None else None)
         # the rules → alarms steps, as the replay takes them (anju.app.evaluation)
         self.evaluation = Evaluation(RuleEngine(self.site, self._rules, estates=self.estates),
                                      self.manager)
@@ -255,6 +259,9 @@ class Pipeline:
                                ("alarms", self._alarm_loop()),
                                ("readings", self._readings_loop())):
                 self._tasks[name] = tg.create_task(coro, name=f"pipeline:{name}")
+            if self.monthly is not None:
+                self._tasks["report"] = tg.create_task(self.monthly.run(),
+                                                       name="pipeline:report")
             try:
                 yield
             finally:  # drained (or failing): nothing is left for the tasks to do
