@@ -91,7 +91,7 @@ class MonthlyReport:
     async def step(self) -> int | None:
         """Writes the due month, if any; returns its points (None: nothing was due).
         Raises what building or writing raised; the month stays due."""
-        period = self.due()
+        period = await asyncio.to_thread(self.due)  # it may write the record: a file
         if period is None:
             return None
         report = await asyncio.to_thread(self._build, period)
