@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from anju.app.monthly_report import FILE_NAME, MonthlyReport
+from anju.app.monthly_report import FILE_NAME, MonthlyReport, month_of
 from anju.config import Settings
 from anju.devices.registry import Site, load_site
 from anju.errors import SinkUnavailable
@@ -69,14 +69,17 @@ async def test_a_finished_month_is_written_once_and_only_if_anju_ran_through_it(
     clock = Clock(_ms(2026, 11, 20))  # first started on 20 November
     monthly = MonthlyReport(site, _settings(services, influx_db, state), clock=clock)
     assert monthly.due() is None  # October: before anju ran
-    clock.ms = _ms(2026, 12, 1, 0, 10)
+    clock.ms = _ms(2026, 12, 1, 1, 10)
     assert monthly.due() is None  # November: anju missed its first weeks
     assert await monthly.step() is None
     assert _points(services, influx_db) == []
 
-    # as if anju had run since October: November is due at the turn of the month
-    record.write_bytes(orjson.dumps({"since_ms": _ms(2026, 10, 1), "written": []}))
+    # as if anju had run since 15 October: November is due at the turn of the month
+    record.write_bytes(orjson.dumps({"since_ms": _ms(2026, 10, 15), "written": []}))
+    clock.ms = _ms(2026, 12, 1, 0, 30)
     monthly = MonthlyReport(site, _settings(services, influx_db, state), clock=clock)
+    assert monthly.due() is None  # the month's last alarms may still come: an hour's grace
+    clock.ms = _ms(2026, 12, 1, 1, 10)
     period = monthly.due()
     assert period is not None and period.start_ms == _ms(2026, 11, 1)
     points = await monthly.step()
@@ -96,14 +99,16 @@ async def test_a_finished_month_is_written_once_and_only_if_anju_ran_through_it(
     again = MonthlyReport(site, _settings(services, influx_db, state), clock=clock)
     assert again.due() is None
     # the turn of the year: December is due (nothing in it, but anju ran through it)
-    clock.ms = _ms(2027, 1, 1, 0, 1)
-    assert again.due() is not None and again.due().start_ms == _ms(2026, 12, 1)  # type: ignore[union-attr]
+    clock.ms = _ms(2027, 1, 1, 1, 1)
+    december = again.due()
+    assert december is not None and december.start_ms == _ms(2026, 12, 1)
+    assert orjson.loads(record.read_bytes())["written"] == ["2026-11"]
 
 
 async def test_influxdb_unreachable_leaves_the_month_due(
         services: LocalServices, influx_db: str, november: tuple[Site, Path]) -> None:
     site, state = november
-    (state / FILE_NAME).write_bytes(orjson.dumps({"since_ms": _ms(2026, 10, 1),
+    (state / FILE_NAME).write_bytes(orjson.dumps({"since_ms": _ms(2026, 10, 15),
                                                   "written": []}))
     clock = Clock(_ms(2026, 12, 2))
     down = _settings(services, influx_db, state,
@@ -120,7 +125,7 @@ def test_a_damaged_record_starts_again_from_now(tmp_path: Path,
                                                  november: tuple[Site, Path]) -> None:
     site, _ = november
     (tmp_path / FILE_NAME).write_bytes(b"{not json")
-    clock = Clock(_ms(2026, 12, 1, 0, 10))
+    clock = Clock(_ms(2026, 12, 1, 1, 10))
     monthly = MonthlyReport(site, Settings(state_dir=tmp_path), clock=clock)
     assert monthly.due() is None  # November began before "now": the command's to write
     assert orjson.loads((tmp_path / FILE_NAME).read_bytes())["since_ms"] == clock.ms
@@ -128,14 +133,67 @@ def test_a_damaged_record_starts_again_from_now(tmp_path: Path,
 
 @pytest.mark.parametrize(("now", "expected_s"), [
     ((2026, 12, 15), 3600.0),  # at most an hour's nap
-    ((2026, 12, 31, 23, 59, 30), 31.0),  # the turn of the month, and a second past it
-    ((2027, 1, 31, 23, 59, 50), 11.0),
+    ((2026, 12, 31, 23, 59, 30), 3600.0),
+    ((2027, 1, 1, 0, 59, 30), 31.0),  # the turn and its grace, and a second past them
+    ((2027, 2, 1, 0, 59, 50), 11.0),
 ])
-def test_it_wakes_for_the_turn_of_the_month(tmp_path: Path, november: tuple[Site, Path],
-                                            now: tuple[int, ...], expected_s: float) -> None:
+def test_it_wakes_when_a_month_is_due(tmp_path: Path, november: tuple[Site, Path],
+                                      now: tuple[int, ...], expected_s: float) -> None:
     site, _ = november
     monthly = MonthlyReport(site, Settings(state_dir=tmp_path), clock=Clock(_ms(*now)))
-    assert monthly._until_next_month() == pytest.approx(expected_s)
+    assert monthly._until_next_due() == pytest.approx(expected_s)
+
+
+def test_months_of_a_zone_with_summer_time() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    march = month_of(int(dt.datetime(2026, 3, 15, tzinfo=berlin).timestamp() * 1000),
+                     "Europe/Berlin")
+    assert march.start_ms == int(dt.datetime(2026, 3, 1, tzinfo=berlin).timestamp() * 1000)
+    assert march.end_ms == int(dt.datetime(2026, 4, 1, tzinfo=berlin).timestamp() * 1000)
+    assert march.hours == 31 * 24 - 1  # the clocks go forward on 29 March
+
+
+async def test_months_missed_while_down_are_written_oldest_first(
+        tmp_path: Path, november: tuple[Site, Path]) -> None:
+    site, state = november
+    (state / FILE_NAME).write_bytes(orjson.dumps({"since_ms": _ms(2026, 10, 1),
+                                                  "written": []}))
+    written: list[int] = []
+
+    async def write(report: object) -> int:
+        written.append(report.meta["period"]["from_ms"])  # type: ignore[attr-defined]
+        return 1
+
+    clock = Clock(_ms(2027, 1, 3))  # down from before the turn of November until now
+    monthly = MonthlyReport(site, Settings(state_dir=state), clock=clock, write=write)
+    while await monthly.step() is not None:
+        pass
+    assert written == [_ms(2026, 10, 1), _ms(2026, 11, 1), _ms(2026, 12, 1)]
+    assert orjson.loads((state / FILE_NAME).read_bytes())["written"] == [
+        "2026-10", "2026-11", "2026-12"]
+
+
+@pytest.mark.parametrize("record", [
+    {"since_ms": 0, "written": None}, {"since_ms": 0}, {"since_ms": 0, "written": [1]},
+    {"since_ms": "x", "written": []}, [1, 2]])
+def test_a_malformed_record_is_started_again(tmp_path: Path, november: tuple[Site, Path],
+                                             record: object) -> None:
+    site, _ = november
+    (tmp_path / FILE_NAME).write_bytes(orjson.dumps(record))
+    clock = Clock(_ms(2026, 12, 5))
+    assert MonthlyReport(site, Settings(state_dir=tmp_path), clock=clock).due() is None
+    assert orjson.loads((tmp_path / FILE_NAME).read_bytes()) == {"since_ms": clock.ms,
+                                                                  "written": []}
+
+
+def test_a_record_from_a_clock_ahead_is_brought_back(tmp_path: Path,
+                                                     november: tuple[Site, Path]) -> None:
+    site, _ = november
+    (tmp_path / FILE_NAME).write_bytes(orjson.dumps({"since_ms": _ms(2030, 1, 1),
+                                                     "written": []}))
+    clock = Clock(_ms(2026, 12, 5))
+    MonthlyReport(site, Settings(state_dir=tmp_path), clock=clock).due()
+    assert orjson.loads((tmp_path / FILE_NAME).read_bytes())["since_ms"] == clock.ms
 
 
 def test_an_unknown_time_zone_is_refused() -> None:

@@ -32,8 +32,9 @@ def report_cmd(
                                "(comma-separated to combine)")] = None,
     state_dir: Annotated[Path | None, typer.Option(
         "--state-dir", help="directory of alarms.sqlite3 (default: ANJU_STATE_DIR)")] = None,
-    timezone: Annotated[str, typer.Option(
-        "--timezone", help="zone of the dates' midnights")] = "Asia/Shanghai",
+    timezone: Annotated[str | None, typer.Option(
+        "--timezone", help="zone of the dates' midnights (default: ANJU_REPORT_TIMEZONE, "
+                           "Asia/Shanghai)")] = None,
     influx: Annotated[bool, typer.Option(
         "--influx", help="also write the company and estate figures into InfluxDB "
                          "(ANJU_INFLUX_*), measurement report_monthly, for the Grafana "
@@ -55,7 +56,7 @@ def report_cmd(
 
     t0 = time.perf_counter()
     try:
-        period = parse_period(start, end, timezone)
+        period = parse_period(start, end, timezone or load_settings().report_timezone)
         site = load_site(site_dir)
         scope = scope_for(site, team=team, jurisdiction=parse_jurisdiction(jurisdiction)
                           if jurisdiction else ())
