@@ -5,6 +5,7 @@ reaches a signed webhook, readings survive an InfluxDB outage through the spool.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -129,6 +130,36 @@ async def test_alarm_reaches_webhook_and_alarms_measurement(
         assert body["rule"] == "heat.fixed" and body["device"] == "s-1"
         assert body["zone"] == "stair A, east=1"
     assert services.influx.count("alarms", influx_db, "\"rule\" = 'heat.fixed'") >= 1
+
+
+async def test_an_alarm_commits_while_the_shared_thread_pool_is_busy(
+        services: LocalServices, influx_db: str, topic_prefix: str, tmp_path: Path, cid: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The alarm's commit has a thread of its own: with every thread of the event loop's
+    shared pool held (webhook marks of many teams, API queries, the spool), a heat
+    reading still reaches the webhook before any of them is free again."""
+    monkeypatch.setenv("ANJU_TEST_SECRET", SECRET.decode())
+    async with WebhookReceiver({"property": SECRET}) as rx:
+        site = _site(tmp_path / "site", topic_prefix, hook=rx.url("property"))
+        settings = _settings(services, influx_db, tmp_path / "state", cid)
+        async with Pipeline(settings, site, registry=CollectorRegistry()) as p:
+            await _connected(p)
+            loop = asyncio.get_running_loop()
+            release = threading.Event()
+            held = [loop.run_in_executor(None, release.wait, 30) for _ in range(64)]
+            try:
+                await asyncio.sleep(0.2)  # every thread of the pool is taken
+                pub = threading.Thread(target=_publish, args=(services, [
+                    (f"anju/{topic_prefix}/b1/smoke/s-1",
+                     {"ts": int(time.time() * 1000), "smoke_db_m": 0.01, "temp_c": 60.0})]))
+                pub.start()
+                await until(lambda: bool(rx.accepted.get("property")), within_s=15)
+                assert not release.is_set() and not any(f.done() for f in held)
+            finally:
+                release.set()
+                await asyncio.gather(*held)
+                pub.join(10)
+        assert rx.accepted["property"][0].event()["rule"] == "heat.fixed"
 
 
 async def test_the_devices_last_readings_outlive_a_restart(

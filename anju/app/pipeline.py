@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -226,6 +227,9 @@ class Pipeline:
             self.dead_letters = DeadLetters(self.settings.state_dir / DEFAULT_NAME,
                                             self.settings.deadletter_max_mb << 20)
             stack.push_async_callback(self.dead_letters.aclose)
+            self._commit_pool = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="anju-alarm-commit")
+            stack.callback(self._commit_pool.shutdown)
             carried = await asyncio.to_thread(self.last_readings.load, self.site)
             if carried:
                 log.info("last readings of %d devices taken from %s", carried,
@@ -631,7 +635,10 @@ class Pipeline:
                         groups[-1][1].extend(trs)
                     else:
                         groups.append((now, list(trs)))
-                events = await asyncio.to_thread(self._apply_all, groups)  # SQLite: a thread
+                # SQLite on a thread of its own: never queued behind the shared pool's
+                # work (the webhooks' marks, four lanes a team; the API; the spool)
+                events = await asyncio.get_running_loop().run_in_executor(
+                    self._commit_pool, self._apply_all, groups)
                 for _, _, ticket in items:
                     if ticket is not None:
                         self.acks.done(ticket)  # committed: its messages may be acked
