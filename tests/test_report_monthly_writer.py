@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from anju.app.monthly_report import FILE_NAME, MonthlyReport, month_of
+from anju.app.monthly_report import FILE_NAME, MonthlyReport
 from anju.config import Settings
 from anju.devices.registry import Site, load_site
 from anju.errors import SinkUnavailable
 from anju.report.build import build_report
-from anju.report.period import parse_period
+from anju.report.period import month_of, parse_period
 from anju.report.scope import scope_for
 from anju.services import LocalServices, free_port
 from anju.simulators.month import plan_month, run_month, write_month_site

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
 import logging
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -39,7 +37,7 @@ from anju.config import Settings
 from anju.devices.registry import Site
 from anju.errors import AnjuError
 from anju.report.load import StoreMissing
-from anju.report.period import Period, parse_period
+from anju.report.period import Period, last_month, month_of
 
 __all__ = ["FILE_NAME", "GRACE_MS", "MonthlyReport"]
 
@@ -50,13 +48,6 @@ GRACE_MS = 3_600_000  # a month is built this long after its end
 _MONTHS_BACK = 12  # after downtime, months caught up at most
 _RETRY_S, _RETRY_MAX_S = 300.0, 3600.0  # after a failure: 5 min, doubling up to an hour
 _NAP_S = 3600.0  # wake at least this often to look at the clock (a step, a suspend)
-
-
-def month_of(ms: int, tz: str) -> Period:
-    """The calendar month holding ``ms``, from local midnight to local midnight."""
-    day = dt.datetime.fromtimestamp(ms / 1000, tz=ZoneInfo(tz)).date().replace(day=1)
-    after = (day + dt.timedelta(days=32)).replace(day=1)
-    return parse_period(day.isoformat(), after.isoformat(), tz)
 
 
 def _key(period: Period) -> str:
@@ -122,15 +113,14 @@ class MonthlyReport:
         after the record's start, at most a year back; None when there is none."""
         state = self._load()
         now = self._clock()
-        month = month_of(now - GRACE_MS, self.tz)  # the latest month that may be due …
-        month = month_of(month.start_ms - 1, self.tz)  # … is the one before it
+        month = last_month(now - GRACE_MS, self.tz)  # the latest month that may be due
         found = None
         for _ in range(_MONTHS_BACK):
             if month.start_ms < state["since_ms"]:
                 break
             if _key(month) not in state["written"]:
                 found = month
-            month = month_of(month.start_ms - 1, self.tz)
+            month = last_month(month.start_ms, self.tz)
         return found
 
     async def step(self) -> int | None:

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["DEFAULT_TZ", "Period", "last_month", "parse_instant", "parse_period"]
+__all__ = ["DEFAULT_TZ", "Period", "last_month", "month_of", "parse_instant",
+           "parse_period"]
 
 DEFAULT_TZ = "Asia/Shanghai"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -68,10 +69,13 @@ def parse_period(start: str, end: str, tz: str = DEFAULT_TZ) -> Period:
     return Period(a, b, tz)
 
 
+def month_of(ms: int, tz: str = DEFAULT_TZ) -> Period:
+    """The calendar month holding ``ms``, from local midnight to local midnight in ``tz``."""
+    first = dt.datetime.fromtimestamp(ms / 1000, tz=ZoneInfo(tz)).date().replace(day=1)
+    after = (first + dt.timedelta(days=32)).replace(day=1)
+    return parse_period(first.isoformat(), after.isoformat(), tz)
+
+
 def last_month(now_ms: int, tz: str = DEFAULT_TZ) -> Period:
     """The last full calendar month before ``now_ms``, local midnights in ``tz``."""
-    zone = ZoneInfo(tz)
-    today = dt.datetime.fromtimestamp(now_ms / 1000, tz=zone).date()
-    first = today.replace(day=1)
-    prev = (first - dt.timedelta(days=1)).replace(day=1)
-    return parse_period(prev.isoformat(), first.isoformat(), tz)
+    return month_of(month_of(now_ms, tz).start_ms - 1, tz)
