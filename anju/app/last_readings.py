@@ -16,13 +16,14 @@ downtime is not silence.
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from anju.app.files import replace_file
 from anju.devices.registry import Site
 from anju.devices.site import DeviceTable
 from anju.rules.clock import NEVER
@@ -101,20 +102,16 @@ class LastReadings:
         Everything in the device order of ``devices``, the table the engine's arrays are
         laid out in (``engine.devices``; during a registry reload the Site already holds
         the next one), taken together on the event loop: copies of the engine's arrays,
-        and ``view`` as it was then. Written to a temporary file, synced and renamed over
-        the old one, so a crash or a power loss leaves the last whole file. Runs on a
-        thread."""
+        and ``view`` as it was then. Replaced whole (:func:`anju.app.files.replace_file`),
+        so a crash or a power loss leaves the last whole file. Runs on a thread."""
         if not len(devices) == len(newest) == len(view[0]):
             return 0  # taken across a reload: the next save has it right
         ts, recv = self.merged(newest, recv_at, view)
         heard = np.flatnonzero(ts != NEVER)
         ids = np.array([devices.ids[i] for i in heard.tolist()], dtype=str)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with self._writing:
-            with open(tmp, "wb") as f:
-                np.savez(f, ids=ids, newest=ts[heard], recv_at=recv[heard])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+        data = io.BytesIO()
+        np.savez(data, ids=ids, newest=ts[heard], recv_at=recv[heard])
+        with self._writing:  # saves in order: an older one never lands after a newer one
+            replace_file(self.path, data.getvalue())
             self._saved = (ids, ts[heard].copy(), recv[heard].copy())
         return len(heard)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from anju.app.files import replace_file
 from anju.config import Settings
 from anju.devices.registry import Site
 from anju.errors import AnjuError
@@ -100,12 +100,7 @@ class MonthlyReport:
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(state))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        replace_file(self.path, orjson.dumps(state))
 
     # -- one look at the clock -------------------------------------------------------------
     def due(self) -> Period | None:
