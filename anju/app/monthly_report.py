@@ -76,25 +76,27 @@ class MonthlyReport:
         if self._state is not None:
             return self._state
         now = self._clock()
+        state: dict[str, Any] | None
         try:
             state = orjson.loads(self.path.read_bytes())
             if not (isinstance(state, dict) and isinstance(state.get("since_ms"), int)
                     and isinstance(state.get("written"), list)
                     and all(isinstance(m, str) for m in state["written"])):
                 raise ValueError("not a record of since_ms and written months")
-            if state["since_ms"] > now:
-                log.warning("%s starts in the future (%d ms, the clock was wrong?): "
-                            "starting it again from now", self.path, state["since_ms"])
-                state["since_ms"] = now
-                self._save(state)
         except FileNotFoundError:
-            state = {"since_ms": now, "written": []}
-            self._save(state)
+            state = None
         except (OSError, ValueError) as exc:
             # months before now are then the command's to write, rather than written twice
             log.warning("%s cannot be read (%s): monthly report points are written from the "
                         "next full month on", self.path, exc)
+            state = None
+        if state is None:
             state = {"since_ms": now, "written": []}
+            self._save(state)
+        elif state["since_ms"] > now:
+            log.warning("%s starts in the future (%d ms, the clock was wrong?): starting it "
+                        "again from now", self.path, state["since_ms"])
+            state["since_ms"] = now
             self._save(state)
         self._state = state
         return state
