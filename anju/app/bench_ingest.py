@@ -131,7 +131,7 @@ def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gat
             if alarm_every > 0 and j % alarm_every == alarm_at:
                 want_alarm = True
             items = []
-            alarm_here = False
+            alarm_here: tuple[str, int] | None = None  # (device, ts) of an alarm in it
             for r in range(per_msg):
                 dev, kind = devs[(j // len(streams) * per_msg + r) % len(devs)]
                 k = counters.get(dev, 0)
@@ -140,18 +140,16 @@ def _publisher(host: str, port: int, cid: str, groups: list[dict[str, Any]], gat
                 if alarm:
                     alarmed.add(dev)
                     want_alarm = False
-                    alarm_here = True
-                    alarms.append((dev, base_ts + k, -1.0))
+                    alarm_here = (dev, base_ts + k)
                 item = {"ts": base_ts + k, **_reading(kind, k, alarm)}
                 if gateway:
                     item["device"] = dev
                 items.append(item)
             c.add(topic, orjson.dumps(items if gateway else items[0]))
             readings += len(items)
-            if alarm_here:
+            if alarm_here is not None:
                 c.flush()
-                dev, ts, _ = alarms[-1]
-                alarms[-1] = (dev, ts, time.monotonic())
+                alarms.append((*alarm_here, time.monotonic()))  # when it left
             if j % burst == burst - 1:
                 c.flush()
                 if rate > 0 and (delay := start + (j + 1) / rate - time.monotonic()) > 0:
